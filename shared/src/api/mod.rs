@@ -1,0 +1,103 @@
+//! The two LLM APIs the gateway speaks.
+//!
+//! The typed structs document the shapes and serve code that builds bodies
+//! (translation, templates). Code that edits a client's body in flight should
+//! prefer the `*_texts_mut` visitors over `serde_json::Value`: they change only
+//! the text they visit, so fields the gateway does not know survive untouched.
+//! The typed structs are lossless too (`extra` keeps unknown fields), but a
+//! round trip through them may reorder keys.
+
+pub mod anthropic;
+pub mod openai;
+
+/// Which API a request or response speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiShape {
+    /// OpenAI chat completions: `POST /v1/chat/completions`.
+    OpenAiChat,
+    /// Anthropic messages: `POST /v1/messages`.
+    AnthropicMessages,
+}
+
+impl ApiShape {
+    /// Recognises the API from the request path (query string ignored, any
+    /// prefix such as `/openai` allowed).
+    pub fn from_path(path: &str) -> Option<Self> {
+        let path = path.split('?').next().unwrap_or("").trim_end_matches('/');
+        if path.ends_with("/chat/completions") {
+            Some(ApiShape::OpenAiChat)
+        } else if path.ends_with("/v1/messages") || path == "/messages" {
+            Some(ApiShape::AnthropicMessages)
+        } else {
+            None
+        }
+    }
+}
+
+/// Where a piece of text sits in a body, so a filter can act per location
+/// (e.g. skip system prompts) and report it without quoting the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextKind {
+    /// Message content (a string, or the `text` of a text part).
+    Content,
+    /// A system prompt (OpenAI system/developer message or Anthropic `system`).
+    System,
+    /// Arguments of a tool call (JSON text in OpenAI, an object's strings in Anthropic).
+    ToolArguments,
+    /// The result of a tool call sent back to the model.
+    ToolResult,
+    /// A refusal message from the model.
+    Refusal,
+}
+
+/// Calls `visit` on every string leaf inside `value` (used for structured
+/// tool inputs, whose strings may carry anything).
+pub(crate) fn visit_string_leaves(
+    value: &mut serde_json::Value,
+    kind: TextKind,
+    visit: &mut dyn FnMut(TextKind, &mut String),
+) {
+    match value {
+        serde_json::Value::String(text) => visit(kind, text),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|item| visit_string_leaves(item, kind, visit)),
+        serde_json::Value::Object(map) => map.values_mut().for_each(|item| visit_string_leaves(item, kind, visit)),
+        _ => {}
+    }
+}
+
+/// Visits every text in a request body of the given shape.
+pub fn request_texts_mut(shape: ApiShape, body: &mut serde_json::Value, visit: &mut dyn FnMut(TextKind, &mut String)) {
+    match shape {
+        ApiShape::OpenAiChat => openai::request_texts_mut(body, visit),
+        ApiShape::AnthropicMessages => anthropic::request_texts_mut(body, visit),
+    }
+}
+
+/// Visits every text in a non-streamed response body of the given shape.
+pub fn response_texts_mut(shape: ApiShape, body: &mut serde_json::Value, visit: &mut dyn FnMut(TextKind, &mut String)) {
+    match shape {
+        ApiShape::OpenAiChat => openai::response_texts_mut(body, visit),
+        ApiShape::AnthropicMessages => anthropic::response_texts_mut(body, visit),
+    }
+}
+
+/// Visits every text in one streamed event's JSON data of the given shape.
+pub fn stream_texts_mut(shape: ApiShape, data: &mut serde_json::Value, visit: &mut dyn FnMut(TextKind, &mut String)) {
+    match shape {
+        ApiShape::OpenAiChat => openai::chunk_texts_mut(data, visit),
+        ApiShape::AnthropicMessages => anthropic::stream_event_texts_mut(data, visit),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shape_from_path() {
+        assert_eq!(ApiShape::from_path("/v1/chat/completions"), Some(ApiShape::OpenAiChat));
+        assert_eq!(ApiShape::from_path("/openai/v1/chat/completions?x=1"), Some(ApiShape::OpenAiChat));
+        assert_eq!(ApiShape::from_path("/v1/messages"), Some(ApiShape::AnthropicMessages));
+        assert_eq!(ApiShape::from_path("/v1/models"), None);
+    }
+}

@@ -1,0 +1,435 @@
+//! OpenAI chat completions: request, response and stream chunk.
+
+use super::{visit_string_leaves, TextKind};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// `POST /v1/chat/completions` request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ChatRequest {
+    pub model: String,
+    pub messages: Vec<Message>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_options: Option<StreamOptions>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_completion_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f64>,
+    /// A string or an array of strings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<Tool>>,
+    /// `"auto"`, `"none"`, `"required"` or `{"type":"function","function":{"name":…}}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<Value>,
+    /// Fields the gateway does not model, kept as they came.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct StreamOptions {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_usage: Option<bool>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// One chat message, of any role.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Message {
+    /// `system`, `developer`, `user`, `assistant` or `tool`. Stream deltas
+    /// after the first carry none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub role: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<Content>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCall>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// Message content: a plain string or an array of typed parts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Content {
+    Text(String),
+    Parts(Vec<ContentPart>),
+}
+
+impl Content {
+    /// The text of the content, parts joined with newlines; images skipped.
+    pub fn text(&self) -> String {
+        match self {
+            Content::Text(text) => text.clone(),
+            Content::Parts(parts) => {
+                parts.iter().filter_map(|part| part.text.as_deref()).collect::<Vec<_>>().join("\n")
+            }
+        }
+    }
+}
+
+/// A content part: `{"type":"text","text":…}`, `{"type":"image_url","image_url":{…}}`,
+/// `input_audio`, `file`, or any type added later (kept in `extra`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ContentPart {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_url: Option<ImageUrl>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ImageUrl {
+    /// An `https:` URL or a `data:<media>;base64,…` URL.
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Tool {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function: Option<FunctionDefinition>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct FunctionDefinition {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<Value>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ToolCall {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Present in stream deltas: which tool call a fragment belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<u32>,
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function: Option<FunctionCall>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct FunctionCall {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// JSON text, possibly partial in stream deltas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// Non-streamed response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ChatResponse {
+    #[serde(default)]
+    pub id: String,
+    #[serde(default = "chat_completion_object")]
+    pub object: String,
+    #[serde(default)]
+    pub created: u64,
+    #[serde(default)]
+    pub model: String,
+    #[serde(default)]
+    pub choices: Vec<Choice>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+fn chat_completion_object() -> String {
+    "chat.completion".to_string()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Choice {
+    #[serde(default)]
+    pub index: u32,
+    #[serde(default)]
+    pub message: Message,
+    /// `stop`, `length`, `tool_calls`, `content_filter`.
+    #[serde(default)]
+    pub finish_reason: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Usage {
+    #[serde(default)]
+    pub prompt_tokens: u64,
+    #[serde(default)]
+    pub completion_tokens: u64,
+    #[serde(default)]
+    pub total_tokens: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens_details: Option<PromptTokensDetails>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct PromptTokensDetails {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_tokens: Option<u64>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// One `data:` chunk of a streamed response (`object: chat.completion.chunk`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ChatChunk {
+    #[serde(default)]
+    pub id: String,
+    #[serde(default = "chat_completion_chunk_object")]
+    pub object: String,
+    #[serde(default)]
+    pub created: u64,
+    #[serde(default)]
+    pub model: String,
+    #[serde(default)]
+    pub choices: Vec<ChunkChoice>,
+    /// Only in the final chunk, when `stream_options.include_usage` is set
+    /// (and then `choices` is empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+fn chat_completion_chunk_object() -> String {
+    "chat.completion.chunk".to_string()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ChunkChoice {
+    #[serde(default)]
+    pub index: u32,
+    #[serde(default)]
+    pub delta: Message,
+    #[serde(default)]
+    pub finish_reason: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+fn content_texts_mut(content: &mut Value, kind: TextKind, visit: &mut dyn FnMut(TextKind, &mut String)) {
+    match content {
+        Value::String(text) => visit(kind, text),
+        Value::Array(parts) => {
+            for part in parts {
+                if let Some(Value::String(text)) = part.get_mut("text") {
+                    visit(kind, text);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn tool_calls_texts_mut(message: &mut Value, visit: &mut dyn FnMut(TextKind, &mut String)) {
+    if let Some(Value::Array(calls)) = message.get_mut("tool_calls") {
+        for call in calls {
+            if let Some(Value::String(arguments)) = call.pointer_mut("/function/arguments") {
+                visit(TextKind::ToolArguments, arguments);
+            }
+        }
+    }
+    // The deprecated single `function_call` form.
+    if let Some(Value::String(arguments)) = message.pointer_mut("/function_call/arguments") {
+        visit(TextKind::ToolArguments, arguments);
+    }
+}
+
+fn message_texts_mut(message: &mut Value, visit: &mut dyn FnMut(TextKind, &mut String)) {
+    let kind = match message.get("role").and_then(Value::as_str) {
+        Some("system") | Some("developer") => TextKind::System,
+        Some("tool") | Some("function") => TextKind::ToolResult,
+        _ => TextKind::Content,
+    };
+    if let Some(content) = message.get_mut("content") {
+        content_texts_mut(content, kind, visit);
+    }
+    if let Some(Value::String(refusal)) = message.get_mut("refusal") {
+        visit(TextKind::Refusal, refusal);
+    }
+    tool_calls_texts_mut(message, visit);
+}
+
+/// Visits every text of a chat request: all messages of every role, string and
+/// part forms, and tool-call arguments.
+pub fn request_texts_mut(body: &mut Value, visit: &mut dyn FnMut(TextKind, &mut String)) {
+    if let Some(Value::Array(messages)) = body.get_mut("messages") {
+        for message in messages {
+            message_texts_mut(message, visit);
+        }
+    }
+}
+
+/// Visits every text of a non-streamed response: each choice's message.
+pub fn response_texts_mut(body: &mut Value, visit: &mut dyn FnMut(TextKind, &mut String)) {
+    if let Some(Value::Array(choices)) = body.get_mut("choices") {
+        for choice in choices {
+            if let Some(message) = choice.get_mut("message") {
+                message_texts_mut(message, visit);
+            }
+        }
+    }
+}
+
+/// Visits every text of a stream chunk: each choice's delta.
+pub fn chunk_texts_mut(chunk: &mut Value, visit: &mut dyn FnMut(TextKind, &mut String)) {
+    if let Some(Value::Array(choices)) = chunk.get_mut("choices") {
+        for choice in choices {
+            if let Some(delta) = choice.get_mut("delta") {
+                message_texts_mut(delta, visit);
+            }
+        }
+    }
+}
+
+/// Visits the string leaves of a value as tool input (shared with Anthropic).
+pub fn tool_input_texts_mut(value: &mut Value, visit: &mut dyn FnMut(TextKind, &mut String)) {
+    visit_string_leaves(value, TextKind::ToolArguments, visit);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn request_round_trip_keeps_unknown_fields() {
+        let body = json!({
+            "model": "gpt-4o",
+            "messages": [
+                {"role": "system", "content": "be brief"},
+                {"role": "user", "content": [
+                    {"type": "text", "text": "what is this?"},
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA", "detail": "low"}},
+                    {"type": "input_audio", "input_audio": {"data": "xx", "format": "wav"}}
+                ], "x-custom": 1},
+                {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{\"a\":1}"}}]},
+                {"role": "tool", "tool_call_id": "c1", "content": "42"}
+            ],
+            "stream": true,
+            "stream_options": {"include_usage": true},
+            "logit_bias": {"50256": -100},
+            "seed": 7,
+            "response_format": {"type": "json_object"}
+        });
+        let typed: ChatRequest = serde_json::from_value(body.clone()).unwrap();
+        assert_eq!(typed.messages.len(), 4);
+        assert_eq!(typed.messages[1].content.as_ref().unwrap().text(), "what is this?");
+        assert_eq!(typed.extra["seed"], 7);
+        let back = serde_json::to_value(&typed).unwrap();
+        // `content: null` is dropped (same meaning); everything else survives.
+        let mut expected = body;
+        expected["messages"][2].as_object_mut().unwrap().remove("content");
+        assert_eq!(back, expected);
+    }
+
+    #[test]
+    fn response_and_chunk_parse() {
+        let response: ChatResponse = serde_json::from_value(json!({
+            "id": "x", "object": "chat.completion", "created": 1, "model": "gpt-4o",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop", "logprobs": null}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6, "prompt_tokens_details": {"cached_tokens": 2}},
+            "system_fingerprint": "fp"
+        }))
+        .unwrap();
+        assert_eq!(response.usage.as_ref().unwrap().prompt_tokens_details.as_ref().unwrap().cached_tokens, Some(2));
+        assert_eq!(response.extra["system_fingerprint"], "fp");
+        let chunk: ChatChunk = serde_json::from_value(json!({
+            "id": "x", "object": "chat.completion.chunk", "created": 1, "model": "m",
+            "choices": [{"index": 0, "delta": {"content": "he"}, "finish_reason": null}]
+        }))
+        .unwrap();
+        assert_eq!(chunk.choices[0].delta.content, Some(Content::Text("he".into())));
+        let usage_chunk: ChatChunk = serde_json::from_value(
+            json!({"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}}),
+        )
+        .unwrap();
+        assert_eq!(usage_chunk.usage.unwrap().total_tokens, 3);
+    }
+
+    #[test]
+    fn visitors_reach_every_text_and_edit_in_place() {
+        let mut body = json!({
+            "model": "m",
+            "messages": [
+                {"role": "system", "content": "sys"},
+                {"role": "user", "content": [{"type": "text", "text": "part"}, {"type": "image_url", "image_url": {"url": "u"}}]},
+                {"role": "assistant", "content": "asst", "tool_calls": [{"function": {"name": "f", "arguments": "args"}}]},
+                {"role": "tool", "content": "result"}
+            ],
+            "metadata": {"keep": "me"}
+        });
+        let mut seen = Vec::new();
+        request_texts_mut(&mut body, &mut |kind, text| {
+            seen.push((kind, text.clone()));
+            text.make_ascii_uppercase();
+        });
+        assert_eq!(
+            seen,
+            vec![
+                (TextKind::System, "sys".into()),
+                (TextKind::Content, "part".into()),
+                (TextKind::Content, "asst".into()),
+                (TextKind::ToolArguments, "args".into()),
+                (TextKind::ToolResult, "result".into()),
+            ]
+        );
+        assert_eq!(body["messages"][1]["content"][0]["text"], "PART");
+        assert_eq!(body["messages"][1]["content"][1]["image_url"]["url"], "u");
+        assert_eq!(body["metadata"]["keep"], "me");
+
+        let mut response = json!({"choices": [{"message": {"role": "assistant", "content": "a", "tool_calls": [{"function": {"arguments": "b"}}]}}]});
+        let mut count = 0;
+        response_texts_mut(&mut response, &mut |_, _| count += 1);
+        assert_eq!(count, 2);
+
+        let mut chunk = json!({"choices": [{"delta": {"content": "c"}}]});
+        chunk_texts_mut(&mut chunk, &mut |kind, text| {
+            assert_eq!(kind, TextKind::Content);
+            text.push('!');
+        });
+        assert_eq!(chunk["choices"][0]["delta"]["content"], "c!");
+    }
+}

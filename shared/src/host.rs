@@ -1,0 +1,216 @@
+//! The host seam: the few host calls the filters' logic needs, behind a trait.
+//!
+//! Filter logic takes `&dyn Host` (or `impl Host`) instead of calling
+//! proxy-wasm directly, so it runs natively in unit tests against
+//! [`fake::FakeHost`]. [`ProxyWasmHost`] is the real implementation.
+
+use crate::counter::{SharedStore, StoreError};
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{MapType, MetricType, Status};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::time::UNIX_EPOCH;
+
+/// What filter logic may ask of the host.
+pub trait Host: SharedStore {
+    /// Nanoseconds since the Unix epoch, from the host's clock.
+    fn now_nanos(&self) -> u64;
+    /// A request header, if present and valid UTF-8.
+    fn request_header(&self, name: &str) -> Option<String>;
+    /// A property (attribute) in Envoy's serialisation, e.g. `["xds", "route_name"]`.
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
+    /// Adds `by` to a counter, defining it on first use.
+    fn increment_counter(&self, name: &str, by: u64);
+    /// Records a value in a histogram, defining it on first use.
+    fn record_histogram(&self, name: &str, value: u64);
+}
+
+/// The real host: proxy-wasm hostcalls.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ProxyWasmHost;
+
+/// Envoy keeps every metric a VM defines for the life of the VM. Names built
+/// from request data (model names, keys) are capped so that a client cannot
+/// grow the stats table without bound; past the cap, they are dropped.
+pub const MAX_METRICS_PER_VM: usize = 2048;
+
+thread_local! {
+    // Wasm VMs are single-threaded: one table per VM.
+    static METRIC_IDS: RefCell<HashMap<(String, u8), u32>> = RefCell::new(HashMap::new());
+}
+
+fn metric_id(name: &str, kind: MetricType) -> Option<u32> {
+    let tag = kind as u8;
+    METRIC_IDS.with(|ids| {
+        let mut ids = ids.borrow_mut();
+        if let Some(id) = ids.get(&(name.to_string(), tag)) {
+            return Some(*id);
+        }
+        if ids.len() >= MAX_METRICS_PER_VM {
+            return None;
+        }
+        let id = hostcalls::define_metric(kind, name).ok()?;
+        ids.insert((name.to_string(), tag), id);
+        Some(id)
+    })
+}
+
+impl SharedStore for ProxyWasmHost {
+    fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        hostcalls::get_shared_data(key).unwrap_or((None, None))
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+        match hostcalls::set_shared_data(key, Some(value), cas) {
+            Ok(()) => Ok(()),
+            Err(Status::CasMismatch) => Err(StoreError::CasMismatch),
+            Err(_) => Err(StoreError::Failed),
+        }
+    }
+}
+
+impl Host for ProxyWasmHost {
+    fn now_nanos(&self) -> u64 {
+        hostcalls::get_current_time()
+            .ok()
+            .and_then(|time| time.duration_since(UNIX_EPOCH).ok())
+            .map(|elapsed| u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX))
+            .unwrap_or(0)
+    }
+
+    fn request_header(&self, name: &str) -> Option<String> {
+        hostcalls::get_map_value(MapType::HttpRequestHeaders, name).ok().flatten()
+    }
+
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        hostcalls::get_property(path.to_vec()).ok().flatten()
+    }
+
+    fn increment_counter(&self, name: &str, by: u64) {
+        if let Some(id) = metric_id(name, MetricType::Counter) {
+            let _ = hostcalls::increment_metric(id, i64::try_from(by).unwrap_or(i64::MAX));
+        }
+    }
+
+    fn record_histogram(&self, name: &str, value: u64) {
+        if let Some(id) = metric_id(name, MetricType::Histogram) {
+            let _ = hostcalls::record_metric(id, value);
+        }
+    }
+}
+
+/// Writes a log line through the host. Callers must never pass prompt text,
+/// matched values or credentials: log what happened and where, not the data.
+pub fn log(level: proxy_wasm::types::LogLevel, message: &str) {
+    let _ = hostcalls::log(level, message);
+}
+
+/// Makes a value safe as one segment of a metric name: Envoy splits names on
+/// `.` and tag extraction regexes expect `[A-Za-z0-9_-]`. Long values are cut.
+pub fn metric_segment(value: &str) -> String {
+    let mut out: String = value
+        .chars()
+        .take(64)
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .collect();
+    if out.is_empty() {
+        out.push_str("unknown");
+    }
+    out
+}
+
+#[cfg(any(test, feature = "testing"))]
+pub mod fake {
+    //! An in-memory host for native unit tests.
+    use super::Host;
+    use crate::counter::memory::MemoryStore;
+    use crate::counter::{SharedStore, StoreError};
+    use std::cell::{Cell, RefCell};
+    use std::collections::HashMap;
+
+    #[derive(Debug, Default)]
+    pub struct FakeHost {
+        pub now_nanos: Cell<u64>,
+        pub headers: HashMap<String, String>,
+        pub properties: HashMap<Vec<String>, Vec<u8>>,
+        pub store: MemoryStore,
+        pub counters: RefCell<HashMap<String, u64>>,
+        pub histograms: RefCell<HashMap<String, Vec<u64>>>,
+    }
+
+    impl FakeHost {
+        pub fn new() -> Self {
+            Self::default()
+        }
+
+        pub fn with_header(mut self, name: &str, value: &str) -> Self {
+            self.headers.insert(name.to_ascii_lowercase(), value.to_string());
+            self
+        }
+
+        pub fn with_property(mut self, path: &[&str], value: impl Into<Vec<u8>>) -> Self {
+            self.properties.insert(path.iter().map(|s| s.to_string()).collect(), value.into());
+            self
+        }
+
+        pub fn with_time_nanos(self, nanos: u64) -> Self {
+            self.now_nanos.set(nanos);
+            self
+        }
+
+        pub fn counter(&self, name: &str) -> u64 {
+            self.counters.borrow().get(name).copied().unwrap_or(0)
+        }
+    }
+
+    impl SharedStore for FakeHost {
+        fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+            self.store.get(key)
+        }
+        fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+            self.store.set(key, value, cas)
+        }
+    }
+
+    impl Host for FakeHost {
+        fn now_nanos(&self) -> u64 {
+            self.now_nanos.get()
+        }
+        fn request_header(&self, name: &str) -> Option<String> {
+            self.headers.get(&name.to_ascii_lowercase()).cloned()
+        }
+        fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+            let key: Vec<String> = path.iter().map(|s| s.to_string()).collect();
+            self.properties.get(&key).cloned()
+        }
+        fn increment_counter(&self, name: &str, by: u64) {
+            *self.counters.borrow_mut().entry(name.to_string()).or_insert(0) += by;
+        }
+        fn record_histogram(&self, name: &str, value: u64) {
+            self.histograms.borrow_mut().entry(name.to_string()).or_default().push(value);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fake::FakeHost;
+    use super::*;
+
+    #[test]
+    fn metric_segments_are_sanitised() {
+        assert_eq!(metric_segment("gpt-4o.mini/2024"), "gpt-4o_mini_2024");
+        assert_eq!(metric_segment(""), "unknown");
+        assert_eq!(metric_segment(&"x".repeat(100)).len(), 64);
+    }
+
+    #[test]
+    fn fake_host_records() {
+        let host = FakeHost::new().with_header("X-Team", "blue").with_property(&["xds", "route_name"], "r1");
+        assert_eq!(host.request_header("x-team").as_deref(), Some("blue"));
+        assert_eq!(host.property(&["xds", "route_name"]), Some(b"r1".to_vec()));
+        host.increment_counter("c", 2);
+        host.increment_counter("c", 3);
+        assert_eq!(host.counter("c"), 5);
+    }
+}
