@@ -3,7 +3,6 @@
 
 pub mod config;
 
-use aigw_shared::config::parse_config;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};
 
@@ -18,7 +17,7 @@ impl Context for Root {}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
-        match parse_config::<config::Config>(self.get_plugin_configuration().as_deref()) {
+        match config::from_json(self.get_plugin_configuration().as_deref()) {
             Ok(_) => true,
             Err(err) => {
                 aigw_shared::host::log(LogLevel::Error, &format!("pii-mask: invalid configuration: {err}"));
