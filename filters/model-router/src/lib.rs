@@ -2,6 +2,7 @@
 //! filter's own issue lands.
 
 pub mod config;
+pub mod translate;
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};
