@@ -5,6 +5,7 @@
 //! host seam.
 
 pub mod api;
+pub mod attributes;
 pub mod body;
 pub mod config;
 pub mod counter;
