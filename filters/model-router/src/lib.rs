@@ -1,34 +1,76 @@
-//! model-router: proxy-wasm glue. Placeholder that passes traffic through until the
-//! filter's own issue lands.
+//! model-router: proxy-wasm glue.
+//!
+//! One binary, two roles chosen by the plugin configuration's `mode`:
+//! [`downstream::DownstreamFilter`] in the listener's chain picks the route,
+//! [`upstream::UpstreamFilter`] on each provider cluster adapts every attempt
+//! to its backend. The logic lives in the pure modules below.
 
+pub mod access;
 pub mod config;
+pub mod plan;
+pub mod provider;
+pub mod route;
 pub mod translate;
 
+mod downstream;
+mod upstream;
+
+use aigw_shared::host::log;
+use config::Config;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};
+use std::rc::Rc;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { config: None }) });
 }}
 
-struct Root;
+struct Root {
+    config: Option<Rc<Config>>,
+}
 
 impl Context for Root {}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
         match config::from_json(self.get_plugin_configuration().as_deref()) {
-            Ok(_) => true,
+            Ok(config) => {
+                let what = match &config {
+                    Config::Downstream(d) => {
+                        format!(
+                            "downstream, {} backends, {} exact models, {} patterns, {} rules",
+                            d.backends.len(),
+                            d.exact.len(),
+                            d.patterns.len(),
+                            d.rules.len()
+                        )
+                    }
+                    Config::Upstream(u) => {
+                        format!("upstream for backend {} ({})", u.backend.name, u.backend.provider.as_str())
+                    }
+                };
+                log(LogLevel::Info, &format!("model-router: configured: {what}"));
+                self.config = Some(Rc::new(config));
+                true
+            }
             Err(err) => {
-                aigw_shared::host::log(LogLevel::Error, &format!("model-router: invalid configuration: {err}"));
+                log(LogLevel::Error, &format!("model-router: invalid configuration: {err}"));
                 false
             }
         }
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Passthrough))
+        match &self.config {
+            Some(config) if matches!(config.as_ref(), Config::Downstream(_)) => {
+                Some(Box::new(downstream::DownstreamFilter::new(config)))
+            }
+            Some(config) => Some(Box::new(upstream::UpstreamFilter::new(config))),
+            // Envoy refuses a plugin whose on_configure failed, so no stream
+            // reaches an unconfigured root; pass it through if one ever does.
+            None => Some(Box::new(Passthrough)),
+        }
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -40,3 +82,15 @@ struct Passthrough;
 
 impl Context for Passthrough {}
 impl HttpContext for Passthrough {}
+
+/// Sends an OpenAI-style error as a local reply.
+fn reply(ctx: &dyn HttpContext, error: &aigw_shared::ApiError) {
+    let headers = error.headers();
+    let pairs: Vec<(&str, &str)> = headers.iter().map(|(name, value)| (*name, value.as_str())).collect();
+    ctx.send_http_response(error.status, pairs, Some(&error.body()));
+}
+
+/// Unix time in seconds from the host clock.
+fn unix_seconds(ctx: &dyn Context) -> u64 {
+    ctx.get_current_time().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}

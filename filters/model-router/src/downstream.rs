@@ -1,0 +1,145 @@
+//! Glue for the downstream instance: pause the request until its body is
+//! complete, plan the route, hand it to Envoy's route table.
+
+use crate::config::{Downstream, BACKEND_HEADER, CLIENT_CREDENTIAL_HEADERS, ROUTE_HEADER, UPSTREAM_MODELS_HEADER};
+use crate::plan::{backend_metric, plan};
+use aigw_shared::body::{check_body_size, is_identity_encoding};
+use aigw_shared::host::{log, Host, ProxyWasmHost};
+use aigw_shared::ApiError;
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::{Action, LogLevel};
+
+pub struct DownstreamFilter {
+    config: std::rc::Rc<crate::config::Config>,
+    /// Waiting for the request body.
+    routing: bool,
+    /// Primary backend, once routed.
+    primary: Option<String>,
+}
+
+impl DownstreamFilter {
+    pub fn new(config: &std::rc::Rc<crate::config::Config>) -> Self {
+        DownstreamFilter { config: config.clone(), routing: false, primary: None }
+    }
+
+    fn config(&self) -> Option<&Downstream> {
+        match self.config.as_ref() {
+            crate::config::Config::Downstream(config) => Some(config),
+            crate::config::Config::Upstream(_) => None,
+        }
+    }
+
+    fn fail(&mut self, error: &ApiError) -> Action {
+        ProxyWasmHost.increment_counter(&format!("model_router.rejected.{}", error.code), 1);
+        self.routing = false;
+        crate::reply(self, error);
+        Action::Pause
+    }
+}
+
+impl Context for DownstreamFilter {}
+
+impl HttpContext for DownstreamFilter {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let Some(config) = self.config() else { return Action::Continue };
+        // Headers this filter owns, and client credentials: a client can
+        // neither pick the cluster nor have its key reach the provider.
+        let mut remove: Vec<String> = [ROUTE_HEADER, UPSTREAM_MODELS_HEADER, BACKEND_HEADER]
+            .iter()
+            .chain(CLIENT_CREDENTIAL_HEADERS.iter())
+            .map(|h| h.to_string())
+            .collect();
+        remove.extend(config.strip_request_headers.iter().cloned());
+        let max = config.max_body_bytes;
+        for header in &remove {
+            self.set_http_request_header(header, None);
+        }
+        if end_of_stream {
+            // No body, no model: Envoy's own routes decide (e.g. GET /v1/models).
+            return Action::Continue;
+        }
+        if !is_identity_encoding(self.get_http_request_header("content-encoding").as_deref()) {
+            return self.fail(&ApiError::unsupported_media(
+                "The gateway reads the `model` from the body; send it uncompressed.",
+            ));
+        }
+        if let Some(length) =
+            self.get_http_request_header("content-length").and_then(|v| v.trim().parse::<usize>().ok())
+        {
+            if let Err(error) = check_body_size(length, max) {
+                return self.fail(&error);
+            }
+        }
+        self.routing = true;
+        Action::Pause
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if !self.routing {
+            return Action::Continue;
+        }
+        let config_rc = self.config.clone();
+        let crate::config::Config::Downstream(config) = config_rc.as_ref() else { return Action::Continue };
+        if let Err(error) = check_body_size(body_size, config.max_body_bytes) {
+            return self.fail(&error);
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        self.routing = false;
+        let body = self.get_http_request_body(0, body_size).unwrap_or_default();
+        let plan = match plan(config, &body, &ProxyWasmHost) {
+            Ok(plan) => plan,
+            Err(error) => return self.fail(&error),
+        };
+        self.set_http_request_header(ROUTE_HEADER, Some(&plan.route));
+        self.set_http_request_header(UPSTREAM_MODELS_HEADER, Some(&plan.handoff));
+        if let Some(new_body) = &plan.body {
+            self.set_http_request_body(0, body_size, new_body);
+            self.set_http_request_header("content-length", Some(&new_body.len().to_string()));
+        }
+        let _ = hostcalls::set_property(vec!["aigw.route.backend"], Some(plan.primary.as_bytes()));
+        let _ = hostcalls::set_property(vec!["aigw.route.model"], Some(plan.primary_model.as_bytes()));
+        if hostcalls::call_foreign_function("clear_route_cache", Some(&[])).is_err() {
+            log(
+                LogLevel::Warn,
+                "model-router: clear_route_cache is unavailable; the route chosen before the body was read stays",
+            );
+        }
+        ProxyWasmHost.increment_counter(&backend_metric(&plan.primary, "requests"), 1);
+        if let Some(rule) = &plan.decision.rule {
+            ProxyWasmHost.increment_counter(
+                &format!("model_router.rule.{}.matched", aigw_shared::host::metric_segment(rule)),
+                1,
+            );
+        }
+        self.primary = Some(plan.primary);
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let Some(primary) = self.primary.clone() else { return Action::Continue };
+        let show = self.config().is_some_and(|c| c.backend_header);
+        let via_upstream =
+            self.get_property(vec!["response", "code_details"]).is_some_and(|details| details == b"via_upstream");
+        // The upstream instance names the backend that answered; without one
+        // (OpenAI-only setups), the primary answered if anyone did.
+        let answered = self.get_http_response_header(BACKEND_HEADER).or_else(|| via_upstream.then(|| primary.clone()));
+        if let Some(answered) = &answered {
+            if *answered != primary {
+                ProxyWasmHost.increment_counter(&backend_metric(&primary, "failovers"), 1);
+            }
+        }
+        let status = self.get_http_response_header(":status").and_then(|s| s.parse::<u32>().ok()).unwrap_or(0);
+        if status >= 500 || status == 429 {
+            ProxyWasmHost.increment_counter(&backend_metric(answered.as_deref().unwrap_or(&primary), "errors"), 1);
+        }
+        if show {
+            self.set_http_response_header(BACKEND_HEADER, answered.as_deref());
+        } else {
+            self.set_http_response_header(BACKEND_HEADER, None);
+        }
+        Action::Continue
+    }
+}

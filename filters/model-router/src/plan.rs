@@ -1,0 +1,191 @@
+//! The downstream instance's decision for one request body, as a pure
+//! function over the body and the host seam (headers, claims, filter state).
+
+use crate::access::{self, Subject};
+use crate::config::Downstream;
+use crate::route::Decision;
+use aigw_shared::body::parse_json_object;
+use aigw_shared::host::{metric_segment, Host};
+use aigw_shared::ApiError;
+use serde_json::{Map, Value};
+
+/// What to do with the request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub decision: Decision,
+    /// `x-aigw-route` value.
+    pub route: String,
+    /// `x-aigw-upstream-models` value: JSON object, backend name → model.
+    pub handoff: String,
+    /// The body with `model` set to the primary backend's model, when that
+    /// differs from what the client sent.
+    pub body: Option<Vec<u8>>,
+    /// The primary backend's name.
+    pub primary: String,
+    /// The model the primary backend gets.
+    pub primary_model: String,
+}
+
+/// Reads `model` from the body, applies the routing table, rules and access
+/// control, and returns the plan or the error to answer.
+pub fn plan(config: &Downstream, body: &[u8], host: &dyn Host) -> Result<Plan, ApiError> {
+    let mut value = parse_json_object(body)?;
+    let requested = match value.get("model") {
+        Some(Value::String(model)) if !model.is_empty() => model.clone(),
+        Some(Value::String(_)) | None => {
+            return Err(ApiError::bad_request("invalid_request", "The request needs a `model`.").with_param("model"))
+        }
+        Some(_) => {
+            return Err(ApiError::bad_request("invalid_request", "`model` must be a string.").with_param("model"))
+        }
+    };
+    let resolve = |source: &aigw_shared::attributes::Source| source.resolve(host);
+    let split_key = config.split_key.resolve(host);
+    let decision = config.select(&requested, &resolve, split_key.as_deref())?;
+
+    if let Some(policy) = &config.access {
+        let alias = config.aliases.get(&requested).map(String::as_str);
+        let mut names: Vec<&str> = vec![requested.as_str()];
+        names.extend(alias);
+        // The provider's own name for the model counts too (`anthropic/claude-x` → `claude-x`),
+        // unless a rule redirected the request elsewhere.
+        if decision.rule.is_none() {
+            names.extend(decision.primary().map(|(_, model)| model.as_str()));
+        }
+        let backend_index = decision.table_primary.or(decision.primary().map(|(b, _)| *b));
+        let mut keys: Vec<&str> = Vec::new();
+        if let Some(backend) = backend_index.and_then(|b| config.backends.get(b)) {
+            keys.push(backend.provider.as_str());
+            keys.push(backend.name.as_str());
+        }
+        let resolve_json = |source: &aigw_shared::attributes::Source| source.resolve_json(host);
+        access::check(policy, Subject { names: &names, keys: &keys }, &resolve_json, &resolve)?;
+    }
+
+    let mut handoff = Map::new();
+    for (backend, model) in &decision.targets {
+        if let Some(backend) = config.backends.get(*backend) {
+            handoff.insert(backend.name.clone(), Value::String(model.clone()));
+        }
+    }
+    let Some((primary_index, primary_model)) = decision.primary().cloned() else {
+        return Err(ApiError::internal("The route has no backend."));
+    };
+    let primary = config.backends.get(primary_index).map(|b| b.name.clone()).unwrap_or_default();
+    let body = if primary_model != requested {
+        if let Some(object) = value.as_object_mut() {
+            object.insert("model".into(), Value::String(primary_model.clone()));
+        }
+        Some(value.to_string().into_bytes())
+    } else {
+        None
+    };
+    Ok(Plan {
+        route: decision.route.clone(),
+        handoff: Value::Object(handoff).to_string(),
+        body,
+        primary,
+        primary_model,
+        decision,
+    })
+}
+
+/// `model_router.backend.<name>.<what>`.
+pub fn backend_metric(backend: &str, what: &str) -> String {
+    format!("model_router.backend.{}.{what}", metric_segment(backend))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{from_json, Config};
+    use aigw_shared::attributes::envoy_value;
+    use aigw_shared::host::fake::FakeHost;
+    use serde_json::json;
+
+    fn config(text: &str) -> Downstream {
+        match from_json(Some(text.as_bytes())).unwrap() {
+            Config::Downstream(config) => *config,
+            Config::Upstream(_) => panic!(),
+        }
+    }
+
+    const CONFIG: &str = r#"{
+        "backends": [{"name": "mock"}, {"name": "mock-b"}, {"name": "claude", "provider": "anthropic"}],
+        "aliases": {"fast": "gpt-4o-mini"},
+        "models": [
+            {"name": "gpt-4o-mini", "targets": [{"backend": "mock"}]},
+            {"name": "failover-demo", "targets": [{"backend": "mock-b", "model": "gpt-4o-mini"}, {"backend": "mock", "model": "gpt-4o-mini"}], "route": "failover-demo"},
+            {"regex": "anthropic/(.*)", "targets": [{"backend": "claude", "model": "$1"}]}
+        ],
+        "access": {"claim": "jwt:llms", "default": ["*"]}
+    }"#;
+
+    fn jwt(host: FakeHost, claim: Value) -> FakeHost {
+        host.with_property(
+            &["metadata", "filter_metadata", "envoy.filters.http.jwt_authn", "jwt_payload", "llms"],
+            envoy_value::encode(&claim),
+        )
+    }
+
+    #[test]
+    fn alias_rewrites_body_and_builds_handoff() {
+        let c = config(CONFIG);
+        let p = plan(&c, br#"{"model": "fast", "messages": []}"#, &FakeHost::new()).unwrap();
+        assert_eq!(p.route, "mock");
+        assert_eq!(p.primary, "mock");
+        assert_eq!(serde_json::from_str::<Value>(&p.handoff).unwrap(), json!({"mock": "gpt-4o-mini"}));
+        let body: Value = serde_json::from_slice(&p.body.unwrap()).unwrap();
+        assert_eq!(body, json!({"model": "gpt-4o-mini", "messages": []}));
+        let p = plan(&c, br#"{"model": "gpt-4o-mini"}"#, &FakeHost::new()).unwrap();
+        assert_eq!(p.body, None);
+    }
+
+    #[test]
+    fn failover_handoff_names_every_backend() {
+        let c = config(CONFIG);
+        let p = plan(&c, br#"{"model": "failover-demo"}"#, &FakeHost::new()).unwrap();
+        assert_eq!(p.route, "failover-demo");
+        assert_eq!(p.primary, "mock-b");
+        assert_eq!(
+            serde_json::from_str::<Value>(&p.handoff).unwrap(),
+            json!({"mock-b": "gpt-4o-mini", "mock": "gpt-4o-mini"})
+        );
+    }
+
+    #[test]
+    fn bad_bodies_are_400() {
+        let c = config(CONFIG);
+        for body in [&b"{"[..], b"[]", b"{}", br#"{"model": 4}"#, br#"{"model": ""}"#] {
+            let err = plan(&c, body, &FakeHost::new()).unwrap_err();
+            assert_eq!(err.status, 400, "{}", String::from_utf8_lossy(body));
+        }
+        assert_eq!(plan(&c, br#"{"model": "nope"}"#, &FakeHost::new()).unwrap_err().status, 404);
+    }
+
+    #[test]
+    fn seed_claim_allows_and_forbids() {
+        let c = config(CONFIG);
+        let claim = json!({"openai": ["gpt-4o-mini"], "anthropic": ["claude-3-opus"]});
+        let host = jwt(FakeHost::new(), claim);
+        assert!(plan(&c, br#"{"model": "gpt-4o-mini"}"#, &host).is_ok());
+        assert!(plan(&c, br#"{"model": "fast"}"#, &host).is_ok(), "alias of an allowed model");
+        // failover-demo goes upstream as gpt-4o-mini, which the claim allows.
+        assert!(plan(&c, br#"{"model": "failover-demo"}"#, &host).is_ok());
+        let narrow = jwt(FakeHost::new(), json!({"openai": ["gpt-4o"]}));
+        let err = plan(&c, br#"{"model": "failover-demo"}"#, &narrow).unwrap_err();
+        assert_eq!((err.status, err.code), (403, "model_not_allowed"));
+        // The provider's own model name counts: `anthropic/claude-3-opus` goes upstream as `claude-3-opus`.
+        assert!(plan(&c, br#"{"model": "anthropic/claude-3-opus"}"#, &host).is_ok());
+        assert_eq!(plan(&c, br#"{"model": "anthropic/claude-3-haiku"}"#, &host).unwrap_err().status, 403);
+        let host = jwt(FakeHost::new(), json!({"anthropic": ["anthropic/claude-*"]}));
+        assert!(plan(&c, br#"{"model": "anthropic/claude-3-opus"}"#, &host).is_ok());
+        // No claim at all: the default list (everything) applies.
+        assert!(plan(&c, br#"{"model": "failover-demo"}"#, &FakeHost::new()).is_ok());
+    }
+
+    #[test]
+    fn metric_names_are_sanitised() {
+        assert_eq!(backend_metric("mock.b/1", "requests"), "model_router.backend.mock_b_1.requests");
+    }
+}

@@ -1,0 +1,176 @@
+//! What the upstream instance does to a request for its backend: the path,
+//! the model name, and for Anthropic the whole body. Pure.
+
+use crate::config::{Backend, Provider};
+use crate::translate::request::{request_info, to_anthropic, Options, RequestInfo};
+use aigw_shared::api::ApiShape;
+use aigw_shared::body::parse_json_object;
+use aigw_shared::ApiError;
+use serde_json::Value;
+
+/// The request as the backend must receive it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prepared {
+    /// New `:path`, when it changes.
+    pub path: Option<String>,
+    /// Headers to set (replacing any present).
+    pub set_headers: Vec<(&'static str, String)>,
+    /// Headers to remove.
+    pub remove_headers: Vec<&'static str>,
+    /// The new body, when it changes.
+    pub body: Option<Vec<u8>>,
+    /// Set when the response must be translated back (Anthropic chat).
+    pub translate: Option<RequestInfo>,
+    /// The model the backend was asked for.
+    pub model: Option<String>,
+}
+
+/// Whether a request needs its body read to be prepared for `backend`.
+pub fn needs_body(backend: &Backend, path: &str, handoff_model: Option<&str>) -> bool {
+    let chat = ApiShape::from_path(path) == Some(ApiShape::OpenAiChat);
+    match backend.provider {
+        Provider::Anthropic | Provider::AzureOpenai => chat,
+        Provider::Openai => handoff_model.is_some() && chat,
+    }
+}
+
+/// Prepares an OpenAI chat request (`path`, `body`) for `backend`.
+/// `handoff_model` is the model the downstream instance chose for this
+/// backend; without it the body's own `model` is used.
+pub fn prepare(backend: &Backend, path: &str, body: &[u8], handoff_model: Option<&str>) -> Result<Prepared, ApiError> {
+    let mut value = parse_json_object(body)?;
+    let body_model = value.get("model").and_then(Value::as_str).map(str::to_string);
+    let model = match (handoff_model, body_model) {
+        (Some(model), _) => model.to_string(),
+        (None, Some(model)) => model,
+        (None, None) => {
+            return Err(ApiError::bad_request("invalid_request", "The request has no `model`.").with_param("model"))
+        }
+    };
+    let mut prepared = Prepared {
+        path: None,
+        set_headers: Vec::new(),
+        remove_headers: Vec::new(),
+        body: None,
+        translate: None,
+        model: Some(model.clone()),
+    };
+    match backend.provider {
+        Provider::Openai => {
+            if !backend.path_prefix.is_empty() {
+                prepared.path = Some(format!("{}{}", backend.path_prefix, path));
+            }
+            if value.get("model").and_then(Value::as_str) != Some(model.as_str()) {
+                if let Some(object) = value.as_object_mut() {
+                    object.insert("model".into(), Value::String(model));
+                }
+                prepared.body = Some(value.to_string().into_bytes());
+            }
+        }
+        Provider::AzureOpenai => {
+            let deployment = backend.deployment.replace("{model}", &model);
+            prepared.path = Some(format!(
+                "{}/openai/deployments/{}/chat/completions?api-version={}",
+                backend.path_prefix, deployment, backend.api_version
+            ));
+            if value.get("model").and_then(Value::as_str) != Some(model.as_str()) {
+                if let Some(object) = value.as_object_mut() {
+                    object.insert("model".into(), Value::String(model));
+                }
+                prepared.body = Some(value.to_string().into_bytes());
+            }
+        }
+        Provider::Anthropic => {
+            let options = Options { default_max_tokens: backend.default_max_tokens };
+            let translated = to_anthropic(&value, &model, &options)?;
+            prepared.translate = Some(request_info(&value));
+            prepared.body = Some(translated.to_string().into_bytes());
+            prepared.path = Some(format!("{}/v1/messages", backend.path_prefix));
+            prepared.set_headers.push(("anthropic-version", backend.anthropic_version.clone()));
+            prepared.set_headers.push(("content-type", "application/json".to_string()));
+            // The reply is translated, so it must arrive readable.
+            prepared.remove_headers.push("accept-encoding");
+        }
+    }
+    Ok(prepared)
+}
+
+/// Reads the downstream instance's hand-off header: backend name → model.
+pub fn handoff_model(header: &str, backend: &str) -> Option<String> {
+    let map: serde_json::Map<String, Value> = serde_json::from_str(header).ok()?;
+    map.get(backend).and_then(Value::as_str).map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{from_json, Config};
+    use serde_json::json;
+
+    fn backend(text: &str) -> Backend {
+        match from_json(Some(format!(r#"{{"mode": "upstream", "backend": {text}}}"#).as_bytes())).unwrap() {
+            Config::Upstream(up) => up.backend,
+            Config::Downstream(_) => panic!(),
+        }
+    }
+
+    const CHAT: &str = r#"{"model": "fast", "messages": [{"role": "user", "content": "hi"}], "stream": true}"#;
+
+    #[test]
+    fn openai_backend_rewrites_only_the_model() {
+        let b = backend(r#"{"name": "mock"}"#);
+        let p = prepare(&b, "/v1/chat/completions", CHAT.as_bytes(), Some("gpt-4o-mini")).unwrap();
+        assert_eq!(p.path, None);
+        let body: Value = serde_json::from_slice(&p.body.unwrap()).unwrap();
+        assert_eq!(body["model"], "gpt-4o-mini");
+        assert_eq!(body["stream"], true);
+        assert!(p.translate.is_none());
+        let p = prepare(&b, "/v1/chat/completions", CHAT.as_bytes(), Some("fast")).unwrap();
+        assert_eq!(p.body, None, "unchanged model, untouched body");
+        let b = backend(r#"{"name": "vllm", "path_prefix": "/vllm"}"#);
+        let p = prepare(&b, "/v1/chat/completions", CHAT.as_bytes(), None).unwrap();
+        assert_eq!(p.path.as_deref(), Some("/vllm/v1/chat/completions"));
+    }
+
+    #[test]
+    fn azure_backend_uses_deployment_path() {
+        let b = backend(r#"{"name": "az", "provider": "azure_openai", "api_version": "2024-10-21"}"#);
+        let p = prepare(&b, "/v1/chat/completions", CHAT.as_bytes(), Some("gpt-4o")).unwrap();
+        assert_eq!(p.path.as_deref(), Some("/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21"));
+        let b = backend(
+            r#"{"name": "az", "provider": "azure_openai", "deployment": "prod-{model}", "api_version": "2024-10-21"}"#,
+        );
+        let p = prepare(&b, "/v1/chat/completions", CHAT.as_bytes(), None).unwrap();
+        assert_eq!(p.path.as_deref(), Some("/openai/deployments/prod-fast/chat/completions?api-version=2024-10-21"));
+    }
+
+    #[test]
+    fn anthropic_backend_translates() {
+        let b = backend(r#"{"name": "claude", "provider": "anthropic", "default_max_tokens": 512}"#);
+        let p = prepare(&b, "/v1/chat/completions", CHAT.as_bytes(), Some("claude-x")).unwrap();
+        assert_eq!(p.path.as_deref(), Some("/v1/messages"));
+        assert!(p.set_headers.contains(&("anthropic-version", "2023-06-01".to_string())));
+        assert!(p.remove_headers.contains(&"accept-encoding"));
+        let body: Value = serde_json::from_slice(&p.body.unwrap()).unwrap();
+        assert_eq!(
+            body,
+            json!({"model": "claude-x", "max_tokens": 512, "stream": true, "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]})
+        );
+        assert_eq!(p.translate, Some(RequestInfo { stream: true, include_usage: false }));
+    }
+
+    #[test]
+    fn errors_and_handoff() {
+        let b = backend(r#"{"name": "claude", "provider": "anthropic"}"#);
+        assert_eq!(prepare(&b, "/v1/chat/completions", b"{", None).unwrap_err().status, 400);
+        assert_eq!(prepare(&b, "/v1/chat/completions", b"{}", None).unwrap_err().param.as_deref(), Some("model"));
+        assert_eq!(handoff_model(r#"{"claude":"c-1","mock":"m"}"#, "claude").as_deref(), Some("c-1"));
+        assert_eq!(handoff_model(r#"{"mock":"m"}"#, "claude"), None);
+        assert_eq!(handoff_model("garbage", "claude"), None);
+        assert!(needs_body(&b, "/v1/chat/completions", None));
+        assert!(!needs_body(&b, "/v1/models", None));
+        let o = backend(r#"{"name": "o"}"#);
+        assert!(!needs_body(&o, "/v1/chat/completions", None));
+        assert!(needs_body(&o, "/v1/chat/completions", Some("m")));
+    }
+}
