@@ -1,0 +1,174 @@
+//! The gateway as shipped, through a real Envoy: configs validate, the four
+//! filters load, requests and streams pass through to the mock and back, a
+//! stream crosses Envoy chunk by chunk, and the routes, failover and JWT
+//! wiring of gateway.yaml work.
+
+#![allow(clippy::unwrap_used, clippy::panic)] // test helpers outside #[test] fns
+
+use aigw_e2e::http::{openai_stream_text, sse_data};
+use aigw_e2e::{config, jwt, shipped_configs, validate_config, Gateway, RecordedRequest};
+use serde_json::{json, Value};
+
+fn chat_body(text: &str, stream: bool) -> Value {
+    json!({
+        "model": "gpt-4o-mini",
+        "stream": stream,
+        "messages": [{"role": "user", "content": text}],
+    })
+}
+
+/// The one upstream request (on any mock) whose body carries `marker`.
+fn upstream_with(gw: &Gateway, marker: &str) -> RecordedRequest {
+    let matching: Vec<RecordedRequest> =
+        gw.upstream_requests().into_iter().filter(|r| r.body.contains(marker)).collect();
+    assert_eq!(matching.len(), 1, "expected one upstream request carrying {marker:?}, got {matching:#?}");
+    matching.into_iter().next().unwrap()
+}
+
+#[test]
+fn every_shipped_config_validates() {
+    let configs = shipped_configs();
+    assert!(configs.iter().any(|c| c.ends_with("gateway.yaml")), "gateway.yaml missing: {configs:?}");
+    assert!(configs.iter().any(|c| c.ends_with("bare.yaml")), "bare.yaml missing: {configs:?}");
+    for config in configs {
+        if let Err(err) = validate_config(&config) {
+            panic!("{err}");
+        }
+    }
+}
+
+#[test]
+fn bare_is_gateway_without_the_wasm_filters() {
+    let read = |name: &str| std::fs::read_to_string(aigw_e2e::repo_root().join("envoy-config").join(name)).unwrap();
+    let gateway = config::without_wasm_filters(&read("gateway.yaml")).unwrap();
+    let bare: serde_yaml::Value = serde_yaml::from_str(&read("bare.yaml")).unwrap();
+    assert!(config::wasm_configs(&read("bare.yaml")).unwrap().is_empty());
+    assert!(gateway == bare, "bare.yaml drifted from gateway.yaml (apart from the Wasm filters)");
+}
+
+#[test]
+fn the_chain_loads_and_passes_json_and_streams_through() {
+    let gw = Gateway::start();
+
+    // All four filters are configured in Envoy, in chain order, and their VMs run.
+    let dump = gw.config_dump().to_string();
+    let positions: Vec<usize> = config::FILTERS
+        .iter()
+        .map(|f| dump.find(&format!("dist/{f}.wasm")).unwrap_or_else(|| panic!("{f} missing from config_dump")))
+        .collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "filters out of chain order: {positions:?}");
+    let active = gw.stat("wasm.envoy.wasm.runtime.v8.active").expect("no Wasm VM stats");
+    // One VM per filter on the main thread and on each of the two workers.
+    assert!(active >= 4, "only {active} Wasm VMs active");
+    let log = gw.envoy_log();
+    assert!(!log.contains("Unable to create Wasm") && !log.contains("Failed to load"), "{log}");
+
+    // JSON: the mock echoes the last user message; the client gets it back.
+    let marker = "json-through-the-chain";
+    let response = gw.chat(&chat_body(marker, false));
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(response.json()["choices"][0]["message"]["content"], marker);
+    assert!(response.json()["usage"]["total_tokens"].as_u64().unwrap() > 0);
+    let upstream = upstream_with(&gw, marker);
+    assert_eq!(upstream.method, "POST");
+
+    // SSE: every delta arrives, in order, ending with [DONE].
+    let marker = "stream through the whole filter chain";
+    let response = gw.stream(
+        "POST",
+        "/v1/chat/completions",
+        &[("x-mock-chunks", "4")],
+        chat_body(marker, true).to_string().as_bytes(),
+    );
+    assert_eq!(response.status, 200);
+    assert!(response.header("content-type").unwrap_or("").starts_with("text/event-stream"));
+    let body = String::from_utf8(response.into_response().unwrap().body).unwrap();
+    assert_eq!(openai_stream_text(&body), marker);
+    assert_eq!(sse_data(&body).last().map(String::as_str), Some("[DONE]"));
+    upstream_with(&gw, marker);
+    // The access log recorded both requests.
+    let entries = gw.access_log_entries(2);
+    assert_eq!(entries.iter().filter(|e| e["path"] == "/v1/chat/completions" && e["status"] == 200).count(), 2);
+}
+
+#[test]
+fn a_stream_reaches_the_client_before_the_provider_finished() {
+    let gw = Gateway::start();
+    let marker = "one two three four five six";
+    let mut stream = gw.stream(
+        "POST",
+        "/v1/chat/completions",
+        &[("x-mock-chunks", "6"), ("x-mock-chunk-delay-ms", "250")],
+        chat_body(marker, true).to_string().as_bytes(),
+    );
+    assert_eq!(stream.status, 200);
+    let first = stream.next_chunk().unwrap().expect("no first chunk");
+    assert!(!first.data.is_empty());
+    // The first bytes are here: the mock must still be writing the rest.
+    let progress = upstream_with(&gw, marker).response;
+    assert!(
+        !progress.complete && progress.writes < progress.total_writes,
+        "Envoy buffered the stream: the client's first chunk came after the mock finished ({progress:?})"
+    );
+    let mut chunks = vec![first];
+    while let Some(chunk) = stream.next_chunk().unwrap() {
+        chunks.push(chunk);
+    }
+    assert!(chunks.len() > 2, "the stream arrived in {} piece(s)", chunks.len());
+    assert!(upstream_with(&gw, marker).response.complete);
+    let body: Vec<u8> = chunks.iter().flat_map(|c| c.data.clone()).collect();
+    assert_eq!(openai_stream_text(&String::from_utf8(body).unwrap()), marker);
+}
+
+/// Without model-router, the client's `x-aigw-route` header picks the route
+/// directly: this checks gateway.yaml's routes, failover and JWT wiring alone.
+#[test]
+fn routes_failover_and_jwt_wiring() {
+    let gw = Gateway::builder().without_filter("model-router").start();
+    let chat = |headers: &[(&str, &str)], text: &str| gw.chat_with(headers, &chat_body(text, false));
+
+    // No header: the default route, the `mock` cluster.
+    let response = chat(&[], "default");
+    assert_eq!((response.status, response.header("x-mock-backend")), (200, Some("mock")));
+    let response = chat(&[("x-aigw-route", "mock-secondary")], "secondary");
+    assert_eq!((response.status, response.header("x-mock-backend")), (200, Some("mock-secondary")));
+    // Provider routes (the providers are mocks in tests; Host is rewritten to the cluster's host).
+    let response = chat(&[("x-aigw-route", "openai")], "to-openai");
+    assert_eq!((response.status, response.header("x-mock-backend")), (200, Some("openai")));
+
+    // Failover: the primary answers 503 / 429, Envoy retries once on the secondary.
+    for status in ["503", "429"] {
+        gw.clear_mocks();
+        let text = format!("failover-{status}");
+        let headers = [("x-aigw-route", "mock-failover"), ("x-mock-status", status), ("x-mock-fault-backend", "mock")];
+        let response = chat(&headers, &text);
+        assert_eq!(response.status, 200, "{}", response.text());
+        assert_eq!(response.header("x-mock-backend"), Some("mock-secondary"));
+        assert_eq!(response.json()["choices"][0]["message"]["content"], text.as_str());
+        let primary = gw.mock("mock").requests();
+        assert_eq!(primary.len(), 1);
+        assert_eq!(primary[0].response.status.to_string(), status);
+        assert_eq!(gw.mock("mock-secondary").requests().len(), 1);
+    }
+    // A streamed request fails over too (nothing was sent to the client yet).
+    gw.clear_mocks();
+    let headers = [("x-aigw-route", "mock-failover"), ("x-mock-status", "503"), ("x-mock-fault-backend", "mock")];
+    let response = gw.post_json("/v1/chat/completions", &headers, &chat_body("streamed failover", true));
+    assert_eq!((response.status, response.header("x-mock-backend")), (200, Some("mock-secondary")));
+    assert_eq!(openai_stream_text(&response.text()), "streamed failover");
+    // Both backends failing: the client gets the last backend's error.
+    let headers = [("x-aigw-route", "mock-failover"), ("x-mock-status", "503")];
+    assert_eq!(chat(&headers, "both down").status, 503);
+
+    // jwt_authn: a valid demo token is accepted and not forwarded; a bad one is rejected.
+    gw.clear_mocks();
+    let token = jwt::demo_token(json!({"sub": "user-1", "team": "alpha"}));
+    let bearer = format!("Bearer {token}");
+    let response = chat(&[("authorization", &bearer)], "with-jwt");
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(upstream_with(&gw, "with-jwt").header("authorization"), None);
+    let forged = jwt::sign(&json!({"iss": jwt::DEMO_ISSUER, "aud": jwt::DEMO_AUDIENCE, "sub": "x"}), b"wrong key");
+    let response = chat(&[("authorization", &format!("Bearer {forged}"))], "forged-jwt");
+    assert_eq!(response.status, 401);
+    assert!(gw.upstream_requests().iter().all(|r| !r.body.contains("forged-jwt")));
+}
