@@ -1,15 +1,457 @@
-//! Plugin configuration. Not yet implemented: the filter accepts only `{}`.
+//! Plugin configuration: raw serde structs (unknown fields rejected), then a
+//! validated form. Every error names its field, e.g.
+//! `rules[1].window: unknown window "week": expected minute, hour or day`.
+//! The README documents every option; `config.schema.json` mirrors them.
 
-use aigw_shared::config::{parse_config, ConfigError};
+use crate::cost::{Price, PriceTable};
+use crate::limits::{Counts, Window};
+use crate::tokenize::{Counting, Encoding, ModelMap, ModelPattern, ModelTable, DEFAULT_MAX_EXACT_BYTES};
+use aigw_shared::attributes::Source;
+use aigw_shared::body::DEFAULT_MAX_BODY_BYTES;
+use aigw_shared::config::{index, join, parse_config, ConfigError};
 use serde::Deserialize;
+use std::collections::{BTreeMap, HashSet};
+
+/// Output tokens reserved when a request sets no `max_tokens`.
+pub const DEFAULT_OUTPUT_TOKENS: u64 = 256;
+/// Subjects a rule tracks per window before some of them share a budget.
+pub const DEFAULT_MAX_SUBJECTS: u32 = 10_000;
+/// Upper bound on `max_subjects` (≈ 200 bytes of shared data each).
+pub const MAX_SUBJECTS_CAP: u32 = 1_000_000;
+/// OpenAI's cost of a 1024×1024 image at `detail: high` (also used for
+/// images whose size is unknown, audio and files).
+pub const DEFAULT_IMAGE_TOKENS: u64 = 765;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    rules: Vec<RawRule>,
+    #[serde(default)]
+    reservation: RawReservation,
+    #[serde(default)]
+    tokenizer: RawTokenizer,
+    #[serde(default)]
+    prices: BTreeMap<String, RawPrice>,
+    #[serde(default)]
+    stream_usage: Option<String>,
+    #[serde(default)]
+    rate_limit_headers: Option<bool>,
+    #[serde(default)]
+    max_request_bytes: Option<usize>,
+    #[serde(default)]
+    max_response_bytes: Option<usize>,
+    #[serde(default)]
+    on_store_error: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    name: String,
+    key: String,
+    limit: u64,
+    window: String,
+    #[serde(default)]
+    counts: Option<String>,
+    #[serde(default)]
+    on_exceeded: Option<String>,
+    #[serde(default)]
+    max_subjects: Option<u32>,
+    #[serde(default)]
+    key_metrics: bool,
+}
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Config {}
+struct RawReservation {
+    #[serde(default)]
+    default_output_tokens: Option<u64>,
+    #[serde(default)]
+    max_output_tokens: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTokenizer {
+    #[serde(default)]
+    models: BTreeMap<String, RawCounting>,
+    #[serde(default)]
+    unknown_models: Option<RawCounting>,
+    #[serde(default)]
+    max_exact_bytes: Option<usize>,
+    #[serde(default)]
+    preload: Option<bool>,
+    #[serde(default)]
+    image_tokens: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawCounting {
+    Encoding(String),
+    Detailed(RawCountingDetailed),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCountingDetailed {
+    encoding: String,
+    #[serde(default)]
+    factor: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPrice {
+    input: f64,
+    output: f64,
+    #[serde(default)]
+    cached_input: Option<f64>,
+    #[serde(default)]
+    cache_write: Option<f64>,
+}
+
+/// What happens when a request would pass a rule's limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnExceeded {
+    /// 429 with an OpenAI error body and `retry-after`.
+    Reject,
+    /// Let the request through and set filter state `aigw.budget.exceeded`
+    /// to `1` (model-router's budget fallback reads it).
+    Signal,
+}
+
+/// How OpenAI streams get their usage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamUsage {
+    /// Set `stream_options.include_usage` upstream when the client did not,
+    /// and remove the extra usage chunk from what the client sees.
+    Inject,
+    /// Leave requests alone; streams without a usage chunk are estimated.
+    Off,
+}
+
+/// A validated rate-limit rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    pub name: String,
+    pub key: Source,
+    pub limit: u64,
+    pub window: Window,
+    pub counts: Counts,
+    pub on_exceeded: OnExceeded,
+    pub slots: u32,
+    pub key_metrics: bool,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub rules: Vec<Rule>,
+    pub default_output_tokens: u64,
+    pub max_output_tokens: Option<u64>,
+    pub models: ModelMap,
+    pub max_exact_bytes: usize,
+    pub preload: bool,
+    pub image_tokens: u64,
+    pub prices: PriceTable,
+    pub stream_usage: StreamUsage,
+    pub rate_limit_headers: bool,
+    pub max_request_bytes: usize,
+    pub max_response_bytes: usize,
+    /// Admit requests when shared data fails or stays contended (the
+    /// default), or refuse them with 503.
+    pub fail_open: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        // An empty document is valid; build the defaults through the same path.
+        from_json(None).unwrap_or(Config {
+            rules: Vec::new(),
+            default_output_tokens: DEFAULT_OUTPUT_TOKENS,
+            max_output_tokens: None,
+            models: ModelMap::default(),
+            max_exact_bytes: DEFAULT_MAX_EXACT_BYTES,
+            preload: true,
+            image_tokens: DEFAULT_IMAGE_TOKENS,
+            prices: PriceTable::default(),
+            stream_usage: StreamUsage::Inject,
+            rate_limit_headers: true,
+            max_request_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_response_bytes: DEFAULT_MAX_BODY_BYTES,
+            fail_open: true,
+        })
+    }
+}
+
+fn rule_name_ok(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn counting(raw: &RawCounting, path: &str, default_factor: f64) -> Result<Counting, ConfigError> {
+    let (name, factor, name_path) = match raw {
+        RawCounting::Encoding(name) => (name.as_str(), None, path.to_string()),
+        RawCounting::Detailed(detailed) => (detailed.encoding.as_str(), detailed.factor, join(path, "encoding")),
+    };
+    let encoding = Encoding::parse(name).ok_or_else(|| {
+        ConfigError::new(name_path, format!("unknown encoding \"{name}\": expected o200k_base or cl100k_base"))
+    })?;
+    match factor {
+        None if default_factor == 1.0 => Ok(Counting::exact(encoding)),
+        None => Ok(Counting::approximate(encoding, default_factor)),
+        Some(factor) if factor.is_finite() && factor > 0.0 && factor <= 10.0 => {
+            if factor == 1.0 {
+                Ok(Counting::exact(encoding))
+            } else {
+                Ok(Counting::approximate(encoding, factor))
+            }
+        }
+        Some(factor) => Err(ConfigError::new(
+            join(path, "factor"),
+            format!("factor must be a number above 0 and at most 10, got {factor}"),
+        )),
+    }
+}
+
+fn price_value(value: f64, path: String) -> Result<f64, ConfigError> {
+    if value.is_finite() && value >= 0.0 {
+        Ok(value)
+    } else {
+        Err(ConfigError::new(path, format!("a price must be a number of USD per million tokens ≥ 0, got {value}")))
+    }
+}
+
+fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
+    let mut rules = Vec::with_capacity(raw.rules.len());
+    let mut names = HashSet::new();
+    for (i, rule) in raw.rules.iter().enumerate() {
+        let path = index("rules", i);
+        if !rule_name_ok(&rule.name) {
+            return Err(ConfigError::new(
+                join(&path, "name"),
+                format!("\"{}\" is not a valid rule name: use 1-64 letters, digits, '-' or '_'", rule.name),
+            ));
+        }
+        if !names.insert(rule.name.clone()) {
+            return Err(ConfigError::new(join(&path, "name"), format!("duplicate rule name \"{}\"", rule.name)));
+        }
+        let key = Source::parse(&rule.key).map_err(|reason| ConfigError::new(join(&path, "key"), reason))?;
+        if rule.limit == 0 {
+            return Err(ConfigError::new(join(&path, "limit"), "limit must be at least 1 token"));
+        }
+        let window = Window::parse(&rule.window).ok_or_else(|| {
+            ConfigError::new(
+                join(&path, "window"),
+                format!("unknown window \"{}\": expected minute, hour or day", rule.window),
+            )
+        })?;
+        let counts = match rule.counts.as_deref() {
+            None => Counts::Total,
+            Some(text) => Counts::parse(text).ok_or_else(|| {
+                ConfigError::new(
+                    join(&path, "counts"),
+                    format!("unknown token kind \"{text}\": expected input, output or total"),
+                )
+            })?,
+        };
+        let on_exceeded = match rule.on_exceeded.as_deref() {
+            None | Some("reject") => OnExceeded::Reject,
+            Some("signal") => OnExceeded::Signal,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    join(&path, "on_exceeded"),
+                    format!("unknown action \"{other}\": expected reject or signal"),
+                ))
+            }
+        };
+        let slots = rule.max_subjects.unwrap_or(DEFAULT_MAX_SUBJECTS);
+        if slots == 0 || slots > MAX_SUBJECTS_CAP {
+            return Err(ConfigError::new(
+                join(&path, "max_subjects"),
+                format!("max_subjects must be between 1 and {MAX_SUBJECTS_CAP}, got {slots}"),
+            ));
+        }
+        rules.push(Rule {
+            name: rule.name.clone(),
+            key,
+            limit: rule.limit,
+            window,
+            counts,
+            on_exceeded,
+            slots,
+            key_metrics: rule.key_metrics,
+        });
+    }
+
+    let mut overrides = Vec::new();
+    for (pattern, raw_counting) in &raw.tokenizer.models {
+        let path = format!("tokenizer.models.{pattern}");
+        let parsed = ModelPattern::parse(pattern).map_err(|reason| ConfigError::new(path.clone(), reason))?;
+        overrides.push((parsed, counting(raw_counting, &path, 1.0)?));
+    }
+    let mut models = ModelMap { overrides: ModelTable::new(overrides), ..ModelMap::default() };
+    if let Some(unknown) = &raw.tokenizer.unknown_models {
+        let mut parsed = counting(unknown, "tokenizer.unknown_models", 1.0)?;
+        parsed.exact = false;
+        models.unknown = parsed;
+    }
+    let max_exact_bytes = raw.tokenizer.max_exact_bytes.unwrap_or(DEFAULT_MAX_EXACT_BYTES);
+
+    let mut prices = Vec::new();
+    for (pattern, price) in &raw.prices {
+        let path = format!("prices.{pattern}");
+        let parsed = ModelPattern::parse(pattern).map_err(|reason| ConfigError::new(path.clone(), reason))?;
+        let input = price_value(price.input, join(&path, "input"))?;
+        prices.push((
+            parsed,
+            Price {
+                input,
+                output: price_value(price.output, join(&path, "output"))?,
+                cached_input: price_value(price.cached_input.unwrap_or(input), join(&path, "cached_input"))?,
+                cache_write: price_value(price.cache_write.unwrap_or(input), join(&path, "cache_write"))?,
+            },
+        ));
+    }
+
+    let stream_usage = match raw.stream_usage.as_deref() {
+        None | Some("inject") => StreamUsage::Inject,
+        Some("off") => StreamUsage::Off,
+        Some(other) => {
+            return Err(ConfigError::new("stream_usage", format!("unknown mode \"{other}\": expected inject or off")))
+        }
+    };
+    let fail_open = match raw.on_store_error.as_deref() {
+        None | Some("allow") => true,
+        Some("deny") => false,
+        Some(other) => {
+            return Err(ConfigError::new(
+                "on_store_error",
+                format!("unknown action \"{other}\": expected allow or deny"),
+            ))
+        }
+    };
+    let max_request_bytes = raw.max_request_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
+    if max_request_bytes == 0 {
+        return Err(ConfigError::new("max_request_bytes", "must be at least 1"));
+    }
+    let max_response_bytes = raw.max_response_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
+    if max_response_bytes == 0 {
+        return Err(ConfigError::new("max_response_bytes", "must be at least 1"));
+    }
+
+    Ok(Config {
+        rules,
+        default_output_tokens: raw.reservation.default_output_tokens.unwrap_or(DEFAULT_OUTPUT_TOKENS),
+        max_output_tokens: raw.reservation.max_output_tokens,
+        models,
+        max_exact_bytes,
+        preload: raw.tokenizer.preload.unwrap_or(true),
+        image_tokens: raw.tokenizer.image_tokens.unwrap_or(DEFAULT_IMAGE_TOKENS),
+        prices: PriceTable::new(prices),
+        stream_usage,
+        rate_limit_headers: raw.rate_limit_headers.unwrap_or(true),
+        max_request_bytes,
+        max_response_bytes,
+        fail_open,
+    })
+}
 
 /// Parses and validates the plugin configuration (the JSON Envoy hands the
-/// filter). Used by `on_configure` and by the test that checks every shipped
-/// manifest against this parser.
+/// filter). Used by `on_configure` and by the tests that check the README
+/// and schema examples.
 pub fn from_json(bytes: Option<&[u8]>) -> Result<Config, ConfigError> {
-    parse_config(bytes)
+    validate(parse_config::<RawConfig>(bytes)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> ConfigError {
+        from_json(Some(text.as_bytes())).unwrap_err()
+    }
+
+    #[test]
+    fn defaults() {
+        let config = from_json(None).unwrap();
+        assert!(config.rules.is_empty());
+        assert_eq!(config.default_output_tokens, DEFAULT_OUTPUT_TOKENS);
+        assert_eq!(config.stream_usage, StreamUsage::Inject);
+        assert!(config.rate_limit_headers && config.fail_open && config.preload);
+        assert_eq!(Config::default(), config);
+    }
+
+    #[test]
+    fn full_config() {
+        let config = from_json(Some(
+            br#"{
+            "rules": [
+                {"name": "per-sub", "key": "jwt:sub", "limit": 500, "window": "hour"},
+                {"name": "per-team", "key": "header:x-team", "limit": 100000, "window": "day", "counts": "output",
+                 "on_exceeded": "signal", "max_subjects": 500, "key_metrics": true}
+            ],
+            "reservation": {"default_output_tokens": 100, "max_output_tokens": 4096},
+            "tokenizer": {"models": {"my-llm*": "o200k_base", "mistral*": {"encoding": "cl100k_base", "factor": 1.1}},
+                          "unknown_models": {"encoding": "cl100k_base", "factor": 1.3},
+                          "max_exact_bytes": 65536, "preload": false, "image_tokens": 1000},
+            "prices": {"gpt-4o*": {"input": 2.5, "output": 10, "cached_input": 1.25}},
+            "stream_usage": "off", "rate_limit_headers": false, "on_store_error": "deny"
+        }"#,
+        ))
+        .unwrap();
+        assert_eq!(config.rules.len(), 2);
+        assert_eq!(config.rules[0].counts, Counts::Total);
+        assert_eq!(config.rules[0].on_exceeded, OnExceeded::Reject);
+        assert_eq!(config.rules[0].key, Source::JwtClaim(vec!["sub".into()]));
+        assert_eq!(config.rules[1].on_exceeded, OnExceeded::Signal);
+        assert_eq!(config.rules[1].slots, 500);
+        assert_eq!(config.models.resolve("my-llm-7b"), (Counting::exact(Encoding::O200kBase), true));
+        assert_eq!(config.models.resolve("mistral-large").0.factor, 1.1);
+        assert_eq!(config.models.resolve("who-knows").0.factor, 1.3);
+        assert_eq!(config.prices.lookup("gpt-4o-mini").map(|p| p.cache_write), Some(2.5));
+        assert_eq!(config.max_output_tokens, Some(4096));
+        assert!(!config.fail_open && !config.preload && !config.rate_limit_headers);
+    }
+
+    #[test]
+    fn errors_name_their_field() {
+        let cases = [
+            (r#"{"rules": [{"name": "a", "key": "jwt:sub", "limit": 5, "window": "week"}]}"#, "rules[0].window"),
+            (
+                r#"{"rules": [{"name": "a", "key": "jwt:sub", "limit": 5, "window": "hour"}, {"name": "a", "key": "route", "limit": 5, "window": "hour"}]}"#,
+                "rules[1].name",
+            ),
+            (r#"{"rules": [{"name": "a b", "key": "route", "limit": 5, "window": "hour"}]}"#, "rules[0].name"),
+            (r#"{"rules": [{"name": "a", "key": "cookie:x", "limit": 5, "window": "hour"}]}"#, "rules[0].key"),
+            (r#"{"rules": [{"name": "a", "key": "route", "limit": 0, "window": "hour"}]}"#, "rules[0].limit"),
+            (
+                r#"{"rules": [{"name": "a", "key": "route", "limit": 5, "window": "hour", "counts": "all"}]}"#,
+                "rules[0].counts",
+            ),
+            (
+                r#"{"rules": [{"name": "a", "key": "route", "limit": 5, "window": "hour", "on_exceeded": "drop"}]}"#,
+                "rules[0].on_exceeded",
+            ),
+            (
+                r#"{"rules": [{"name": "a", "key": "route", "limit": 5, "window": "hour", "max_subjects": 0}]}"#,
+                "rules[0].max_subjects",
+            ),
+            (r#"{"rules": [{"name": "a", "key": "route", "limit": 5, "window": "hour", "limt": 3}]}"#, "rules[0].limt"),
+            (r#"{"tokenizer": {"models": {"x*": "p50k_base"}}}"#, "tokenizer.models.x*"),
+            (
+                r#"{"tokenizer": {"models": {"x*": {"encoding": "cl100k_base", "factor": -1}}}}"#,
+                "tokenizer.models.x*.factor",
+            ),
+            (r#"{"tokenizer": {"models": {"a*b": "cl100k_base"}}}"#, "tokenizer.models.a*b"),
+            (r#"{"prices": {"gpt-4o": {"input": -1, "output": 1}}}"#, "prices.gpt-4o.input"),
+            (r#"{"stream_usage": "maybe"}"#, "stream_usage"),
+            (r#"{"on_store_error": "panic"}"#, "on_store_error"),
+            (r#"{"reservation": {"default_output_tokens": "many"}}"#, "reservation.default_output_tokens"),
+        ];
+        for (text, path) in cases {
+            assert_eq!(err(text).path, path, "{text}");
+        }
+    }
 }

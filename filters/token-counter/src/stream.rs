@@ -1,0 +1,526 @@
+//! One HTTP stream through the filter, as a state machine over the host seam.
+//!
+//! `lib.rs` feeds it the callbacks' inputs and carries out what it returns
+//! (local replies, body and header edits, filter state); everything here runs
+//! natively against `FakeHost` in tests.
+//!
+//! Request: the rules' keys are resolved from headers and metadata, the
+//! prompt is counted when the body is complete, and every applicable rule
+//! reserves `prompt + expected output` (by what it counts) with one CAS each.
+//! A `reject` rule that would pass its limit answers 429 (and releases what
+//! the earlier rules reserved); a `signal` rule sets `aigw.budget.exceeded`.
+//! Response: usage is read as the body passes; at the end of the stream each
+//! reservation is settled to the real usage, or released if the upstream
+//! failed, and the metrics and filter state are written.
+
+use crate::config::{Config, OnExceeded, Rule, StreamUsage};
+use crate::limits::{self, format_reset, Reservation, Snapshot};
+use crate::metrics::{self, RequestMetrics};
+use crate::prompt::{count_request, RequestInfo};
+use crate::tokenize::{TokenCounter, FALLBACK_BYTES_PER_TOKEN};
+use crate::usage::{BodyKind, Emit, ReadProblem, ResponseTracker, Usage};
+use aigw_shared::api::ApiShape;
+use aigw_shared::body::{is_event_stream, is_identity_encoding, is_json_content_type};
+use aigw_shared::host::Host;
+use aigw_shared::ApiError;
+use serde_json::Value;
+
+/// Filter state names (set with `set_property`, one path segment).
+pub const STATE_BUDGET_EXCEEDED: &str = "aigw.budget.exceeded";
+pub const STATE_TOKENS_INPUT: &str = "aigw.tokens.input";
+pub const STATE_TOKENS_OUTPUT: &str = "aigw.tokens.output";
+pub const STATE_TOKENS_TOTAL: &str = "aigw.tokens.total";
+pub const STATE_COST: &str = "aigw.cost.micro_usd";
+/// Read (if model-router set it) to account usage to the model actually used.
+pub const STATE_ROUTE_MODEL: &str = "aigw.route.model";
+
+/// A rule that applies to this request.
+#[derive(Debug, Clone)]
+struct Hit {
+    rule: usize,
+    subject: String,
+    fingerprint: u64,
+    key: String,
+    /// Tokens reserved and the window they were reserved in; `None` when no
+    /// reservation is held (not made, failed, or already settled).
+    reserved: Option<(u64, u64)>,
+    snapshot: Option<Snapshot>,
+}
+
+/// Response headers in OpenAI's format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateHeaders {
+    pub limit: u64,
+    pub remaining: u64,
+    pub reset_millis: u64,
+}
+
+impl RateHeaders {
+    pub fn pairs(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("x-ratelimit-limit-tokens", self.limit.to_string()),
+            ("x-ratelimit-remaining-tokens", self.remaining.to_string()),
+            ("x-ratelimit-reset-tokens", format_reset(self.reset_millis)),
+        ]
+    }
+}
+
+/// What the glue does after the request body (or bodiless headers).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RequestAction {
+    /// Forward; replace the body with these bytes if given (and fix
+    /// `content-length`).
+    Forward { new_body: Option<Vec<u8>> },
+    /// Answer locally with this error (rate-limit headers included).
+    Reject { error: ApiError, headers: Vec<(&'static str, String)> },
+}
+
+/// Values the glue stores as filter state at the end of the stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    pub usage: Usage,
+    pub cost_micro_usd: Option<u64>,
+}
+
+impl Outcome {
+    /// `(name, value)` pairs for `set_property`.
+    pub fn filter_state(&self) -> Vec<(&'static str, String)> {
+        let mut out = vec![
+            (STATE_TOKENS_INPUT, self.usage.input.to_string()),
+            (STATE_TOKENS_OUTPUT, self.usage.output.to_string()),
+            (STATE_TOKENS_TOTAL, self.usage.total().to_string()),
+        ];
+        if let Some(cost) = self.cost_micro_usd {
+            out.push((STATE_COST, cost.to_string()));
+        }
+        out
+    }
+}
+
+#[derive(Debug)]
+pub struct Stream {
+    start_nanos: u64,
+    shape: Option<ApiShape>,
+    hits: Vec<Hit>,
+    model: Option<String>,
+    prompt_tokens: u64,
+    output_reserve: u64,
+    signal: bool,
+    rejected: bool,
+    status: Option<u32>,
+    tracker: Option<ResponseTracker>,
+    strip_usage_chunk: bool,
+    first_token_nanos: Option<u64>,
+    finished: bool,
+    request_seen: bool,
+}
+
+fn property_text(host: &dyn Host, name: &str) -> Option<String> {
+    host.property(&[name]).and_then(|bytes| String::from_utf8(bytes).ok()).filter(|text| !text.is_empty())
+}
+
+impl Stream {
+    /// Starts a stream at the request headers: resolves every rule's key.
+    pub fn new(config: &Config, host: &dyn Host, path: &str) -> Stream {
+        let hits = config
+            .rules
+            .iter()
+            .enumerate()
+            .filter_map(|(index, rule)| {
+                let subject = rule.key.resolve(host)?;
+                let fingerprint = limits::fingerprint(&rule.name, &subject);
+                Some(Hit {
+                    rule: index,
+                    key: limits::slot_key(&rule.name, fingerprint, rule.slots),
+                    subject,
+                    fingerprint,
+                    reserved: None,
+                    snapshot: None,
+                })
+            })
+            .collect();
+        Stream {
+            start_nanos: host.now_nanos(),
+            shape: ApiShape::from_path(path),
+            hits,
+            model: None,
+            prompt_tokens: 0,
+            output_reserve: 0,
+            signal: false,
+            rejected: false,
+            status: None,
+            tracker: None,
+            strip_usage_chunk: false,
+            first_token_nanos: None,
+            finished: false,
+            request_seen: false,
+        }
+    }
+
+    /// Whether `aigw.budget.exceeded` must be set.
+    pub fn budget_signal(&self) -> bool {
+        self.signal
+    }
+
+    pub fn is_rejected(&self) -> bool {
+        self.rejected
+    }
+
+    /// A request without a body: nothing to count or reserve; the headers
+    /// report the current state of the rules.
+    pub fn bodiless(&mut self, config: &Config, host: &dyn Host) {
+        self.request_seen = true;
+        let now = host.now_nanos();
+        for hit in &mut self.hits {
+            let Some(rule) = config.rules.get(hit.rule) else { continue };
+            let window = rule.window.index(now);
+            let entry = limits::peek(host, &hit.key, hit.fingerprint, window);
+            hit.snapshot = Some(Snapshot {
+                limit: rule.limit,
+                consumed: entry.used.saturating_add(entry.reserved),
+                window,
+                shared: false,
+            });
+        }
+    }
+
+    /// A body the filter does not parse (not JSON, or too large): the prompt
+    /// is estimated from its size, so that a limit is never skipped.
+    pub fn unparsed_body(&mut self, config: &Config, host: &dyn Host, size_bytes: u64) -> RequestAction {
+        host.increment_counter(&metrics::filter("uncountable_requests"), 1);
+        self.prompt_tokens = size_bytes.div_ceil(FALLBACK_BYTES_PER_TOKEN);
+        self.output_reserve = self.output_reserve(config, None);
+        self.admit(config, host)
+    }
+
+    /// The complete request body.
+    pub fn request_body(&mut self, config: &Config, host: &dyn Host, body: &[u8]) -> RequestAction {
+        let parsed = serde_json::from_slice::<Value>(body).ok().filter(Value::is_object);
+        let Some(mut json) = parsed else {
+            return self.unparsed_body(config, host, body.len() as u64);
+        };
+        let info = RequestInfo::from_body(&json);
+        let model = info.model.clone().unwrap_or_default();
+        let (counting, known) = config.models.resolve(&model);
+        let mut counter = TokenCounter::new(counting, config.max_exact_bytes);
+        count_request(self.shape, &json, &mut counter, config.image_tokens);
+        self.prompt_tokens = counter.total();
+        if counter.estimated() {
+            host.increment_counter(&metrics::filter("tokenizer_capped"), 1);
+        }
+        if !known {
+            host.increment_counter(&metrics::requests(&model, "unknown_model"), 1);
+        }
+        if !counting.exact {
+            host.increment_counter(&metrics::requests(&model, "prompt_approximated"), 1);
+        }
+        self.model = info.model.clone();
+        self.output_reserve = self.output_reserve(config, info.max_output_tokens);
+
+        let mut new_body = None;
+        if config.stream_usage == StreamUsage::Inject
+            && self.shape == Some(ApiShape::OpenAiChat)
+            && info.stream
+            && !info.include_usage
+        {
+            if let Some(map) = json.as_object_mut() {
+                let options = map.entry("stream_options").or_insert_with(|| Value::Object(Default::default()));
+                if !options.is_object() {
+                    *options = Value::Object(Default::default());
+                }
+                if let Some(options) = options.as_object_mut() {
+                    options.insert("include_usage".into(), Value::Bool(true));
+                    if let Ok(bytes) = serde_json::to_vec(&json) {
+                        new_body = Some(bytes);
+                        self.strip_usage_chunk = true;
+                        host.increment_counter(&metrics::filter("stream_usage_injected"), 1);
+                    }
+                }
+            }
+        }
+        match self.admit(config, host) {
+            RequestAction::Forward { .. } => RequestAction::Forward { new_body },
+            reject => reject,
+        }
+    }
+
+    fn output_reserve(&self, config: &Config, requested: Option<u64>) -> u64 {
+        let wanted = requested.unwrap_or(config.default_output_tokens);
+        match config.max_output_tokens {
+            Some(cap) => wanted.min(cap),
+            None => wanted,
+        }
+    }
+
+    /// Reserves on every applicable rule, in order.
+    fn admit(&mut self, config: &Config, host: &dyn Host) -> RequestAction {
+        self.request_seen = true;
+        let now = host.now_nanos();
+        for position in 0..self.hits.len() {
+            let Some(hit) = self.hits.get(position).cloned() else { continue };
+            let Some(rule) = config.rules.get(hit.rule) else { continue };
+            let amount = rule.counts.pick(self.prompt_tokens, self.output_reserve);
+            let window = rule.window.index(now);
+            let force = rule.on_exceeded == OnExceeded::Signal;
+            let result = limits::reserve(host, &hit.key, hit.fingerprint, window, rule.limit, amount, force);
+            let snapshot_of = |snapshot: Snapshot| Some(snapshot);
+            match result {
+                Reservation::Admitted { amount, snapshot } => {
+                    if snapshot.shared {
+                        host.increment_counter(&metrics::rule(&rule.name, "shared_budget"), 1);
+                    }
+                    host.increment_counter(&metrics::rule(&rule.name, "admitted"), 1);
+                    if let Some(slot) = self.hits.get_mut(position) {
+                        slot.reserved = Some((amount, window));
+                        slot.snapshot = snapshot_of(snapshot);
+                    }
+                }
+                Reservation::Exceeded { amount, snapshot } if force => {
+                    // Reserved anyway: the request goes through, flagged.
+                    self.signal = true;
+                    host.increment_counter(&metrics::rule(&rule.name, "signalled"), 1);
+                    if let Some(slot) = self.hits.get_mut(position) {
+                        slot.reserved = Some((amount, window));
+                        slot.snapshot = snapshot_of(snapshot);
+                    }
+                }
+                Reservation::Exceeded { amount, snapshot } => {
+                    host.increment_counter(&metrics::rule(&rule.name, "rejected"), 1);
+                    if rule.key_metrics {
+                        host.increment_counter(&metrics::rule_key(&rule.name, &hit.subject, "rejected"), 1);
+                    }
+                    if let Some(slot) = self.hits.get_mut(position) {
+                        slot.snapshot = snapshot_of(snapshot);
+                    }
+                    self.release_all(config, host);
+                    self.rejected = true;
+                    self.finished = true;
+                    let reset_millis = rule.window.reset_millis(now);
+                    let error = rejection(rule, amount, &snapshot, reset_millis);
+                    let mut headers =
+                        RateHeaders { limit: rule.limit, remaining: snapshot.remaining(), reset_millis }.pairs();
+                    headers.extend(error.headers());
+                    if !config.rate_limit_headers {
+                        headers.retain(|(name, _)| !name.starts_with("x-ratelimit-"));
+                    }
+                    return RequestAction::Reject { error, headers };
+                }
+                Reservation::StoreError => {
+                    host.increment_counter(&metrics::rule(&rule.name, "store_errors"), 1);
+                    aigw_shared::host::log(
+                        proxy_wasm::types::LogLevel::Warn,
+                        &format!("token-counter: rule {}: shared data unavailable or contended", rule.name),
+                    );
+                    if !config.fail_open {
+                        self.release_all(config, host);
+                        self.rejected = true;
+                        self.finished = true;
+                        let error = ApiError::service_unavailable(
+                            "rate_limit_unavailable",
+                            "The gateway cannot check its token rate limits right now. Please retry.",
+                        );
+                        let headers = error.headers();
+                        return RequestAction::Reject { error, headers };
+                    }
+                }
+            }
+        }
+        RequestAction::Forward { new_body: None }
+    }
+
+    /// Releases every reservation held (a rejection or an upstream failure).
+    fn release_all(&mut self, config: &Config, host: &dyn Host) {
+        self.settle_all(config, host, None);
+    }
+
+    /// Settles every reservation: to `usage` when given, else releases.
+    fn settle_all(&mut self, config: &Config, host: &dyn Host, usage: Option<&Usage>) {
+        let now = host.now_nanos();
+        for hit in &mut self.hits {
+            let Some(rule) = config.rules.get(hit.rule) else { continue };
+            let actual = usage.map(|usage| rule.counts.pick(usage.input, usage.output)).unwrap_or(0);
+            let current = rule.window.index(now);
+            let settled = match hit.reserved.take() {
+                Some((amount, window)) => {
+                    limits::settle(host, &hit.key, hit.fingerprint, window, current, amount, actual).is_some()
+                }
+                // Not reserved (store error at admission): still charge what was used.
+                None if actual > 0 => {
+                    limits::settle(host, &hit.key, hit.fingerprint, current, current, 0, actual).is_some()
+                }
+                None => true,
+            };
+            if !settled {
+                host.increment_counter(&metrics::rule(&rule.name, "store_errors"), 1);
+            }
+            if rule.key_metrics && actual > 0 {
+                host.increment_counter(&metrics::rule_key(&rule.name, &hit.subject, "tokens"), actual);
+            }
+        }
+    }
+
+    /// The rate-limit headers for the response: the applicable rule with the
+    /// least room left. `None` when no rule applies.
+    pub fn rate_headers(&self, config: &Config, host: &dyn Host) -> Option<RateHeaders> {
+        if !config.rate_limit_headers {
+            return None;
+        }
+        let now = host.now_nanos();
+        self.hits
+            .iter()
+            .filter_map(|hit| {
+                let rule = config.rules.get(hit.rule)?;
+                let snapshot = hit.snapshot?;
+                Some(RateHeaders {
+                    limit: rule.limit,
+                    remaining: snapshot.remaining(),
+                    reset_millis: rule.window.reset_millis(now),
+                })
+            })
+            .min_by_key(|headers| (headers.remaining, headers.limit))
+    }
+
+    /// Response headers. Returns whether the glue must drop `content-length`
+    /// (the filter will change the body).
+    pub fn response_headers(
+        &mut self,
+        config: &Config,
+        status: Option<u32>,
+        content_type: Option<&str>,
+        content_encoding: Option<&str>,
+    ) -> bool {
+        self.status = status;
+        if self.rejected || self.finished {
+            return false;
+        }
+        let kind = if !is_identity_encoding(content_encoding) {
+            BodyKind::Unreadable
+        } else if is_event_stream(content_type) {
+            BodyKind::EventStream
+        } else if content_type.is_none() || is_json_content_type(content_type) {
+            BodyKind::Json
+        } else {
+            BodyKind::Unreadable
+        };
+        let tracker = ResponseTracker::new(kind, self.strip_usage_chunk, config.max_response_bytes);
+        let rewrites = tracker.rewrites();
+        self.tracker = Some(tracker);
+        rewrites
+    }
+
+    /// One response chunk. Returns the bytes to send instead, if they differ.
+    pub fn response_body(&mut self, host: &dyn Host, chunk: &[u8], end_of_stream: bool) -> Option<Vec<u8>> {
+        let tracker = self.tracker.as_mut()?;
+        let (emit, first) = tracker.feed(chunk);
+        if first && self.first_token_nanos.is_none() {
+            self.first_token_nanos = Some(host.now_nanos());
+        }
+        let mut replacement = match emit {
+            Emit::Unchanged => None,
+            Emit::Replace(bytes) => Some(bytes),
+        };
+        if end_of_stream {
+            if let Some(tail) = tracker.finish() {
+                let mut bytes = replacement.take().unwrap_or_else(|| chunk.to_vec());
+                bytes.extend_from_slice(&tail);
+                replacement = Some(bytes);
+            }
+        }
+        replacement
+    }
+
+    /// Ends the stream: settles, emits metrics, returns the filter state.
+    /// `completed` is false when the stream was reset before its end.
+    pub fn finish(&mut self, config: &Config, host: &dyn Host, completed: bool) -> Option<Outcome> {
+        if self.finished {
+            return None;
+        }
+        self.finished = true;
+        if !self.request_seen {
+            // Reset before the request was complete: nothing was reserved.
+            return None;
+        }
+        let now = host.now_nanos();
+        let success = self.status.is_some_and(|status| (200..300).contains(&status));
+        let (usage, estimated) = match self.tracker.as_ref().and_then(ResponseTracker::usage) {
+            Some(usage) => (Some(usage), false),
+            None if success => {
+                let tracker = self.tracker.as_ref();
+                let readable = tracker.is_some_and(|t| t.problem().is_none());
+                let output = if readable {
+                    tracker.map_or(0, ResponseTracker::output_text_bytes).div_ceil(FALLBACK_BYTES_PER_TOKEN)
+                } else {
+                    self.output_reserve
+                };
+                host.increment_counter(&metrics::filter("usage_missing"), 1);
+                if matches!(tracker.and_then(ResponseTracker::problem), Some(ReadProblem::Unreadable)) {
+                    host.increment_counter(&metrics::filter("usage_unreadable"), 1);
+                }
+                (Some(Usage { input: self.prompt_tokens, output, cached: 0, cache_creation: 0 }), true)
+            }
+            // The upstream failed (or never answered): release.
+            None => (None, false),
+        };
+        self.settle_all(config, host, usage.as_ref());
+        if let Some(tracker) = &self.tracker {
+            if tracker.stripped_events() > 0 {
+                host.increment_counter(&metrics::filter("usage_chunks_removed"), u64::from(tracker.stripped_events()));
+            }
+        }
+        let usage = usage?;
+        let model = property_text(host, STATE_ROUTE_MODEL)
+            .or_else(|| self.model.clone())
+            .unwrap_or_else(|| "unknown".to_string());
+        let cost = config.prices.lookup(&model).map(|price| price.micro_usd(&usage));
+        let streamed = self.is_stream();
+        let ttft_ms =
+            self.first_token_nanos.filter(|_| streamed).map(|first| first.saturating_sub(self.start_nanos) / 1_000_000);
+        let tpot_ms = match (self.first_token_nanos, streamed && completed) {
+            (Some(first), true) if usage.output > 1 => Some(now.saturating_sub(first) / 1_000_000 / (usage.output - 1)),
+            _ => None,
+        };
+        RequestMetrics {
+            model: &model,
+            input: usage.input,
+            output: usage.output,
+            cached: usage.cached,
+            cache_creation: usage.cache_creation,
+            cost_micro_usd: cost,
+            usage_estimated: estimated,
+            ttft_ms,
+            tpot_ms,
+            total_ms: now.saturating_sub(self.start_nanos) / 1_000_000,
+        }
+        .emit(host);
+        Some(Outcome { usage, cost_micro_usd: cost })
+    }
+
+    fn is_stream(&self) -> bool {
+        self.tracker.as_ref().is_some_and(ResponseTracker::is_event_stream)
+    }
+}
+
+/// The 429 for a rule, worded like OpenAI's.
+fn rejection(rule: &Rule, amount: u64, snapshot: &Snapshot, reset_millis: u64) -> ApiError {
+    let window = match rule.window {
+        limits::Window::Minute => "minute",
+        limits::Window::Hour => "hour",
+        limits::Window::Day => "day",
+    };
+    let message = if amount > rule.limit {
+        format!(
+            "Request too large for rate limit `{}`: it needs {amount} tokens, the limit is {} tokens per {window}.",
+            rule.name, rule.limit
+        )
+    } else {
+        format!(
+            "Rate limit reached for tokens (rule `{}`): limit {} per {window}, used {}, requested {amount}. \
+             Please try again in {}.",
+            rule.name,
+            rule.limit,
+            snapshot.consumed,
+            format_reset(reset_millis)
+        )
+    };
+    ApiError::rate_limited(message, reset_millis.div_ceil(1000).max(1))
+}
