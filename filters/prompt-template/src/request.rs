@@ -329,8 +329,8 @@ mod tests {
                 ]
             })
         );
-        assert_eq!(host.counter("prompt_template.template_applied.default.sentiment-fr"), 1);
-        assert_eq!(host.counter("prompt_template.decorated.default"), 1);
+        assert_eq!(host.counter("aigw.prompt_template.template_applied.default.sentiment-fr"), 1);
+        assert_eq!(host.counter("aigw.prompt_template.decorated.default"), 1);
     }
 
     #[test]
@@ -421,7 +421,7 @@ mod tests {
         let retail = FakeHost::new().with_header("x-team", "retail");
         let out = run(&config, &retail, ApiShape::OpenAiChat, body.clone()).unwrap();
         assert_eq!(out["messages"][0]["content"], "Retail banking. Be brief.");
-        assert_eq!(retail.counter("prompt_template.decorated.retail"), 1);
+        assert_eq!(retail.counter("aigw.prompt_template.decorated.retail"), 1);
 
         // Wealth accepts only templates.
         let wealth = FakeHost::new().with_header("x-team", "wealth");
@@ -436,7 +436,7 @@ mod tests {
         .unwrap();
         assert_eq!(out["messages"][0]["content"], "Wealth management desk. Never give tax advice.");
         assert_eq!(out["messages"][1]["role"], "system");
-        assert_eq!(wealth.counter("prompt_template.template_applied.wealth.sentiment-fr"), 1);
+        assert_eq!(wealth.counter("aigw.prompt_template.template_applied.wealth.sentiment-fr"), 1);
     }
 
     #[test]
@@ -555,8 +555,8 @@ mod tests {
         let out: Value = serde_json::from_slice(&complete(&config, pending, answer, &host).unwrap()).unwrap();
         assert_eq!(out["messages"][0]["content"], "Answer from these passages only:\nWire: 5 EUR.\n\nCards: free.");
         assert_eq!(out["messages"][1]["content"], "Fees?");
-        assert_eq!(host.counter("prompt_template.retrieval.ok"), 1);
-        assert_eq!(host.counter("prompt_template.template_applied.default.kb"), 1);
+        assert_eq!(host.counter("aigw.prompt_template.retrieval.ok"), 1);
+        assert_eq!(host.counter("aigw.prompt_template.template_applied.default.kb"), 1);
     }
 
     #[test]
@@ -566,7 +566,7 @@ mod tests {
         let host = FakeHost::new();
         let err = complete(&closed, pending, Answer::Response { status: None, body: None }, &host).unwrap_err();
         assert_eq!((err.status, err.code), (503, "retrieval_unavailable"));
-        assert_eq!(host.counter("prompt_template.retrieval.failed.no_response"), 1);
+        assert_eq!(host.counter("aigw.prompt_template.retrieval.failed.no_response"), 1);
 
         let open = rag_config("open");
         let (_, pending) = start(&open, json!({"template": "kb", "variables": {"question": "Fees?"}}));
@@ -575,7 +575,7 @@ mod tests {
         assert_eq!(out["messages"][0]["content"], "Answer from these passages only:\n(none)");
         let (_, pending) = start(&open, json!({"template": "kb", "variables": {"question": "Fees?"}}));
         assert!(complete(&open, pending, Answer::Failed(RetrievalError::Dispatch), &host).is_ok());
-        assert_eq!(host.counter("prompt_template.retrieval.failed.dispatch_failed"), 1);
+        assert_eq!(host.counter("aigw.prompt_template.retrieval.failed.dispatch_failed"), 1);
     }
 
     #[test]
@@ -620,6 +620,6 @@ mod tests {
         let body = json!({"messages": [{"role": "assistant", "content": "a"}]}).to_string();
         let out = process(&config, &config.default_set, ApiShape::OpenAiChat, body.as_bytes(), &host).unwrap();
         assert!(matches!(out, Outcome::Rewritten(_)));
-        assert_eq!(host.counter("prompt_template.retrieval.skipped"), 1);
+        assert_eq!(host.counter("aigw.prompt_template.retrieval.skipped"), 1);
     }
 }
