@@ -48,19 +48,23 @@ lint: tools
     cargo clippy --workspace --all-targets -- -D warnings
     cargo clippy --target wasm32-wasip1 {{filter_packages}} -p aigw-shared -- -D warnings
 
-# Check every Envoy config we ship with `envoy --mode validate`.
+# Check every Envoy config we ship with `envoy --mode validate` (from the repository root, with dist/*.wasm).
 validate: build
     @shopt -s nullglob; configs=(envoy-config/*.yaml); \
-    if [ ${#configs[@]} -eq 0 ]; then echo "no Envoy configs in envoy-config/ yet (issue #9)"; exit 0; fi; \
+    if [ ${#configs[@]} -eq 0 ]; then echo "no Envoy configs in envoy-config/" >&2; exit 1; fi; \
     for c in "${configs[@]}"; do echo "validating $c"; "$ENVOY_BIN" --mode validate -c "$c" --log-level warn; done
 
+# With OPENAI_API_KEY / ANTHROPIC_API_KEY set, those providers' routes go to the real services
+# (keys in .run/keys/, mode 600); otherwise to local mocks. See scripts/up.sh.
 # Run the gateway with all four filters in front of the mock LLM (Ctrl-C stops it).
 up: build
-    @echo "just up: the mock LLM and envoy-config/gateway.yaml land with issue #9; nothing to run yet." >&2; exit 1
+    scripts/up.sh
 
+# Prints what was sent, what the provider received, what came back. `just demo stream` runs one step
+# (see scripts/demo.sh).
 # A scripted tour against a running `just up`.
-demo:
-    @echo "just demo lands with issue #9." >&2; exit 1
+demo *steps:
+    scripts/demo.sh {{steps}}
 
 # Benchmarks: the filter chain against the same Envoy without it.
 bench: build

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# `just demo`: a short scripted tour against a running `just up`.
+#
+# Each step prints what the client sent, what the provider (the mock) received, and what came back.
+# To add a step: write a function `step_<name>` below that calls `show_chat` (or `send` + `show_upstream`
+# + `show_response`), and add its name to STEPS. `just demo <name>...` runs only the named steps.
+#
+# Environment: AIGW_URL (http://127.0.0.1:10000), AIGW_MOCK_PORT (18080; the mock backends use this
+# port and the next three).
+set -euo pipefail
+
+url=${AIGW_URL:-http://127.0.0.1:10000}
+mock_port=${AIGW_MOCK_PORT:-18080}
+mocks=("http://127.0.0.1:$mock_port" "http://127.0.0.1:$((mock_port + 1))"
+       "http://127.0.0.1:$((mock_port + 2))" "http://127.0.0.1:$((mock_port + 3))")
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+bold=$'\e[1m' dim=$'\e[2m' reset=$'\e[0m'
+[ -t 1 ] || { bold='' dim='' reset=''; }
+
+title() { printf '\n%s== %s ==%s\n' "$bold" "$*" "$reset"; }
+note() { printf '%s%s%s\n' "$dim" "$*" "$reset"; }
+
+# Pretty-prints JSON from stdin (or passes text through).
+pretty() { python3 -c 'import json,sys
+raw=sys.stdin.read()
+try: print(json.dumps(json.loads(raw), indent=2, ensure_ascii=False))
+except ValueError: print(raw, end="" if raw.endswith("\n") else "\n")'; }
+
+# Forgets what every mock backend recorded.
+clear_upstream() { for m in "${mocks[@]}"; do curl -fsS -X DELETE "$m/_mock/requests" >/dev/null 2>&1 || true; done; }
+
+# send PATH BODY [curl args...]: sends BODY through the gateway; leaves headers and body in $work.
+send() {
+    local path=$1 body=$2; shift 2
+    printf '%s>>> POST %s%s\n' "$bold" "$path" "$reset"
+    local h; for h in "$@"; do [ "$h" = -H ] || printf '%s\n' "$h"; done
+    printf '%s\n' "$body" | pretty
+    curl -sS -N -o "$work/body" -D "$work/headers" "$url$path" -H 'content-type: application/json' "$@" -d "$body"
+}
+
+# Formats the mock backends' recorded requests (one JSON array per line on stdin). Credential
+# headers are shortened so a demo never prints a whole key.
+read -r -d '' upstream_py <<'PY' || true
+import json, sys
+shown = 0
+for line in sys.stdin:
+    if not line.strip():
+        continue
+    for r in json.loads(line):
+        shown += 1
+        print(f"[{r['backend']}] {r['method']} {r['path']}")
+        for name, value in r["headers"]:
+            if name in ("authorization", "x-api-key", "api-key") and len(value) > 12:
+                value = value[:12] + "..."
+            if name.startswith(("x-aigw", "authorization", "x-api-key", "api-key", "anthropic-", "x-mock-", "x-team")):
+                print(f"  {name}: {value}")
+        try:
+            print(json.dumps(json.loads(r["body"]), indent=2, ensure_ascii=False))
+        except ValueError:
+            print(r["body"])
+if not shown:
+    print("(nothing reached a provider)")
+PY
+
+# Prints every request the mock backends received since the last clear_upstream.
+show_upstream() {
+    printf '%s--- the provider received ---%s\n' "$bold" "$reset"
+    local m
+    for m in "${mocks[@]}"; do curl -fsS "$m/_mock/requests" 2>/dev/null || echo '[]'; echo; done | python3 -c "$upstream_py"
+}
+
+# Prints the status, the interesting response headers and the body.
+show_response() {
+    printf '%s<<< %s%s\n' "$bold" "$(head -n1 "$work/headers" | tr -d '\r')" "$reset"
+    grep -iE '^(x-aigw|x-ratelimit|x-mock-backend|retry-after|content-type)' "$work/headers" | tr -d '\r' || true
+    pretty < "$work/body"
+}
+
+# show_chat DESCRIPTION BODY [curl args...]: the whole round trip for one chat request.
+show_chat() {
+    local description=$1; shift
+    note "$description"
+    clear_upstream
+    send /v1/chat/completions "$@"
+    show_upstream
+    show_response
+}
+
+step_chat() {
+    title "A chat completion through the whole chain"
+    show_chat "The mock echoes the last user message; usage is counted with tiktoken." \
+        '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"What is an AI gateway?"}]}'
+}
+
+step_stream() {
+    title "A streamed completion (SSE), chunk by chunk"
+    show_chat "Each delta crosses Envoy as the provider sends it; the last chunk carries usage." \
+        '{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Stream these words one by one"}]}' \
+        -H 'x-mock-chunk-delay-ms: 100'
+}
+
+step_provider_error() {
+    title "A provider error reaches the client in OpenAI's shape"
+    show_chat "The mock answers 429 with retry-after (x-mock-status); the client sees the status and header." \
+        '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Too many requests?"}]}' \
+        -H 'x-mock-status: 429' -H 'x-mock-retry-after: 7'
+}
+
+# Filter steps are added here by each filter (pii-mask, prompt-template, token-counter, model-router).
+
+STEPS=(chat stream provider_error)
+
+main() {
+    if ! curl -fsS "$url" -o /dev/null -m 2 2>/dev/null && ! curl -sS "$url" -o /dev/null -m 2 2>/dev/null; then
+        echo "nothing answers on $url: start the gateway with \`just up\` in another terminal" >&2
+        exit 1
+    fi
+    local steps=("$@")
+    [ ${#steps[@]} -gt 0 ] || steps=("${STEPS[@]}")
+    local step
+    for step in "${steps[@]}"; do
+        declare -F "step_$step" >/dev/null || { echo "no demo step $step (steps: ${STEPS[*]})" >&2; exit 2; }
+        "step_$step"
+    done
+}
+
+main "$@"
