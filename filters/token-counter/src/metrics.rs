@@ -9,45 +9,45 @@
 
 use aigw_shared::host::{metric_segment, Host};
 
-/// Counters per model: `aigw_tokens.model.<model>.<kind>`.
+/// Counters per model: `aigw.token_counter.tokens.model.<model>.<kind>`.
 pub fn tokens(model: &str, kind: &str) -> String {
-    format!("aigw_tokens.model.{}.{kind}", metric_segment(model))
+    format!("aigw.token_counter.tokens.model.{}.{kind}", metric_segment(model))
 }
 
-/// `aigw_cost.model.<model>.micro_usd`.
+/// `aigw.token_counter.cost.model.<model>.micro_usd`.
 pub fn cost(model: &str) -> String {
-    format!("aigw_cost.model.{}.micro_usd", metric_segment(model))
+    format!("aigw.token_counter.cost.model.{}.micro_usd", metric_segment(model))
 }
 
-/// `aigw_requests.model.<model>.<what>`: `total`, `usage_estimated`,
+/// `aigw.token_counter.requests.model.<model>.<what>`: `total`, `usage_estimated`,
 /// `prompt_approximated`, `unpriced`.
 pub fn requests(model: &str, what: &str) -> String {
-    format!("aigw_requests.model.{}.{what}", metric_segment(model))
+    format!("aigw.token_counter.requests.model.{}.{what}", metric_segment(model))
 }
 
-/// Histograms in milliseconds: `aigw_latency.model.<model>.<what>_ms` with
+/// Histograms in milliseconds: `aigw.token_counter.latency.model.<model>.<what>_ms` with
 /// `ttft`, `tpot`, `total`.
 pub fn latency(model: &str, what: &str) -> String {
-    format!("aigw_latency.model.{}.{what}_ms", metric_segment(model))
+    format!("aigw.token_counter.latency.model.{}.{what}_ms", metric_segment(model))
 }
 
-/// Per rule: `aigw_ratelimit.rule.<rule>.<what>` with `admitted`,
+/// Per rule: `aigw.token_counter.ratelimit.rule.<rule>.<what>` with `admitted`,
 /// `rejected`, `signalled`, `store_errors`, `shared_budget`.
 pub fn rule(rule: &str, what: &str) -> String {
-    format!("aigw_ratelimit.rule.{}.{what}", metric_segment(rule))
+    format!("aigw.token_counter.ratelimit.rule.{}.{what}", metric_segment(rule))
 }
 
 /// Per rule and key (when the rule sets `key_metrics`):
-/// `aigw_ratelimit_key.rule.<rule>.key.<key>.<what>` with `tokens`, `rejected`.
+/// `aigw.token_counter.ratelimit_key.rule.<rule>.key.<key>.<what>` with `tokens`, `rejected`.
 pub fn rule_key(rule: &str, key: &str, what: &str) -> String {
-    format!("aigw_ratelimit_key.rule.{}.key.{}.{what}", metric_segment(rule), metric_segment(key))
+    format!("aigw.token_counter.ratelimit_key.rule.{}.key.{}.{what}", metric_segment(rule), metric_segment(key))
 }
 
-/// Filter-wide: `aigw_token_counter.<what>` with `uncountable_requests`,
+/// Filter-wide: `aigw.token_counter.<what>` with `uncountable_requests`,
 /// `tokenizer_capped`, `usage_missing`, `usage_unreadable`,
 /// `usage_chunks_removed`, `stream_usage_injected`.
 pub fn filter(what: &str) -> String {
-    format!("aigw_token_counter.{what}")
+    format!("aigw.token_counter.{what}")
 }
 
 /// Emits the per-model counters and latency histograms of one finished request.
@@ -96,14 +96,14 @@ mod tests {
 
     #[test]
     fn names_are_tag_friendly() {
-        assert_eq!(tokens("gpt-4o", "input"), "aigw_tokens.model.gpt-4o.input");
-        assert_eq!(tokens("gpt-4.1.mini", "output"), "aigw_tokens.model.gpt-4_1_mini.output");
-        assert_eq!(cost("claude-3.5"), "aigw_cost.model.claude-3_5.micro_usd");
+        assert_eq!(tokens("gpt-4o", "input"), "aigw.token_counter.tokens.model.gpt-4o.input");
+        assert_eq!(tokens("gpt-4.1.mini", "output"), "aigw.token_counter.tokens.model.gpt-4_1_mini.output");
+        assert_eq!(cost("claude-3.5"), "aigw.token_counter.cost.model.claude-3_5.micro_usd");
         assert_eq!(
             rule_key("per-sub", "user@example.com", "tokens"),
-            "aigw_ratelimit_key.rule.per-sub.key.user_example_com.tokens"
+            "aigw.token_counter.ratelimit_key.rule.per-sub.key.user_example_com.tokens"
         );
-        assert_eq!(latency("m", "ttft"), "aigw_latency.model.m.ttft_ms");
+        assert_eq!(latency("m", "ttft"), "aigw.token_counter.latency.model.m.ttft_ms");
     }
 
     #[test]
@@ -122,12 +122,12 @@ mod tests {
             total_ms: 220,
         }
         .emit(&host);
-        assert_eq!(host.counter("aigw_tokens.model.gpt-4o.input"), 10);
-        assert_eq!(host.counter("aigw_tokens.model.gpt-4o.output"), 5);
-        assert_eq!(host.counter("aigw_tokens.model.gpt-4o.cached"), 2);
-        assert_eq!(host.counter("aigw_cost.model.gpt-4o.micro_usd"), 75);
-        assert_eq!(host.counter("aigw_requests.model.gpt-4o.total"), 1);
-        assert_eq!(host.histograms.borrow()["aigw_latency.model.gpt-4o.ttft_ms"], vec![120]);
-        assert_eq!(host.histograms.borrow()["aigw_latency.model.gpt-4o.total_ms"], vec![220]);
+        assert_eq!(host.counter("aigw.token_counter.tokens.model.gpt-4o.input"), 10);
+        assert_eq!(host.counter("aigw.token_counter.tokens.model.gpt-4o.output"), 5);
+        assert_eq!(host.counter("aigw.token_counter.tokens.model.gpt-4o.cached"), 2);
+        assert_eq!(host.counter("aigw.token_counter.cost.model.gpt-4o.micro_usd"), 75);
+        assert_eq!(host.counter("aigw.token_counter.requests.model.gpt-4o.total"), 1);
+        assert_eq!(host.histograms.borrow()["aigw.token_counter.latency.model.gpt-4o.ttft_ms"], vec![120]);
+        assert_eq!(host.histograms.borrow()["aigw.token_counter.latency.model.gpt-4o.total_ms"], vec![220]);
     }
 }
