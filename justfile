@@ -32,8 +32,9 @@ tools:
     @"$ENVOY_BIN" --version | grep -q "/1\.40\." || { echo "expected Envoy 1.40.x, got: $("$ENVOY_BIN" --version)" >&2; exit 1; }
 
 # Build the four filters for wasm32-wasip1 (release) into dist/.
+# The harness's fixture filter is built too (target/wasm32-wasip1/release/fixture_filter.wasm), not copied to dist/.
 build: tools
-    cargo build --release --target wasm32-wasip1 {{filter_packages}}
+    cargo build --release --target wasm32-wasip1 {{filter_packages}} -p fixture-filter
     @mkdir -p dist
     @for f in {{filters}}; do cp "target/wasm32-wasip1/release/${f//-/_}.wasm" "dist/$f.wasm"; done
     @ls -l dist/*.wasm
