@@ -1,7 +1,13 @@
 //! pii-mask: proxy-wasm glue. Placeholder that passes traffic through until the
 //! filter's own issue lands.
 
+pub mod actions;
 pub mod config;
+pub mod custom;
+pub mod detectors;
+pub mod scan;
+pub mod sha256;
+pub mod stream;
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};

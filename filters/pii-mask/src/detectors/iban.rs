@@ -1,0 +1,151 @@
+//! IBAN_CODE: two upper-case country letters, two check digits and an
+//! alphanumeric BBAN, 15–34 characters in all, written compact
+//! (`DE89370400440532013000`) or in groups of four separated by single spaces
+//! (`DE89 3704 0044 0532 0130 00`), validated by ISO 13616 mod-97 (the
+//! remainder must be 1).
+
+use super::{is_word, Haystack, Span};
+
+pub const MIN_CHARS: usize = 15;
+pub const MAX_CHARS: usize = 34;
+/// 34 characters and 8 separating spaces.
+pub const MAX_LEN: usize = MAX_CHARS + 8;
+
+fn is_bban(b: u8) -> bool {
+    b.is_ascii_uppercase() || b.is_ascii_digit()
+}
+
+/// ISO 13616 check: move the first four characters to the end, turn letters
+/// into 10–35, and the number modulo 97 must be 1.
+pub fn mod97_valid(chars: &[u8]) -> bool {
+    if chars.len() < 5 {
+        return false;
+    }
+    let (head, tail) = chars.split_at(4);
+    let mut remainder = 0u32;
+    for &b in tail.iter().chain(head.iter()) {
+        let value = match b {
+            b'0'..=b'9' => u32::from(b - b'0'),
+            b'A'..=b'Z' => u32::from(b - b'A') + 10,
+            _ => return false,
+        };
+        remainder = if value >= 10 { (remainder * 100 + value) % 97 } else { (remainder * 10 + value) % 97 };
+    }
+    remainder == 1
+}
+
+pub fn find(hay: &Haystack<'_>, out: &mut Vec<Span>) {
+    let text = hay.bytes();
+    for &p in hay.digit_runs() {
+        // `p` is the first check digit; the country code sits just before it.
+        let Some(start) = p.checked_sub(2) else { continue };
+        if start < hay.from
+            || !text.get(start..p).is_some_and(|cc| cc.iter().all(u8::is_ascii_uppercase))
+            || hay.before(start).is_some_and(is_word)
+        {
+            continue;
+        }
+        hay.begin();
+        let end = parse(hay, start);
+        if hay.settle(start) {
+            if let Some(end) = end {
+                out.push(Span { start, end });
+            }
+        }
+    }
+}
+
+fn parse(hay: &Haystack<'_>, start: usize) -> Option<usize> {
+    if !hay.at(start + 3).is_some_and(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let mut chars: Vec<u8> = Vec::with_capacity(MAX_CHARS);
+    if hay.at(start + 4) == Some(b' ') {
+        // Grouped: `CCdd` then groups of four, the last one 1–4 long. Try
+        // every group boundary from the longest, so that a word in capitals
+        // after the IBAN does not spoil it.
+        let mut ends: Vec<(usize, usize)> = Vec::new();
+        chars.extend(hay.bytes().get(start..start + 4)?);
+        let mut i = start + 4;
+        loop {
+            if hay.at(i) != Some(b' ') || !hay.at(i + 1).is_some_and(is_bban) {
+                break;
+            }
+            let group_start = i + 1;
+            let mut j = group_start;
+            while j - group_start < 4 && hay.at(j).is_some_and(is_bban) {
+                j += 1;
+            }
+            let group = j - group_start;
+            if hay.at(j).is_some_and(is_word) {
+                // A fifth character glued to the group: not this format.
+                break;
+            }
+            chars.extend(hay.bytes().get(group_start..j)?);
+            if chars.len() > MAX_CHARS {
+                break;
+            }
+            ends.push((j, chars.len()));
+            i = j;
+            if group < 4 {
+                break;
+            }
+        }
+        ends.iter()
+            .rev()
+            .find(|(_, len)| {
+                (MIN_CHARS..=MAX_CHARS).contains(len) && mod97_valid(chars.get(..*len).unwrap_or_default())
+            })
+            .map(|(end, _)| *end)
+    } else {
+        let mut i = start;
+        while hay.at(i).is_some_and(is_bban) {
+            i += 1;
+            if i - start > MAX_CHARS {
+                return None;
+            }
+        }
+        if hay.at(i).is_some_and(is_word) {
+            return None;
+        }
+        chars.extend(hay.bytes().get(start..i)?);
+        ((MIN_CHARS..=MAX_CHARS).contains(&chars.len()) && mod97_valid(&chars)).then_some(i)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_util::{assert_finds, assert_none};
+    use super::super::Entity::IbanCode as B;
+    use super::mod97_valid;
+
+    #[test]
+    fn checksum() {
+        assert!(mod97_valid(b"DE89370400440532013000"));
+        assert!(mod97_valid(b"GB82WEST12345698765432"));
+        assert!(mod97_valid(b"FR1420041010050500013M02606"));
+        assert!(!mod97_valid(b"DE89370400440532013001"));
+        assert!(!mod97_valid(b"GB82WEST12345698765433"));
+    }
+
+    #[test]
+    fn true_positives() {
+        assert_finds(B, "iban DE89370400440532013000.", "DE89370400440532013000");
+        assert_finds(B, "iban DE89 3704 0044 0532 0130 00 thanks", "DE89 3704 0044 0532 0130 00");
+        assert_finds(B, "GB82 WEST 1234 5698 7654 32 AND MORE", "GB82 WEST 1234 5698 7654 32");
+        assert_finds(B, "FR14 2004 1010 0505 0001 3M02 606", "FR14 2004 1010 0505 0001 3M02 606");
+        assert_finds(B, "NL91ABNA0417164300", "NL91ABNA0417164300");
+        assert_finds(B, "(NO9386011117947)", "NO9386011117947");
+    }
+
+    #[test]
+    fn false_positives() {
+        assert_none(B, "DE89370400440532013001 bad checksum");
+        assert_none(B, "DE89 3704 0044 0532 0130 01 bad checksum");
+        assert_none(B, "xDE89370400440532013000 glued");
+        assert_none(B, "DE89370400440532013000x glued");
+        assert_none(B, "AB12 short");
+        assert_none(B, "de89370400440532013000 lower case");
+        assert_none(B, "DE89 37040044 0532013000 irregular groups");
+    }
+}

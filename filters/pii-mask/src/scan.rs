@@ -1,0 +1,310 @@
+//! Finding matches in a text: every enabled rule proposes candidates, then a
+//! left-to-right pass keeps an ordered, non-overlapping set. Among candidates
+//! that overlap, the one that starts first wins; at the same start the longer
+//! one; at the same span the rule listed first (built-ins in the README's
+//! order, then custom rules in configuration order).
+//!
+//! [`Scanner::find_partial`] is the same pass over a text that may continue
+//! (a stream): it also says how far the decisions are final.
+
+use crate::actions::{render, Action, HashSettings};
+use crate::custom::{DenyWords, RegexRule};
+use crate::detectors::{Entity, Haystack, Span};
+
+/// What a rule looks for.
+#[derive(Debug)]
+pub enum RuleKind {
+    Builtin(Entity),
+    Regex(RegexRule),
+    Words(DenyWords),
+}
+
+/// One enabled rule of one direction, with its action.
+#[derive(Debug)]
+pub struct Rule {
+    /// Entity name (`EMAIL_ADDRESS`) or custom rule name.
+    pub name: String,
+    pub kind: RuleKind,
+    pub action: Action,
+}
+
+/// A selected match: `text[start..end]` found by `rules[rule]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Match {
+    pub start: usize,
+    pub end: usize,
+    pub rule: usize,
+}
+
+/// The trailing run of non-whitespace that a future anchor (an `@`, a `:`,
+/// check digits) could still turn into the start of a match is held back, up
+/// to this many bytes: the longest reach back from an anchor (email local
+/// part, 64) with room to spare.
+pub const TRAILING_TOKEN_MAX: usize = 80;
+
+/// The rules of one direction (request or response).
+#[derive(Debug, Default)]
+pub struct Scanner {
+    pub rules: Vec<Rule>,
+    /// Longest match, in characters, of rules that cannot report pending
+    /// candidates themselves (custom regexes and deny words); 0 if none.
+    fixed_window_chars: usize,
+}
+
+/// What was found in a text, per rule.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Findings {
+    /// Matches per rule index.
+    pub counts: Vec<u64>,
+    /// The first match whose action is reject, if any (rule index).
+    pub reject: Option<usize>,
+}
+
+impl Findings {
+    pub fn any(&self) -> bool {
+        self.counts.iter().any(|&n| n > 0)
+    }
+
+    pub fn merge(&mut self, other: &Findings) {
+        if self.counts.len() < other.counts.len() {
+            self.counts.resize(other.counts.len(), 0);
+        }
+        for (mine, theirs) in self.counts.iter_mut().zip(other.counts.iter()) {
+            *mine += theirs;
+        }
+        if self.reject.is_none() {
+            self.reject = other.reject;
+        }
+    }
+
+    fn record(&mut self, rule: usize, reject: bool) {
+        if self.counts.len() <= rule {
+            self.counts.resize(rule + 1, 0);
+        }
+        if let Some(count) = self.counts.get_mut(rule) {
+            *count += 1;
+        }
+        if reject && self.reject.is_none() {
+            self.reject = Some(rule);
+        }
+    }
+}
+
+impl Scanner {
+    pub fn new(rules: Vec<Rule>) -> Self {
+        let fixed_window_chars = rules
+            .iter()
+            .map(|rule| match &rule.kind {
+                RuleKind::Builtin(_) => 0,
+                RuleKind::Regex(regex) => regex.max_match_chars + 1,
+                RuleKind::Words(words) => words.max_chars + 1,
+            })
+            .max()
+            .unwrap_or(0);
+        Scanner { rules, fixed_window_chars }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// The most text, in bytes, that the stream masker holds back for one
+    /// pending candidate: the longest possible match among the rules.
+    pub fn window_bytes(&self) -> usize {
+        self.rules
+            .iter()
+            .map(|rule| match &rule.kind {
+                RuleKind::Builtin(entity) => entity.max_len(),
+                RuleKind::Regex(regex) => regex.max_match_chars * 4,
+                RuleKind::Words(words) => words.max_chars * 4,
+            })
+            .chain(std::iter::once(TRAILING_TOKEN_MAX))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// All candidates starting at or after `from`, and the earliest pending start.
+    fn candidates(&self, text: &str, from: usize, complete: bool) -> (Vec<Match>, Option<usize>) {
+        let hay = Haystack::new(text, from, complete);
+        let mut matches = Vec::new();
+        let mut spans: Vec<Span> = Vec::new();
+        for (index, rule) in self.rules.iter().enumerate() {
+            spans.clear();
+            match &rule.kind {
+                RuleKind::Builtin(entity) => entity.find(&hay, &mut spans),
+                RuleKind::Regex(regex) => regex.find(text, from, &mut spans),
+                RuleKind::Words(words) => words.find(text, from, &mut spans),
+            }
+            matches.extend(spans.iter().filter(|span| span.start >= from).map(|span| Match {
+                start: span.start,
+                end: span.end,
+                rule: index,
+            }));
+        }
+        (matches, hay.pending())
+    }
+
+    /// The selected matches of a complete text.
+    pub fn find(&self, text: &str) -> Vec<Match> {
+        self.find_partial(text, 0, true).0
+    }
+
+    /// Selected matches of `text[from..]` whose decision is final, and the
+    /// offset up to which the text is final (`cut`, a char boundary). Text
+    /// before `from` is context already released. With `complete`, the whole
+    /// text is final.
+    pub fn find_partial(&self, text: &str, from: usize, complete: bool) -> (Vec<Match>, usize) {
+        let from = from.min(text.len());
+        let (mut candidates, pending) =
+            if self.rules.is_empty() { (Vec::new(), None) } else { self.candidates(text, from, complete) };
+        let mut cut = text.len();
+        if !complete {
+            if let Some(pending) = pending {
+                cut = cut.min(pending);
+            }
+            if !self.rules.is_empty() {
+                cut = cut.min(trailing_token_start(text));
+                if self.fixed_window_chars > 0 {
+                    cut = cut.min(chars_back(text, self.fixed_window_chars));
+                }
+            }
+        }
+        let cut = cut.max(from);
+        candidates.sort_by(|a, b| a.start.cmp(&b.start).then(b.end.cmp(&a.end)).then(a.rule.cmp(&b.rule)));
+        let mut selected = Vec::new();
+        let mut cursor = from;
+        for candidate in candidates {
+            if candidate.start >= cut {
+                break;
+            }
+            if candidate.start >= cursor {
+                cursor = candidate.end;
+                selected.push(candidate);
+            }
+        }
+        (selected, cut.max(cursor))
+    }
+
+    /// Appends `text[from..to]` to `out` with `matches` (sorted, inside the
+    /// range) rendered by their actions, and records them in `findings`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn render_into(
+        &self,
+        text: &str,
+        from: usize,
+        to: usize,
+        matches: &[Match],
+        hash: &HashSettings,
+        out: &mut String,
+        findings: &mut Findings,
+    ) {
+        let mut pos = from;
+        for found in matches {
+            let Some(rule) = self.rules.get(found.rule) else { continue };
+            out.push_str(text.get(pos..found.start).unwrap_or_default());
+            findings.record(found.rule, rule.action.is_reject());
+            render(&rule.action, &rule.name, text.get(found.start..found.end).unwrap_or_default(), hash, out);
+            pos = found.end;
+        }
+        out.push_str(text.get(pos..to).unwrap_or_default());
+    }
+
+    /// Masks a complete text. Returns the new text if anything matched.
+    pub fn mask(&self, text: &str, hash: &HashSettings, findings: &mut Findings) -> Option<String> {
+        if self.rules.is_empty() {
+            return None;
+        }
+        let matches = self.find(text);
+        if matches.is_empty() {
+            return None;
+        }
+        let mut out = String::with_capacity(text.len());
+        self.render_into(text, 0, text.len(), &matches, hash, &mut out, findings);
+        Some(out)
+    }
+}
+
+/// Start of the trailing run of non-whitespace bytes, at most
+/// [`TRAILING_TOKEN_MAX`] bytes back, on a char boundary.
+fn trailing_token_start(text: &str) -> usize {
+    let bytes = text.as_bytes();
+    let mut i = bytes.len();
+    while i > 0 && bytes.len() - i < TRAILING_TOKEN_MAX && bytes.get(i - 1).is_some_and(|b| !b.is_ascii_whitespace()) {
+        i -= 1;
+    }
+    while i < bytes.len() && !text.is_char_boundary(i) {
+        i += 1;
+    }
+    i
+}
+
+/// The offset `chars` characters before the end (0 if the text is shorter).
+fn chars_back(text: &str, chars: usize) -> usize {
+    text.char_indices().rev().nth(chars.saturating_sub(1)).map_or(0, |(i, _)| i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn builtins(entities: &[Entity]) -> Scanner {
+        Scanner::new(
+            entities
+                .iter()
+                .map(|&entity| Rule {
+                    name: entity.name().to_string(),
+                    kind: RuleKind::Builtin(entity),
+                    action: Action::Replace { text: format!("[{}]", entity.name()) },
+                })
+                .collect(),
+        )
+    }
+
+    fn masked(scanner: &Scanner, text: &str) -> String {
+        let hash = HashSettings { salt: String::new(), chars: 8 };
+        scanner.mask(text, &hash, &mut Findings::default()).unwrap_or_else(|| text.to_string())
+    }
+
+    #[test]
+    fn all_builtins_mask_a_mixed_text() {
+        let scanner = builtins(&Entity::ALL);
+        let text = "Mail john@example.com or call +1 415 555 0132; card 4111 1111 1111 1111, ssn 123-45-6789, \
+                    ip 10.0.0.1 and 2001:db8::1, iban DE89370400440532013000, key AKIAIOSFODNN7EXAMPLE.";
+        assert_eq!(
+            masked(&scanner, text),
+            "Mail [EMAIL_ADDRESS] or call [PHONE_NUMBER]; card [CREDIT_CARD], ssn [US_SSN], \
+             ip [IP_ADDRESS] and [IP_ADDRESS], iban [IBAN_CODE], key [AWS_ACCESS_KEY]."
+        );
+    }
+
+    #[test]
+    fn overlaps_resolve_to_earliest_then_longest() {
+        let scanner = builtins(&[Entity::IpAddress, Entity::EmailAddress]);
+        // The email starts first and contains the dotted quad.
+        assert_eq!(masked(&scanner, "x a@1.2.3.4.example.com y"), "x [EMAIL_ADDRESS] y");
+    }
+
+    #[test]
+    fn partial_holds_back_only_undecided_text() {
+        let scanner = builtins(&Entity::ALL);
+        let (matches, cut) = scanner.find_partial("hello there john@exa", 0, false);
+        assert!(matches.is_empty());
+        assert_eq!(cut, "hello there ".len());
+        let (_, cut) = scanner.find_partial("plain words and more ", 0, false);
+        assert_eq!(cut, "plain words and more ".len());
+        let (_, cut) = scanner.find_partial("card 4111 1111 ", 0, false);
+        assert_eq!(cut, "card ".len());
+        let (matches, cut) = scanner.find_partial("a@b.com is mine ", 0, false);
+        assert_eq!(matches.len(), 1);
+        assert_eq!(cut, "a@b.com is mine ".len());
+    }
+
+    #[test]
+    fn helpers() {
+        assert_eq!(trailing_token_start("ab cd"), 3);
+        assert_eq!(trailing_token_start("ab "), 3);
+        assert_eq!(trailing_token_start(&"x".repeat(200)), 200 - TRAILING_TOKEN_MAX);
+        assert_eq!(chars_back("héllo", 2), 4);
+        assert_eq!(chars_back("ab", 5), 0);
+    }
+}
