@@ -78,6 +78,9 @@ struct Filter {
 impl Filter {
     /// Carries out a request decision. Returns the action for the callback.
     fn apply(&mut self, action: RequestAction, body_size: Option<usize>) -> Action {
+        for rule in self.stream.as_mut().map(Stream::take_store_errors).unwrap_or_default() {
+            log(LogLevel::Warn, &format!("token-counter: rule {rule}: shared data unavailable or contended"));
+        }
         if self.stream.as_ref().is_some_and(Stream::budget_signal) {
             self.set_property(vec![STATE_BUDGET_EXCEEDED], Some(b"1"));
         }

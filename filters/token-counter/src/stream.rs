@@ -113,6 +113,7 @@ pub struct Stream {
     first_token_nanos: Option<u64>,
     finished: bool,
     request_seen: bool,
+    store_error_rules: Vec<String>,
 }
 
 fn property_text(host: &dyn Host, name: &str) -> Option<String> {
@@ -154,12 +155,19 @@ impl Stream {
             first_token_nanos: None,
             finished: false,
             request_seen: false,
+            store_error_rules: Vec::new(),
         }
     }
 
     /// Whether `aigw.budget.exceeded` must be set.
     pub fn budget_signal(&self) -> bool {
         self.signal
+    }
+
+    /// Rules whose counters could not be read or written at admission (the
+    /// glue logs them; the metric `store_errors` counts them).
+    pub fn take_store_errors(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.store_error_rules)
     }
 
     pub fn is_rejected(&self) -> bool {
@@ -307,10 +315,7 @@ impl Stream {
                 }
                 Reservation::StoreError => {
                     host.increment_counter(&metrics::rule(&rule.name, "store_errors"), 1);
-                    aigw_shared::host::log(
-                        proxy_wasm::types::LogLevel::Warn,
-                        &format!("token-counter: rule {}: shared data unavailable or contended", rule.name),
-                    );
+                    self.store_error_rules.push(rule.name.clone());
                     if !config.fail_open {
                         self.release_all(config, host);
                         self.rejected = true;
@@ -523,4 +528,270 @@ fn rejection(rule: &Rule, amount: u64, snapshot: &Snapshot, reset_millis: u64) -
         )
     };
     ApiError::rate_limited(message, reset_millis.div_ceil(1000).max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::from_json;
+    use crate::limits::{fingerprint, peek, slot_key, Entry};
+    use aigw_shared::host::fake::FakeHost;
+    use serde_json::json;
+
+    const HOUR: u64 = 3600 * 1_000_000_000;
+    const CHAT: &str = "/v1/chat/completions";
+
+    fn config(rules: &str) -> Config {
+        from_json(Some(
+            format!(r#"{{"rules": {rules}, "prices": {{"gpt-4o*": {{"input": 2.5, "output": 10}}}}}}"#).as_bytes(),
+        ))
+        .unwrap()
+    }
+
+    fn host(user: &str) -> FakeHost {
+        FakeHost::new().with_header("x-user", user).with_time_nanos(10 * HOUR + 1_000_000_000)
+    }
+
+    fn entry(host: &FakeHost, rule: &str, user: &str, slots: u32) -> Entry {
+        let fp = fingerprint(rule, user);
+        let window = host.now_nanos() / HOUR;
+        peek(host, &slot_key(rule, fp, slots), fp, window)
+    }
+
+    /// "hello world" to gpt-4o: 9 prompt tokens.
+    fn chat_body(extra: serde_json::Value) -> Vec<u8> {
+        let mut body = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hello world"}]});
+        if let (Some(map), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+            map.extend(extra.clone());
+        }
+        serde_json::to_vec(&body).unwrap()
+    }
+
+    const USAGE_JSON: &str = r#"{"choices":[{"message":{"role":"assistant","content":"Hi!"}}],"usage":{"prompt_tokens":9,"completion_tokens":5,"total_tokens":14}}"#;
+
+    fn respond(stream: &mut Stream, config: &Config, host: &FakeHost, status: u32, body: &str) -> Option<Outcome> {
+        stream.response_headers(config, Some(status), Some("application/json"), None);
+        stream.response_body(host, body.as_bytes(), true);
+        stream.finish(config, host, true)
+    }
+
+    #[test]
+    fn reserve_then_settle_to_real_usage() {
+        let config = config(r#"[{"name": "u", "key": "header:x-user", "limit": 1000, "window": "hour"}]"#);
+        let host = host("alice");
+        let mut stream = Stream::new(&config, &host, CHAT);
+        let action = stream.request_body(&config, &host, &chat_body(json!({"max_tokens": 50})));
+        assert_eq!(action, RequestAction::Forward { new_body: None });
+        assert_eq!(entry(&host, "u", "alice", config.rules[0].slots).reserved, 59);
+        let headers = stream.rate_headers(&config, &host).unwrap();
+        assert_eq!((headers.limit, headers.remaining), (1000, 941));
+        assert_eq!(headers.pairs()[2], ("x-ratelimit-reset-tokens", "59m59s".to_string()));
+
+        let outcome = respond(&mut stream, &config, &host, 200, USAGE_JSON).unwrap();
+        let state = entry(&host, "u", "alice", config.rules[0].slots);
+        assert_eq!((state.used, state.reserved), (14, 0));
+        assert_eq!(outcome.usage.total(), 14);
+        // 9 × 2.5 + 5 × 10 = 72.5 µ$.
+        assert_eq!(outcome.cost_micro_usd, Some(73));
+        assert!(outcome.filter_state().contains(&(STATE_TOKENS_TOTAL, "14".to_string())));
+        assert_eq!(host.counter("aigw.token_counter.tokens.model.gpt-4o.input"), 9);
+        assert_eq!(host.counter("aigw.token_counter.cost.model.gpt-4o.micro_usd"), 73);
+        // Finishing twice (on_log after the end of stream) changes nothing.
+        assert_eq!(stream.finish(&config, &host, false), None);
+        assert_eq!(entry(&host, "u", "alice", config.rules[0].slots).used, 14);
+    }
+
+    #[test]
+    fn over_the_limit_is_429_with_openai_headers_and_earlier_rules_are_released() {
+        let config = config(
+            r#"[{"name": "wide", "key": "header:x-user", "limit": 100000, "window": "day"},
+                {"name": "tight", "key": "header:x-user", "limit": 100, "window": "minute"}]"#,
+        );
+        let host = host("bob");
+        let mut stream = Stream::new(&config, &host, CHAT);
+        let action = stream.request_body(&config, &host, &chat_body(json!({"max_tokens": 95})));
+        let RequestAction::Reject { error, headers } = action else { panic!("expected 429, got {action:?}") };
+        assert_eq!(error.status, 429);
+        let body: serde_json::Value = serde_json::from_slice(&error.body()).unwrap();
+        assert_eq!(body["error"]["code"], "rate_limit_exceeded");
+        assert!(body["error"]["message"].as_str().unwrap().contains("`tight`"));
+        let header = |name: &str| headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone());
+        assert_eq!(header("x-ratelimit-limit-tokens").as_deref(), Some("100"));
+        assert_eq!(header("x-ratelimit-remaining-tokens").as_deref(), Some("100"));
+        assert_eq!(header("x-ratelimit-reset-tokens").as_deref(), Some("59s"));
+        assert_eq!(header("retry-after").as_deref(), Some("59"));
+        assert!(stream.is_rejected());
+        // The first rule's reservation was given back.
+        let wide = entry(&host, "wide", "bob", config.rules[0].slots);
+        assert_eq!((wide.used, wide.reserved), (0, 0));
+        assert_eq!(host.counter("aigw.token_counter.ratelimit.rule.tight.rejected"), 1);
+        // A smaller request still fits.
+        let mut small = Stream::new(&config, &host, CHAT);
+        assert!(matches!(
+            small.request_body(&config, &host, &chat_body(json!({"max_tokens": 20}))),
+            RequestAction::Forward { .. }
+        ));
+    }
+
+    #[test]
+    fn signal_rules_let_requests_through_flagged() {
+        let config = config(
+            r#"[{"name": "s", "key": "header:x-user", "limit": 10, "window": "hour", "on_exceeded": "signal"}]"#,
+        );
+        let host = host("carol");
+        let mut stream = Stream::new(&config, &host, CHAT);
+        assert!(matches!(stream.request_body(&config, &host, &chat_body(json!({}))), RequestAction::Forward { .. }));
+        assert!(stream.budget_signal());
+        assert_eq!(entry(&host, "s", "carol", config.rules[0].slots).reserved, 9 + 256);
+        assert_eq!(host.counter("aigw.token_counter.ratelimit.rule.s.signalled"), 1);
+    }
+
+    #[test]
+    fn a_failed_upstream_releases_its_reservation() {
+        let config = config(r#"[{"name": "u", "key": "header:x-user", "limit": 1000, "window": "hour"}]"#);
+        let host = host("dave");
+        let mut stream = Stream::new(&config, &host, CHAT);
+        stream.request_body(&config, &host, &chat_body(json!({})));
+        assert_eq!(respond(&mut stream, &config, &host, 503, r#"{"error":{"message":"overloaded"}}"#), None);
+        let state = entry(&host, "u", "dave", config.rules[0].slots);
+        assert_eq!((state.used, state.reserved), (0, 0));
+        assert_eq!(host.counter("aigw.token_counter.requests.model.gpt-4o.total"), 0);
+    }
+
+    #[test]
+    fn a_reset_stream_is_charged_for_what_it_streamed() {
+        let config = config(r#"[{"name": "u", "key": "header:x-user", "limit": 1000, "window": "hour"}]"#);
+        let host = host("erin");
+        let mut stream = Stream::new(&config, &host, CHAT);
+        stream.request_body(&config, &host, &chat_body(json!({"stream": true})));
+        stream.response_headers(&config, Some(200), Some("text/event-stream"), None);
+        stream.response_body(&host, b"data: {\"choices\":[{\"delta\":{\"content\":\"12345678\"}}]}\n\n", false);
+        let outcome = stream.finish(&config, &host, false).unwrap();
+        // Prompt 9 + 8 bytes of output at 4 bytes per token.
+        assert_eq!(outcome.usage.total(), 11);
+        assert_eq!(entry(&host, "u", "erin", config.rules[0].slots).used, 11);
+        assert_eq!(host.counter("aigw.token_counter.usage_missing"), 1);
+    }
+
+    #[test]
+    fn stream_usage_is_injected_and_its_chunk_removed() {
+        let config = config("[]");
+        let host = host("x");
+        let mut stream = Stream::new(&config, &host, CHAT);
+        let RequestAction::Forward { new_body: Some(body) } =
+            stream.request_body(&config, &host, &chat_body(json!({"stream": true, "stream_options": {"x": 1}})))
+        else {
+            panic!("expected a rewritten body")
+        };
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["stream_options"], json!({"x": 1, "include_usage": true}));
+        assert_eq!(body["messages"][0]["content"], "hello world");
+        assert!(stream.response_headers(&config, Some(200), Some("text/event-stream"), None));
+        let events = "data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}],\"usage\":null}\n\n\
+                      data: {\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":1}}\n\n\
+                      data: [DONE]\n\n";
+        let sent = stream.response_body(&host, events.as_bytes(), true).unwrap();
+        assert_eq!(
+            String::from_utf8(sent).unwrap(),
+            "data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}],\"usage\":null}\n\ndata: [DONE]\n\n"
+        );
+        assert_eq!(stream.finish(&config, &host, true).unwrap().usage.total(), 10);
+
+        // A client that asked for usage itself gets its chunk, untouched.
+        let mut own = Stream::new(&config, &host, CHAT);
+        let asked = chat_body(json!({"stream": true, "stream_options": {"include_usage": true}}));
+        assert_eq!(own.request_body(&config, &host, &asked), RequestAction::Forward { new_body: None });
+        assert!(!own.response_headers(&config, Some(200), Some("text/event-stream"), None));
+        assert_eq!(own.response_body(&host, events.as_bytes(), true), None);
+    }
+
+    #[test]
+    fn unparseable_bodies_are_estimated_not_skipped() {
+        let config = config(r#"[{"name": "u", "key": "header:x-user", "limit": 1000, "window": "hour"}]"#);
+        let host = host("frank");
+        let mut stream = Stream::new(&config, &host, CHAT);
+        stream.request_body(&config, &host, &[b'x'; 400]);
+        // 400 bytes / 4 + the default output reservation.
+        assert_eq!(entry(&host, "u", "frank", config.rules[0].slots).reserved, 100 + 256);
+        assert_eq!(host.counter("aigw.token_counter.uncountable_requests"), 1);
+    }
+
+    #[test]
+    fn windows_roll_over() {
+        let config = config(r#"[{"name": "u", "key": "header:x-user", "limit": 300, "window": "hour"}]"#);
+        let host = host("gina");
+        let mut first = Stream::new(&config, &host, CHAT);
+        first.request_body(&config, &host, &chat_body(json!({"max_tokens": 200})));
+        respond(&mut first, &config, &host, 200, USAGE_JSON);
+        let mut second = Stream::new(&config, &host, CHAT);
+        assert!(matches!(
+            second.request_body(&config, &host, &chat_body(json!({"max_tokens": 290}))),
+            RequestAction::Reject { .. }
+        ));
+        host.now_nanos.set(host.now_nanos() + HOUR);
+        let mut third = Stream::new(&config, &host, CHAT);
+        assert!(matches!(
+            third.request_body(&config, &host, &chat_body(json!({"max_tokens": 290}))),
+            RequestAction::Forward { .. }
+        ));
+        assert_eq!(third.rate_headers(&config, &host).unwrap().remaining, 1);
+    }
+
+    #[test]
+    fn rules_without_a_key_do_not_apply() {
+        let config = config(r#"[{"name": "u", "key": "jwt:sub", "limit": 1, "window": "hour"}]"#);
+        let host = host("h");
+        let mut stream = Stream::new(&config, &host, CHAT);
+        assert!(matches!(stream.request_body(&config, &host, &chat_body(json!({}))), RequestAction::Forward { .. }));
+        assert_eq!(stream.rate_headers(&config, &host), None);
+    }
+
+    #[test]
+    fn bodiless_requests_report_without_reserving() {
+        let config = config(r#"[{"name": "u", "key": "header:x-user", "limit": 1000, "window": "hour"}]"#);
+        let host = host("ivan");
+        let mut stream = Stream::new(&config, &host, "/v1/models");
+        stream.bodiless(&config, &host);
+        assert_eq!(stream.rate_headers(&config, &host).unwrap().remaining, 1000);
+        assert!(host.store.is_empty());
+    }
+
+    #[test]
+    fn store_failures_fail_open_or_closed() {
+        let open = config(r#"[{"name": "u", "key": "header:x-user", "limit": 1000, "window": "hour"}]"#);
+        let host = host("j");
+        host.store.force_conflicts(1000);
+        let mut stream = Stream::new(&open, &host, CHAT);
+        assert!(matches!(stream.request_body(&open, &host, &chat_body(json!({}))), RequestAction::Forward { .. }));
+        assert_eq!(stream.take_store_errors(), vec!["u".to_string()]);
+        let mut closed = open.clone();
+        closed.fail_open = false;
+        let mut stream = Stream::new(&closed, &host, CHAT);
+        let RequestAction::Reject { error, .. } = stream.request_body(&closed, &host, &chat_body(json!({}))) else {
+            panic!("expected 503")
+        };
+        assert_eq!(error.status, 503);
+    }
+
+    #[test]
+    fn anthropic_stream_settles_last_values() {
+        let config = config(r#"[{"name": "u", "key": "header:x-user", "limit": 100000, "window": "hour"}]"#);
+        let host = host("k");
+        let mut stream = Stream::new(&config, &host, "/v1/messages");
+        let body = json!({"model": "claude-sonnet-4", "max_tokens": 100, "stream": true,
+            "messages": [{"role": "user", "content": "hello world"}]});
+        assert_eq!(
+            stream.request_body(&config, &host, &serde_json::to_vec(&body).unwrap()),
+            RequestAction::Forward { new_body: None }
+        );
+        stream.response_headers(&config, Some(200), Some("text/event-stream"), None);
+        let events = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":12,\"output_tokens\":1}}}\n\n\
+            event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi\"}}\n\n\
+            event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{},\"usage\":{\"output_tokens\":30}}\n\n";
+        assert_eq!(stream.response_body(&host, events.as_bytes(), true), None);
+        let outcome = stream.finish(&config, &host, true).unwrap();
+        assert_eq!((outcome.usage.input, outcome.usage.output), (12, 30));
+        assert_eq!(entry(&host, "u", "k", config.rules[0].slots).used, 42);
+        assert_eq!(host.counter("aigw.token_counter.requests.model.claude-sonnet-4.unpriced"), 1);
+    }
 }
