@@ -34,6 +34,7 @@
 pub mod config;
 pub mod http;
 pub mod jwt;
+pub mod k8s;
 
 pub use http::{Chunk, HttpResponse, StreamingResponse};
 pub use mock_llm::{MockServer, RecordedRequest};

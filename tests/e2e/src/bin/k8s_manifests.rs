@@ -1,0 +1,48 @@
+//! `aigw-k8s-manifests`: regenerates envoy-config/k8s/ (Istio WasmPlugins and the Envoy Gateway
+//! EnvoyExtensionPolicy) from the filter configurations in envoy-config/gateway.yaml.
+//! `--check` only reports stale files (exit 1).
+
+use aigw_e2e::{k8s, repo_root};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let check = std::env::args().nth(1).as_deref() == Some("--check");
+    let root = repo_root();
+    let files = std::fs::read_to_string(root.join("envoy-config/gateway.yaml"))
+        .map_err(|e| format!("envoy-config/gateway.yaml: {e}"))
+        .and_then(|yaml| k8s::generate(&yaml));
+    let files = match files {
+        Ok(files) => files,
+        Err(message) => {
+            eprintln!("aigw-k8s-manifests: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut stale = 0;
+    for (path, content) in files {
+        let full = root.join(&path);
+        if std::fs::read_to_string(&full).ok().as_deref() == Some(content.as_str()) {
+            continue;
+        }
+        stale += 1;
+        if check {
+            eprintln!("stale: {}", path.display());
+            continue;
+        }
+        let written = full
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(&full, content));
+        match written {
+            Ok(()) => println!("wrote {}", path.display()),
+            Err(err) => {
+                eprintln!("aigw-k8s-manifests: {}: {err}", path.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    if check && stale > 0 {
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,165 @@
+//! The Kubernetes manifests in `envoy-config/k8s/`, generated from the filter
+//! configurations in `envoy-config/gateway.yaml` (the single source of truth).
+//!
+//! - `istio/<filter>.yaml`: one Istio `WasmPlugin` per filter. All four sit in
+//!   the `UNSPECIFIED_PHASE` (the end of the chain, after Istio's own JWT
+//!   authentication, just before the router) with descending priorities, so
+//!   they run in gateway.yaml's order.
+//! - `envoy-gateway/extension-policy.yaml`: one Envoy Gateway
+//!   `EnvoyExtensionPolicy` listing the four filters in chain order.
+//!
+//! Regenerate after changing a filter's configuration in gateway.yaml:
+//! `cargo run -q -p aigw-e2e --bin aigw-k8s-manifests`. The test
+//! `tests/e2e/tests/manifests.rs` fails when the files are stale.
+
+use crate::config::{wasm_configs, FILTERS};
+use serde::Deserialize;
+use serde_yaml::Value;
+use std::path::{Path, PathBuf};
+
+/// Where the filter images are expected (an OCI image per filter holding its
+/// `.wasm`, e.g. pushed with `oras push <registry>/aigw/pii-mask:0.1.0 dist/pii-mask.wasm`).
+pub const IMAGE_REGISTRY: &str = "registry.example.com/aigw";
+/// The image tag (the workspace version).
+pub const IMAGE_TAG: &str = env!("CARGO_PKG_VERSION");
+
+/// Istio priority of a filter: higher runs first within a phase.
+pub fn istio_priority(filter: &str) -> i64 {
+    let position = FILTERS.iter().position(|f| *f == filter).unwrap_or(FILTERS.len());
+    (FILTERS.len() - position) as i64 * 10
+}
+
+/// A filter's configuration JSON as YAML (keys in their original order).
+fn config_yaml(json: &str, indent: usize) -> Result<String, String> {
+    let value: Value = serde_yaml::from_str(json).map_err(|e| format!("configuration is not JSON: {e}"))?;
+    let is_empty = value.as_mapping().is_some_and(|m| m.is_empty()) || value.is_null();
+    if is_empty {
+        return Ok(" {}\n".to_string());
+    }
+    let text = serde_yaml::to_string(&value).map_err(|e| e.to_string())?;
+    let pad = " ".repeat(indent);
+    Ok(format!("\n{}", text.lines().map(|line| format!("{pad}{line}\n")).collect::<String>()))
+}
+
+const HEADER: &str = "# GENERATED from envoy-config/gateway.yaml by `cargo run -q -p aigw-e2e --bin aigw-k8s-manifests`.\n\
+# Do not edit: change the filter's configuration in gateway.yaml and regenerate\n\
+# (tests/e2e/tests/manifests.rs fails when this file is stale).\n";
+
+/// The Istio WasmPlugin for one filter.
+pub fn istio_wasm_plugin(filter: &str, config_json: &str) -> Result<String, String> {
+    let position = FILTERS.iter().position(|f| *f == filter).ok_or_else(|| format!("unknown filter {filter}"))?;
+    Ok(format!(
+        "{HEADER}#\n\
+# aigw {filter} ({step} of 4 in the chain pii-mask -> prompt-template -> token-counter -> model-router)\n\
+# for the Istio ingress gateway. Istio's RequestAuthentication replaces gateway.yaml's jwt_authn (see\n\
+# envoy-config/k8s/README.md for how claims reach the filters there).\n\
+apiVersion: extensions.istio.io/v1alpha1\n\
+kind: WasmPlugin\n\
+metadata:\n\
+\x20 name: aigw-{filter}\n\
+\x20 namespace: istio-ingress\n\
+\x20 labels:\n\
+\x20   app.kubernetes.io/part-of: aigw\n\
+\x20   app.kubernetes.io/component: {filter}\n\
+spec:\n\
+\x20 selector:\n\
+\x20   matchLabels:\n\
+\x20     istio: ingressgateway\n\
+\x20 url: oci://{IMAGE_REGISTRY}/{filter}:{IMAGE_TAG}\n\
+\x20 imagePullPolicy: IfNotPresent\n\
+\x20 # The end of the chain (after authentication), in descending priority: the same order as gateway.yaml.\n\
+\x20 phase: UNSPECIFIED_PHASE\n\
+\x20 priority: {priority}\n\
+\x20 type: HTTP\n\
+\x20 # Like gateway.yaml's FAIL_CLOSED: traffic stops rather than skip a filter that failed to load.\n\
+\x20 failStrategy: FAIL_CLOSE\n\
+\x20 pluginConfig:{config}",
+        step = position + 1,
+        priority = istio_priority(filter),
+        config = config_yaml(config_json, 4)?,
+    ))
+}
+
+/// The Envoy Gateway EnvoyExtensionPolicy carrying all four filters in chain order.
+pub fn envoy_extension_policy(configs: &[(String, String)]) -> Result<String, String> {
+    let mut wasm = String::new();
+    for (filter, json) in configs {
+        wasm.push_str(&format!(
+            "  - name: {filter}\n\
+\x20   rootID: {filter}\n\
+\x20   failOpen: false\n\
+\x20   code:\n\
+\x20     type: Image\n\
+\x20     image:\n\
+\x20       url: {IMAGE_REGISTRY}/{filter}:{IMAGE_TAG}\n\
+\x20   config:{config}",
+            config = config_yaml(json, 6)?,
+        ));
+    }
+    Ok(format!(
+        "{HEADER}#\n\
+# The aigw filter chain for Envoy Gateway: the four filters, in order, on the HTTPRoute `llm`.\n\
+# Verify JWTs with a SecurityPolicy (jwt.providers) on the same route; Envoy Gateway runs it before these\n\
+# filters. Provider clusters, TLS and retries come from the HTTPRoute's backends and BackendTrafficPolicy.\n\
+apiVersion: gateway.envoyproxy.io/v1alpha1\n\
+kind: EnvoyExtensionPolicy\n\
+metadata:\n\
+\x20 name: aigw\n\
+\x20 namespace: aigw\n\
+\x20 labels:\n\
+\x20   app.kubernetes.io/part-of: aigw\n\
+spec:\n\
+\x20 targetRefs:\n\
+\x20 - group: gateway.networking.k8s.io\n\
+\x20   kind: HTTPRoute\n\
+\x20   name: llm\n\
+\x20 wasm:\n\
+{wasm}"
+    ))
+}
+
+/// Every generated file: path relative to the repository root, and content.
+pub fn generate(gateway_yaml: &str) -> Result<Vec<(PathBuf, String)>, String> {
+    let configs = wasm_configs(gateway_yaml)?;
+    let names: Vec<&str> = configs.iter().map(|(n, _)| n.as_str()).collect();
+    if names != FILTERS {
+        return Err(format!("gateway.yaml has Wasm filters {names:?}, expected {FILTERS:?}"));
+    }
+    let mut files = Vec::new();
+    for (filter, json) in &configs {
+        files.push((
+            Path::new("envoy-config/k8s/istio").join(format!("{filter}.yaml")),
+            istio_wasm_plugin(filter, json)?,
+        ));
+    }
+    files.push((
+        PathBuf::from("envoy-config/k8s/envoy-gateway/extension-policy.yaml"),
+        envoy_extension_policy(&configs)?,
+    ));
+    Ok(files)
+}
+
+/// Parses every YAML document in every `.yaml` file under `dir` (recursively).
+pub fn read_manifests(dir: &Path) -> Result<Vec<(PathBuf, Value)>, String> {
+    let mut out = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        paths.sort();
+        for path in paths {
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+                let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+                for document in serde_yaml::Deserializer::from_str(&text) {
+                    let value = Value::deserialize(document).map_err(|e| format!("{}: {e}", path.display()))?;
+                    if !value.is_null() {
+                        out.push((path.clone(), value));
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,114 @@
+//! The Kubernetes manifests in envoy-config/k8s/ cannot drift: every plugin
+//! config in them is accepted by that filter's own parser, equals the
+//! configuration gateway.yaml gives the filter, and the files are exactly what
+//! `aigw-k8s-manifests` generates; the filters keep the chain order.
+
+#![allow(clippy::unwrap_used, clippy::panic)] // test helpers outside #[test] fns
+
+use aigw_e2e::config::{wasm_configs, FILTERS};
+use aigw_e2e::{k8s, repo_root};
+use serde_json::Value as Json;
+use serde_yaml::Value;
+use std::collections::BTreeMap;
+
+const REGENERATE: &str = "run `cargo run -q -p aigw-e2e --bin aigw-k8s-manifests` and commit envoy-config/k8s/";
+
+/// Runs the filter's own configuration parser.
+fn parse_with_filter(filter: &str, json: &[u8]) -> Result<(), String> {
+    let bytes = Some(json);
+    match filter {
+        "pii-mask" => pii_mask::config::from_json(bytes).map(drop).map_err(|e| e.to_string()),
+        "prompt-template" => prompt_template::config::from_json(bytes).map(drop).map_err(|e| e.to_string()),
+        "token-counter" => token_counter::config::from_json(bytes).map(drop).map_err(|e| e.to_string()),
+        "model-router" => model_router::config::from_json(bytes).map(drop).map_err(|e| e.to_string()),
+        other => Err(format!("unknown filter {other}")),
+    }
+}
+
+fn gateway_yaml() -> String {
+    std::fs::read_to_string(repo_root().join("envoy-config/gateway.yaml")).unwrap()
+}
+
+/// gateway.yaml's configuration per filter, as JSON values.
+fn gateway_configs() -> BTreeMap<String, Json> {
+    wasm_configs(&gateway_yaml())
+        .unwrap()
+        .into_iter()
+        .map(|(name, text)| {
+            let value = serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("gateway.yaml: {name}'s configuration is not JSON: {e}"));
+            (name, value)
+        })
+        .collect()
+}
+
+/// Checks one manifest's plugin config against the filter's parser and gateway.yaml.
+fn check_plugin_config(where_: &str, filter: &str, config: Option<&Value>, gateway: &BTreeMap<String, Json>) {
+    let config: Json = match config {
+        Some(config) => serde_json::to_value(config).unwrap(),
+        None => panic!("{where_}: {filter} has no plugin config"),
+    };
+    let bytes = serde_json::to_vec(&config).unwrap();
+    if let Err(err) = parse_with_filter(filter, &bytes) {
+        panic!("{where_}: {filter}'s config is rejected by its parser: {err}");
+    }
+    assert_eq!(Some(&config), gateway.get(filter), "{where_}: {filter}'s config differs from gateway.yaml; {REGENERATE}");
+}
+
+#[test]
+fn gateway_yaml_configs_are_accepted_by_each_filter() {
+    let configs = gateway_configs();
+    assert_eq!(configs.len(), FILTERS.len());
+    for (filter, config) in configs {
+        if let Err(err) = parse_with_filter(&filter, config.to_string().as_bytes()) {
+            panic!("gateway.yaml: {filter}'s configuration is rejected by its parser: {err}");
+        }
+    }
+}
+
+#[test]
+fn manifests_are_generated_from_gateway_yaml() {
+    for (path, expected) in k8s::generate(&gateway_yaml()).unwrap() {
+        let actual = std::fs::read_to_string(repo_root().join(&path)).unwrap_or_default();
+        assert!(actual == expected, "{} is stale: {REGENERATE}", path.display());
+    }
+}
+
+#[test]
+fn every_manifest_carries_configs_its_filter_accepts_in_chain_order() {
+    let gateway = gateway_configs();
+    let manifests = k8s::read_manifests(&repo_root().join("envoy-config/k8s")).unwrap();
+    let mut istio: Vec<(i64, String)> = Vec::new();
+    let mut policies = 0;
+    for (path, doc) in &manifests {
+        let where_ = path.strip_prefix(repo_root()).unwrap_or(path).display().to_string();
+        match doc["kind"].as_str() {
+            Some("WasmPlugin") => {
+                assert_eq!(doc["apiVersion"].as_str(), Some("extensions.istio.io/v1alpha1"), "{where_}");
+                let filter = doc["metadata"]["labels"]["app.kubernetes.io/component"].as_str().unwrap().to_string();
+                let spec = &doc["spec"];
+                assert!(spec["url"].as_str().unwrap().contains(&format!("/{filter}:")), "{where_}: url");
+                assert_eq!(spec["failStrategy"].as_str(), Some("FAIL_CLOSE"), "{where_}");
+                check_plugin_config(&where_, &filter, spec.get("pluginConfig"), &gateway);
+                istio.push((spec["priority"].as_i64().unwrap(), filter));
+            }
+            Some("EnvoyExtensionPolicy") => {
+                policies += 1;
+                let wasm = doc["spec"]["wasm"].as_sequence().unwrap();
+                let names: Vec<&str> = wasm.iter().map(|w| w["name"].as_str().unwrap()).collect();
+                assert_eq!(names, FILTERS, "{where_}: filters out of chain order");
+                for entry in wasm {
+                    let filter = entry["name"].as_str().unwrap();
+                    assert_eq!(entry["failOpen"].as_bool(), Some(false), "{where_}: {filter}");
+                    check_plugin_config(&where_, filter, entry.get("config"), &gateway);
+                }
+            }
+            other => panic!("{where_}: unexpected manifest kind {other:?}"),
+        }
+    }
+    // Istio runs higher priorities first: descending priority must give the chain order.
+    istio.sort_by(|a, b| b.0.cmp(&a.0));
+    let order: Vec<&str> = istio.iter().map(|(_, f)| f.as_str()).collect();
+    assert_eq!(order, FILTERS, "Istio WasmPlugin priorities do not give the chain order");
+    assert_eq!(policies, 1, "expected one EnvoyExtensionPolicy");
+}
