@@ -41,7 +41,8 @@ fn config_yaml(json: &str, indent: usize) -> Result<String, String> {
     Ok(format!("\n{}", text.lines().map(|line| format!("{pad}{line}\n")).collect::<String>()))
 }
 
-const HEADER: &str = "# GENERATED from envoy-config/gateway.yaml by `cargo run -q -p aigw-e2e --bin aigw-k8s-manifests`.\n\
+const HEADER: &str =
+    "# GENERATED from envoy-config/gateway.yaml by `cargo run -q -p aigw-e2e --bin aigw-k8s-manifests`.\n\
 # Do not edit: change the filter's configuration in gateway.yaml and regenerate\n\
 # (tests/e2e/tests/manifests.rs fails when this file is stale).\n";
 

@@ -52,7 +52,11 @@ fn check_plugin_config(where_: &str, filter: &str, config: Option<&Value>, gatew
     if let Err(err) = parse_with_filter(filter, &bytes) {
         panic!("{where_}: {filter}'s config is rejected by its parser: {err}");
     }
-    assert_eq!(Some(&config), gateway.get(filter), "{where_}: {filter}'s config differs from gateway.yaml; {REGENERATE}");
+    assert_eq!(
+        Some(&config),
+        gateway.get(filter),
+        "{where_}: {filter}'s config differs from gateway.yaml; {REGENERATE}"
+    );
 }
 
 #[test]
@@ -107,7 +111,7 @@ fn every_manifest_carries_configs_its_filter_accepts_in_chain_order() {
         }
     }
     // Istio runs higher priorities first: descending priority must give the chain order.
-    istio.sort_by(|a, b| b.0.cmp(&a.0));
+    istio.sort_by_key(|(priority, _)| std::cmp::Reverse(*priority));
     let order: Vec<&str> = istio.iter().map(|(_, f)| f.as_str()).collect();
     assert_eq!(order, FILTERS, "Istio WasmPlugin priorities do not give the chain order");
     assert_eq!(policies, 1, "expected one EnvoyExtensionPolicy");

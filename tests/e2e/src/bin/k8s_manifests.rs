@@ -29,10 +29,8 @@ fn main() -> ExitCode {
             eprintln!("stale: {}", path.display());
             continue;
         }
-        let written = full
-            .parent()
-            .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|()| std::fs::write(&full, content));
+        let written =
+            full.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|()| std::fs::write(&full, content));
         match written {
             Ok(()) => println!("wrote {}", path.display()),
             Err(err) => {
