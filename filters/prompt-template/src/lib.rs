@@ -70,8 +70,8 @@ impl RootContext for Root {
 enum State {
     /// Not a chat request, or already handled.
     PassThrough,
-    /// Headers paused; collecting the body.
-    Buffering { shape: ApiShape, tenant: String },
+    /// Headers paused; collecting the body (`body_size`: buffered so far).
+    Buffering { shape: ApiShape, tenant: String, body_size: usize },
     /// Body paused; waiting for the retrieval service.
     Retrieving { token: u32, body_size: usize, pending: Pending },
 }
@@ -82,6 +82,28 @@ struct Filter {
 }
 
 impl Filter {
+    /// The whole request body is in Envoy's buffer (end of stream, or trailers
+    /// arrived): process it.
+    fn on_complete_body(&mut self, body_size: usize) -> Action {
+        let State::Buffering { shape, tenant, .. } = std::mem::replace(&mut self.state, State::PassThrough) else {
+            return Action::Continue;
+        };
+        let Some(config) = self.config.clone() else { return Action::Continue };
+        let body = self.get_http_request_body(0, body_size).unwrap_or_default();
+        match request::process(&config, config.set(&tenant), shape, &body, &ProxyWasmHost) {
+            Ok(Outcome::Unchanged) => Action::Continue,
+            Ok(Outcome::Rewritten(new_body)) => {
+                self.replace_body(body_size, &new_body);
+                Action::Continue
+            }
+            Ok(Outcome::Retrieve { call, pending }) => self.start_retrieval(&config, body_size, call, pending),
+            Err(err) => {
+                self.reject(&err);
+                Action::Pause
+            }
+        }
+    }
+
     fn reject(&mut self, err: &ApiError) {
         ProxyWasmHost.increment_counter(&metrics::rejected(err.code), 1);
         log(LogLevel::Debug, &format!("prompt-template: rejected request: {} {}", err.status, err.code));
@@ -129,8 +151,7 @@ impl Filter {
 
 impl Context for Filter {
     fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
-        let State::Retrieving { token, .. } = &self.state else { return };
-        if *token != token_id {
+        if !matches!(&self.state, State::Retrieving { token, .. } if *token == token_id) {
             return;
         }
         let State::Retrieving { body_size: request_size, pending, .. } =
@@ -168,7 +189,7 @@ impl HttpContext for Filter {
         }
         match tenant::select(&config, &ProxyWasmHost) {
             Ok(set) => {
-                self.state = State::Buffering { shape, tenant: set.name.clone() };
+                self.state = State::Buffering { shape, tenant: set.name.clone(), body_size: 0 };
                 Action::Pause
             }
             Err(err) => {
@@ -179,29 +200,24 @@ impl HttpContext for Filter {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        let State::Buffering { shape, tenant } = &self.state else { return Action::Continue };
-        let (shape, tenant) = (*shape, tenant.clone());
-        let Some(config) = self.config.clone() else { return Action::Continue };
-        if body_size > config.max_body_bytes {
-            self.reject(&ApiError::payload_too_large(config.max_body_bytes));
+        let State::Buffering { body_size: seen, .. } = &mut self.state else { return Action::Continue };
+        *seen = body_size;
+        let max = self.config.as_ref().map_or(usize::MAX, |config| config.max_body_bytes);
+        if body_size > max {
+            self.reject(&ApiError::payload_too_large(max));
             return Action::Pause;
         }
         if !end_of_stream {
             return Action::Pause;
         }
-        self.state = State::PassThrough;
-        let body = self.get_http_request_body(0, body_size).unwrap_or_default();
-        match request::process(&config, config.set(&tenant), shape, &body, &ProxyWasmHost) {
-            Ok(Outcome::Unchanged) => Action::Continue,
-            Ok(Outcome::Rewritten(new_body)) => {
-                self.replace_body(body_size, &new_body);
-                Action::Continue
-            }
-            Ok(Outcome::Retrieve { call, pending }) => self.start_retrieval(&config, body_size, call, pending),
-            Err(err) => {
-                self.reject(&err);
-                Action::Pause
-            }
-        }
+        self.on_complete_body(body_size)
+    }
+
+    /// Trailers end the request too (HTTP/2 and gRPC-style clients): the body
+    /// is complete, so it is processed here rather than slipping through.
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        let State::Buffering { body_size, .. } = &self.state else { return Action::Continue };
+        let body_size = *body_size;
+        self.on_complete_body(body_size)
     }
 }

@@ -385,3 +385,23 @@ fn logs_never_contain_prompts_or_values() {
         vm.assert_no_log_contains(secret);
     }
 }
+
+#[test]
+fn a_body_ended_by_trailers_is_still_templated() {
+    // HTTP/2 clients may end a request with trailers instead of an empty end-of-stream data frame;
+    // an untemplated request must not slip past `allow_untemplated_requests: false` that way.
+    let harness = Harness::new();
+    let vm = start(&harness, CONFIG);
+    let mut stream = vm.stream();
+    stream.send_request_headers(&[CHAT, &[("x-team", "wealth")]].concat(), false);
+    stream.send_request_body(br#"{"messages": [{"role": "user", "content": "hi"}]}"#, false);
+    stream.send_request_trailers(&[("x-checksum", "1")]);
+    assert_eq!(error_of(&stream), (400, "template_required".to_string()));
+    assert!(stream.upstream_request_headers().is_none());
+
+    let mut stream = vm.stream();
+    stream.send_request_headers(CHAT, false);
+    stream.send_request_body(br#"{"template": "sentiment-fr", "variables": {"text": "ok"}}"#, false);
+    stream.send_request_trailers(&[("x-checksum", "1")]);
+    assert_eq!(upstream_json(&stream)["messages"][2]["content"], "ok");
+}
