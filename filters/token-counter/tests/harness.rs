@@ -80,7 +80,8 @@ fn usage_from_every_shape_at_every_split() {
     let sse = openai_sse();
     let without_usage = sse.replace(USAGE_EVENT, "");
     // (path, request extra, content type, body, expected (input, output), what the client must get)
-    let cases: Vec<(&str, Value, &str, &str, (u64, u64), String)> = vec![
+    type Case<'a> = (&'a str, Value, &'a str, &'a str, (u64, u64), String);
+    let cases: Vec<Case> = vec![
         ("/v1/chat/completions", json!({}), "application/json", OPENAI_JSON, (12, 3), OPENAI_JSON.into()),
         ("/v1/messages", json!({"max_tokens": 50}), "application/json", ANTHROPIC_JSON, (37, 5), ANTHROPIC_JSON.into()),
         // The client asked for usage: its chunk stays.
