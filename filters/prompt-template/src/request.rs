@@ -75,14 +75,17 @@ pub fn process(
     let mut values = platform_values(&set.platform_variables, host);
     match template {
         Some(template) => {
-            for field in ["messages", "system"] {
-                if map.contains_key(field) && (field == "messages" || shape == ApiShape::AnthropicMessages) {
-                    return Err(ApiError::bad_request(
-                        "template_conflict",
-                        format!("A templated request cannot also send `{field}`: the template provides it."),
-                    )
-                    .with_param(field));
-                }
+            // The fields the template provides for this API shape.
+            let provided: &[&str] = match shape {
+                ApiShape::OpenAiChat => &["messages"],
+                ApiShape::AnthropicMessages => &["messages", "system"],
+            };
+            if let Some(field) = provided.iter().find(|field| map.contains_key(**field)) {
+                return Err(ApiError::bad_request(
+                    "template_conflict",
+                    format!("A templated request cannot also send `{field}`: the template provides it."),
+                )
+                .with_param(*field));
             }
             values.extend(client_values(template, set, map.get("variables"))?);
         }
