@@ -11,6 +11,7 @@ use aigw_shared::body::DEFAULT_MAX_BODY_BYTES;
 use aigw_shared::config::{index, join, parse_config, ConfigError};
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
 /// Default for custom regexes: the longest match the stream masker is
 /// guaranteed to catch across chunks.
@@ -191,7 +192,8 @@ pub struct Moderation {
 #[derive(Debug)]
 pub struct Config {
     pub request: Scanner,
-    pub response: Scanner,
+    /// Shared with the stream maskers of in-flight responses.
+    pub response: Rc<Scanner>,
     pub hash: HashSettings,
     pub max_body_bytes: usize,
     pub on_unreadable_request: UnreadableRequest,
@@ -401,7 +403,7 @@ pub fn from_json(bytes: Option<&[u8]>) -> Result<Config, ConfigError> {
     };
     Ok(Config {
         request: Scanner::new(request_rules),
-        response: Scanner::new(response_rules),
+        response: Rc::new(Scanner::new(response_rules)),
         hash: HashSettings { salt: raw.hash.salt, chars: raw.hash.chars },
         max_body_bytes,
         on_unreadable_request: raw.on_unreadable_request,

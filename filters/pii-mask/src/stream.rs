@@ -22,6 +22,7 @@ use crate::scan::{Findings, Scanner};
 use aigw_shared::sse::{SseEvent, SseParser};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
 /// What one push released.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -110,9 +111,9 @@ enum Part {
 type Key = (u64, Part);
 
 /// Masks an SSE response body chunk by chunk.
-pub struct SseMasker<'a> {
-    scanner: &'a Scanner,
-    hash: &'a HashSettings,
+pub struct SseMasker {
+    scanner: Rc<Scanner>,
+    hash: HashSettings,
     parser: SseParser,
     streams: BTreeMap<Key, TextStream>,
     /// Top-level fields of the last OpenAI chunk (id, model, …) for the
@@ -126,8 +127,8 @@ pub struct SseMasker<'a> {
     pub error: Option<String>,
 }
 
-impl<'a> SseMasker<'a> {
-    pub fn new(scanner: &'a Scanner, hash: &'a HashSettings, max_event_bytes: usize) -> Self {
+impl SseMasker {
+    pub fn new(scanner: Rc<Scanner>, hash: HashSettings, max_event_bytes: usize) -> Self {
         SseMasker {
             scanner,
             hash,
@@ -227,12 +228,12 @@ impl<'a> SseMasker<'a> {
 
     fn push(&mut self, key: Key, piece: &str) -> Released {
         let stream = self.streams.entry(key).or_default();
-        stream.push(piece, self.scanner, self.hash, &mut self.findings)
+        stream.push(piece, &self.scanner, &self.hash, &mut self.findings)
     }
 
     fn finish_key(&mut self, key: Key) -> Released {
         match self.streams.remove(&key) {
-            Some(mut stream) => stream.finish(self.scanner, self.hash, &mut self.findings),
+            Some(mut stream) => stream.finish(&self.scanner, &self.hash, &mut self.findings),
             None => Released::default(),
         }
     }
@@ -615,9 +616,8 @@ mod tests {
         assert!(b.reject.is_some());
     }
 
-    fn run_sse(scanner: &Scanner, body: &[u8], cuts: &[usize]) -> Vec<u8> {
-        let hash = hash();
-        let mut masker = SseMasker::new(scanner, &hash, 1 << 20);
+    fn run_sse(scanner: &Rc<Scanner>, body: &[u8], cuts: &[usize]) -> Vec<u8> {
+        let mut masker = SseMasker::new(scanner.clone(), hash(), 1 << 20);
         let mut out = Vec::new();
         let mut last = 0;
         for &cut in cuts {
@@ -679,7 +679,7 @@ mod tests {
 
     #[test]
     fn sse_split_at_every_byte_never_leaks() {
-        let scanner = replace_all();
+        let scanner = Rc::new(replace_all());
         for (name, value) in SAMPLES {
             // The value is split across two events, and the body across two chunks.
             let mid = value.char_indices().nth(value.chars().count() / 2).unwrap().0;
@@ -702,7 +702,7 @@ mod tests {
 
     #[test]
     fn sse_keeps_structure_and_flushes_before_terminal_events() {
-        let scanner = replace_all();
+        let scanner = Rc::new(replace_all());
         let out = run_sse(&scanner, &openai_stream(&["mail me at a@b.c", "om"]), &[]);
         let text = String::from_utf8(out).unwrap();
         let finish = text.find("\"finish_reason\":\"stop\"").unwrap();
@@ -718,7 +718,7 @@ mod tests {
 
     #[test]
     fn sse_without_terminal_event_flushes_at_end_of_body() {
-        let scanner = replace_all();
+        let scanner = Rc::new(replace_all());
         let body = b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"ssn 123-45-67\"}}]}\n\ndata: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"89\"}}]}\n\n";
         let out = run_sse(&scanner, body, &[]);
         assert_eq!(reassemble(&out), "ssn [US_SSN]");
@@ -726,13 +726,13 @@ mod tests {
 
     #[test]
     fn sse_reject_ends_the_stream_properly() {
-        let scanner = scanner_with(|e| {
+        let scanner = Rc::new(scanner_with(|e| {
             if e == Entity::AwsAccessKey {
                 Action::Reject { message: "Withheld.".into() }
             } else {
                 Action::Replace { text: format!("[{}]", e.name()) }
             }
-        });
+        }));
         let out = run_sse(&scanner, &openai_stream(&["key AKIAIOSFOD", "NN7EXAMPLE and more", " text"]), &[]);
         let text = String::from_utf8(out.clone()).unwrap();
         assert!(!text.contains("AKIA"));
@@ -749,7 +749,7 @@ mod tests {
 
     #[test]
     fn tool_call_arguments_are_masked_across_chunks() {
-        let scanner = replace_all();
+        let scanner = Rc::new(replace_all());
         let chunk = |args: &str| {
             format!(
                 "data: {}\n\n",
