@@ -177,9 +177,9 @@ fn anthropic_requests_get_the_top_level_system() {
 fn team_and_user_from_a_verified_jwt() {
     let config = r#"{
         "tenant": {"from": "jwt:team", "on_unknown": "reject"},
-        "platform_variables": {"user": {"from": "jwt:sub", "default": "anonymous"}},
+        "platform_variables": {"user": {"from": "jwt:sub", "default": "anonymous"}, "route": {"from": "route"}},
         "tenants": {
-            "retail": {"decorate": {"prepend": [{"role": "system", "content": "Retail desk, user {{user}}."}]}},
+            "retail": {"decorate": {"prepend": [{"role": "system", "content": "Retail desk, user {{user}}, route {{route}}."}]}},
             "wealth": {"decorate": {"prepend": [{"role": "system", "content": "Wealth desk, user {{user}}."}]},
                        "allow_untemplated_requests": false}
         }
@@ -191,13 +191,13 @@ fn team_and_user_from_a_verified_jwt() {
     let auth = format!("Bearer {token}");
     let response = gw.chat_with(&[("authorization", &auth)], &chat);
     assert_eq!(response.status, 200, "{}", response.text());
-    assert_eq!(roles_and_contents(&upstream_body(&gw))[0], pair("system", "Retail desk, user u-17."));
+    assert_eq!(roles_and_contents(&upstream_body(&gw))[0], pair("system", "Retail desk, user u-17, route mock."));
 
     // The x-team header is not the tenant source here: it cannot pick wealth's prompt.
     gw.clear_mocks();
     let response = gw.chat_with(&[("authorization", &auth), ("x-team", "wealth")], &chat);
     assert_eq!(response.status, 200);
-    assert_eq!(roles_and_contents(&upstream_body(&gw))[0], pair("system", "Retail desk, user u-17."));
+    assert_eq!(roles_and_contents(&upstream_body(&gw))[0], pair("system", "Retail desk, user u-17, route mock."));
 
     let token = jwt::demo_token(json!({"sub": "u-18", "team": "wealth"}));
     let response = gw.chat_with(&[("authorization", &format!("Bearer {token}"))], &chat);
