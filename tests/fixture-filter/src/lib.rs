@@ -14,6 +14,8 @@
 //! | `count`         | adds 1 to the shared-data counter `fixture.count` (CAS, retried) and sets `x-count` | |
 //! | `properties`    | copies the route name and the JWT `sub` claim into `x-route` / `x-jwt-sub`, sets filter state `fixture.seen` | |
 //! | `panic`         | panics (the harness must report the trap)                           | |
+//! | `late-header-read` | lets the headers go, then reads a request header in the body callback (Envoy answers BadArgument: the SDK panics) | |
+//! | `reply-on-response` |                                                                  | answers 502 from the response headers callback |
 //!
 //! Configuration: `{"header_value": "...", "tick_period_ms": N, "authz_cluster": "..."}`; unknown fields are
 //! rejected so that a bad configuration makes `on_configure` return false.
@@ -255,6 +257,10 @@ impl HttpContext for Stream {
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         self.request_body_seen = body_size;
+        if self.has("late-header-read") {
+            // A bug on purpose: the headers were forwarded, Envoy no longer exposes them.
+            let _ = self.get_http_request_header(":path");
+        }
         if self.waiting_for_call {
             // Returning Continue here would also release the paused headers.
             return Action::Pause;
@@ -278,6 +284,10 @@ impl HttpContext for Stream {
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         self.set_http_response_header("x-fixture-response", Some("1"));
+        if self.has("reply-on-response") {
+            self.send_http_response(502, vec![("x-fixture", "bad-upstream")], Some(b"bad upstream"));
+            return Action::Pause;
+        }
         if self.has("replace-body") {
             self.set_http_response_header("content-length", None);
         }

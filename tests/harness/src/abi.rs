@@ -117,30 +117,60 @@ fn map_kind(raw: i32) -> Option<MapKind> {
     })
 }
 
+/// The map the filter can read now, as Envoy exposes it: request/response headers from their
+/// callback until they are forwarded (or `continue_stream`), trailers until forwarded, the
+/// final maps (read-only) during `proxy_on_log`, the call response during its callback.
 fn map_ref(state: &HostState, kind: MapKind) -> Option<&Headers> {
     match kind {
-        MapKind::CallResponseHeaders => state.call_response.as_ref().map(|r| &r.headers),
-        MapKind::CallResponseTrailers => state.call_response.as_ref().map(|r| &r.trailers),
+        MapKind::CallResponseHeaders => return state.call_response.as_ref().map(|r| &r.headers),
+        MapKind::CallResponseTrailers => return state.call_response.as_ref().map(|r| &r.trailers),
+        _ => {}
+    }
+    let stream = state.streams.get(&state.effective)?;
+    let log_phase = state.callback == "proxy_on_log";
+    let direction = match kind {
+        MapKind::RequestHeaders | MapKind::RequestTrailers => &stream.request,
+        _ => &stream.response,
+    };
+    match kind {
+        MapKind::RequestHeaders | MapKind::ResponseHeaders => {
+            if log_phase {
+                direction.forwarded_headers.as_ref().or(direction.headers.as_ref())
+            } else if direction.exposed {
+                direction.headers.as_ref()
+            } else {
+                None
+            }
+        }
         _ => {
-            let stream = state.streams.get(&state.effective)?;
-            match kind {
-                MapKind::RequestHeaders => stream.request.headers.as_ref(),
-                MapKind::RequestTrailers => stream.request.trailers.as_ref(),
-                MapKind::ResponseHeaders => stream.response.headers.as_ref(),
-                MapKind::ResponseTrailers => stream.response.trailers.as_ref(),
-                _ => None,
+            if log_phase {
+                direction.forwarded_trailers.as_ref().or(direction.trailers.as_ref())
+            } else if direction.forwarded_trailers.is_none() {
+                direction.trailers.as_ref()
+            } else {
+                None
             }
         }
     }
 }
 
+/// Why a map is not available, for the note shown when the SDK then panics.
+fn unavailable(kind: MapKind, state: &HostState) -> String {
+    let context = if state.streams.contains_key(&state.effective) { "" } else { " (not an HTTP context)" };
+    format!(
+        "{kind:?} are not available in {}{context}: Envoy exposes a header map only from its callback until it is \
+         forwarded (Continue, or continue_stream) and answers BadArgument otherwise, which makes the SDK panic",
+        state.callback
+    )
+}
+
 /// The map a write goes to, or a note saying why there is none.
 fn map_mut(state: &mut HostState, kind: MapKind) -> Result<&mut Headers, String> {
+    if state.callback == "proxy_on_log" || map_ref(state, kind).is_none() {
+        return Err(unavailable(kind, state));
+    }
     let effective = state.effective;
-    let stream = match state.streams.get_mut(&effective) {
-        Some(stream) => stream,
-        None => return Err(format!("{kind:?} written outside an HTTP context")),
-    };
+    let stream = state.streams.get_mut(&effective).ok_or_else(|| "no stream".to_string())?;
     let map = match kind {
         MapKind::RequestHeaders => stream.request.headers.as_mut(),
         MapKind::RequestTrailers => stream.request.trailers.as_mut(),
@@ -148,20 +178,7 @@ fn map_mut(state: &mut HostState, kind: MapKind) -> Result<&mut Headers, String>
         MapKind::ResponseTrailers => stream.response.trailers.as_mut(),
         MapKind::CallResponseHeaders | MapKind::CallResponseTrailers => None,
     };
-    map.ok_or_else(|| format!("{kind:?} written but the stream has none (not received yet)"))
-}
-
-/// Records that a header map was edited after Envoy had forwarded it: Envoy
-/// accepts the edit but the next hop never sees it.
-fn note_late_edit(state: &mut HostState, kind: MapKind) {
-    let late = state.streams.get(&state.effective).is_some_and(|s| match kind {
-        MapKind::RequestHeaders => s.request.forwarded_headers.is_some(),
-        MapKind::ResponseHeaders => s.response.forwarded_headers.is_some(),
-        _ => false,
-    });
-    if late {
-        state.note(format!("{kind:?} edited after they were forwarded; the next hop does not see this edit"));
-    }
+    map.ok_or_else(|| format!("{kind:?} cannot be modified"))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -427,7 +444,7 @@ fn link_env(l: &mut Linker<HostState>) -> Result<()> {
             state.note(format!("proxy_set_header_map_pairs: unsupported map type {kind}"));
             return Ok(status::BAD_ARGUMENT);
         };
-        note_late_edit(state, kind);
+
         match map_mut(state, kind) {
             Ok(map) => {
                 *map = Headers::from_owned(pairs);
@@ -448,7 +465,15 @@ fn link_env(l: &mut Linker<HostState>) -> Result<()> {
                 c.data_mut().note(format!("proxy_get_header_map_value: unsupported map type {kind}"));
                 return Ok(status::BAD_ARGUMENT);
             };
-            let Some(value) = map_ref(c.data(), kind).and_then(|m| m.get(&key)).map(|v| v.as_bytes().to_vec()) else {
+            let Some(map) = map_ref(c.data(), kind) else {
+                if c.data().callback == "proxy_on_log" {
+                    return Ok(status::NOT_FOUND);
+                }
+                let why = unavailable(kind, c.data());
+                c.data_mut().note(format!("proxy_get_header_map_value({key}): {why}"));
+                return Ok(status::BAD_ARGUMENT);
+            };
+            let Some(value) = map.get(&key).map(|v| v.as_bytes().to_vec()) else {
                 return Ok(status::NOT_FOUND);
             };
             copy_out(&mut c, &value, ret_ptr, ret_size)?;
@@ -509,12 +534,14 @@ fn link_env(l: &mut Linker<HostState>) -> Result<()> {
             match state.streams.get_mut(&effective) {
                 Some(stream) => {
                     stream.properties.insert(path, value);
+                    Ok(status::OK)
                 }
                 None => {
-                    state.vm_properties.insert(path, value);
+                    // Envoy keeps filter state on the stream; the root context has none.
+                    state.note(format!("proxy_set_property({path:?}) outside an HTTP context: Envoy answers NotFound"));
+                    Ok(status::NOT_FOUND)
                 }
             }
-            Ok(status::OK)
         },
     )?;
 
@@ -579,7 +606,11 @@ fn link_env(l: &mut Linker<HostState>) -> Result<()> {
             state.note(format!("proxy_continue_stream({}) outside an HTTP context: ignored", stream_type_name(kind)));
             return Ok(status::OK);
         };
-        // Envoy defers the continue until the current VM call returns.
+        // Envoy defers the continue until the current VM call returns, and stops exposing the
+        // request headers at once (for either stream type: Envoy 1.40 clears the request side).
+        if kind == 0 || kind == 1 {
+            stream.request.exposed = false;
+        }
         match kind {
             0 => stream.continue_request = true,
             1 => stream.continue_response = true,
@@ -630,6 +661,7 @@ fn link_env(l: &mut Linker<HostState>) -> Result<()> {
                 state.note("a second proxy_send_local_response on the same stream: ignored".to_string());
                 return Ok(status::OK);
             }
+            stream.reply_pending = true;
             stream.local_reply =
                 Some(crate::LocalReply { status: status_code as u32, headers, body, details, grpc_status });
             Ok(status::OK)
@@ -869,7 +901,7 @@ fn edit_map(state: &mut HostState, call: &str, kind: i32, edit: impl FnOnce(&mut
         state.note(format!("{call}: unsupported map type {kind}"));
         return Ok(status::BAD_ARGUMENT);
     };
-    note_late_edit(state, kind);
+
     match map_mut(state, kind) {
         Ok(map) => {
             edit(map);

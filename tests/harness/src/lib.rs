@@ -106,9 +106,15 @@ impl Harness {
     pub fn after_shared_data_get(&self, vm_id: &str, key: &str, hook: impl FnOnce() + 'static) {
         self.inner.get_hooks.borrow_mut().push(GetHook {
             vm_id: vm_id.to_string(),
-            key: key.to_string(),
+            key: Some(key.to_string()),
             run: Box::new(hook),
         });
+    }
+
+    /// Like [`Harness::after_shared_data_get`], for the next read of any key in `vm_id` (for
+    /// filters whose keys a test does not know).
+    pub fn after_any_shared_data_get(&self, vm_id: &str, hook: impl FnOnce() + 'static) {
+        self.inner.get_hooks.borrow_mut().push(GetHook { vm_id: vm_id.to_string(), key: None, run: Box::new(hook) });
     }
 
     /// A counter's value across all VMs (0 if undefined).
@@ -138,7 +144,7 @@ pub fn wasm_path(name: &str) -> PathBuf {
     let dist = std::env::var_os("AIGW_DIST").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("dist"));
     let path = dist.join(format!("{name}.wasm"));
     assert!(path.is_file(), "{} is missing: run `just build` first", path.display());
-    path
+    path.canonicalize().unwrap_or(path)
 }
 
 /// The harness's fixture filter, built by `just build` into
@@ -148,7 +154,7 @@ pub fn fixture_path() -> PathBuf {
         std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"));
     let path = target.join("wasm32-wasip1/release/fixture_filter.wasm");
     assert!(path.is_file(), "{} is missing: run `just build` first", path.display());
-    path
+    path.canonicalize().unwrap_or(path)
 }
 
 pub(crate) fn engine() -> &'static Engine {

@@ -160,10 +160,10 @@ pub(crate) struct HarnessInner {
     pub get_hooks: RefCell<Vec<GetHook>>,
 }
 
-/// Runs once after the next `proxy_get_shared_data` of `key` in `vm_id`.
+/// Runs once after the next `proxy_get_shared_data` of `key` (any key if None) in `vm_id`.
 pub(crate) struct GetHook {
     pub vm_id: String,
-    pub key: String,
+    pub key: Option<String>,
     pub run: Box<dyn FnOnce()>,
 }
 
@@ -201,7 +201,8 @@ impl HarnessInner {
     /// Takes the hooks registered for `(vm_id, key)` so they run outside any borrow.
     pub fn take_get_hooks(&self, vm_id: &str, key: &str) -> Vec<GetHook> {
         let mut hooks = self.get_hooks.borrow_mut();
-        let (matching, rest): (Vec<_>, Vec<_>) = hooks.drain(..).partition(|h| h.vm_id == vm_id && h.key == key);
+        let (matching, rest): (Vec<_>, Vec<_>) =
+            hooks.drain(..).partition(|h| h.vm_id == vm_id && h.key.as_deref().is_none_or(|k| k == key));
         *hooks = rest;
         matching
     }
@@ -225,6 +226,9 @@ pub(crate) enum Stopped {
 pub(crate) struct Direction {
     /// The header map as it stands (after the filter's edits). None before headers arrived.
     pub headers: Option<Headers>,
+    /// Whether the filter can reach the header map: Envoy exposes it from the headers callback
+    /// until the headers are forwarded or `continue_stream` is called.
+    pub exposed: bool,
     pub trailers: Option<Headers>,
     /// Data Envoy holds for this filter and has not forwarded.
     pub buffer: Vec<u8>,
@@ -245,6 +249,7 @@ impl Direction {
     pub fn new() -> Self {
         Direction {
             headers: None,
+            exposed: false,
             trailers: None,
             buffer: Vec::new(),
             in_body_callback: false,
@@ -261,6 +266,7 @@ impl Direction {
     /// the trailers once they arrived; marks the end when the peer ended.
     pub fn forward(&mut self) {
         self.stopped = Stopped::No;
+        self.exposed = false;
         if self.forwarded_headers.is_none() {
             self.forwarded_headers = Some(self.headers.clone().unwrap_or_default());
         }
@@ -286,6 +292,10 @@ pub(crate) struct StreamState {
     /// Route metadata per filter namespace (`xds.route_metadata.filter_metadata.<ns>`).
     pub route_metadata: BTreeMap<String, Value>,
     pub local_reply: Option<LocalReply>,
+    /// A local reply was sent during the current VM call and not delivered yet (Envoy defers it).
+    pub reply_pending: bool,
+    /// The filter's own local reply is running through its response callbacks.
+    pub encoding_local_reply: bool,
     /// proxy_continue_stream calls not yet applied (applied after the VM call, like Envoy).
     pub continue_request: bool,
     pub continue_response: bool,
@@ -303,6 +313,8 @@ impl StreamState {
             metadata: BTreeMap::new(),
             route_metadata: BTreeMap::new(),
             local_reply: None,
+            reply_pending: false,
+            encoding_local_reply: false,
             continue_request: false,
             continue_response: false,
             closed: false,

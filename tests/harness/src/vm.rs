@@ -281,8 +281,9 @@ impl Vm {
 
     fn trap_report(&self, state: &HostState, name: &str, context: u32, err: &wasmtime::Error) -> String {
         let mut report = format!(
-            "aigw-harness: the filter {} trapped in {name} (context {context}); the VM is now dead, as in Envoy.\n{err:?}",
-            self.inner.path.display()
+            "aigw-harness: the filter {} trapped in {name} (context {context}); the VM is now dead, as in Envoy.\n{err}\ncaused by: {}",
+            self.inner.path.display(),
+            err.root_cause()
         );
         let recent: Vec<&LogLine> = state.logs.iter().rev().take(8).collect();
         if !recent.is_empty() {
@@ -423,12 +424,8 @@ impl Vm {
             context,
             (context as i32, token as i32, counts.0, counts.1, 0),
         );
-        self.with_state(|s| {
-            s.call_response = None;
-            if let Some(stream) = s.streams.get_mut(&context) {
-                apply_deferred(stream);
-            }
-        });
+        self.with_state(|s| s.call_response = None);
+        self.settle(context);
     }
 
     /// Calls `proxy_on_tick` on the root context. Panics if the filter never set a tick period
@@ -491,14 +488,155 @@ fn apply_deferred(stream: &mut StreamState) {
     let (request, response) = (stream.continue_request, stream.continue_response);
     stream.continue_request = false;
     stream.continue_response = false;
-    if stream.stopped() {
-        return;
-    }
-    if request && stream.request.headers.is_some() && stream.request.stopped != Stopped::No {
+    if request && !stream.stopped() && stream.request.headers.is_some() && stream.request.stopped != Stopped::No {
         stream.request.forward();
     }
-    if response && stream.response.headers.is_some() && stream.response.stopped != Stopped::No {
+    // While the filter encodes its own local reply the response side still flows.
+    let response_flows = !stream.stopped() || stream.encoding_local_reply;
+    if response && response_flows && stream.response.headers.is_some() && stream.response.stopped != Stopped::No {
         stream.response.forward();
+    }
+}
+
+/// Applies a callback's return value to its direction, as Envoy's filter manager does.
+fn apply_action(direction: &mut Direction, stage: Stage, result: Action) {
+    direction.in_body_callback = false;
+    match result {
+        Action::Continue => direction.forward(),
+        Action::Pause => {
+            if direction.stopped == Stopped::No {
+                direction.stopped = match stage {
+                    Stage::Headers => Stopped::Headers,
+                    Stage::Body => Stopped::Body,
+                    Stage::Trailers => Stopped::Trailers,
+                };
+            }
+        }
+    }
+}
+
+/// How a local reply reaches the client, by how far the response had got.
+enum ReplyRoute {
+    /// No response yet: through the encoder filters, this one included.
+    FilterChain { headers: usize, body: usize },
+    /// Response headers were in the filter chain but not sent: straight to the client.
+    Direct,
+    /// The client already got response headers: Envoy can only reset the stream.
+    Reset,
+}
+
+impl Vm {
+    /// Runs one stream callback, then what Envoy does after the VM call returns.
+    fn run_stream_callback(
+        &self,
+        id: u32,
+        side: Side,
+        stage: Stage,
+        name: &'static str,
+        params: (i32, i32, i32),
+    ) -> Action {
+        let raw: i32 = match stage {
+            Stage::Trailers => self.call::<(i32, i32), i32>(name, id, (params.0, params.1)),
+            _ => self.call::<(i32, i32, i32), i32>(name, id, params),
+        };
+        let result = action(raw);
+        self.with_state(|s| {
+            if let Some(stream) = s.streams.get_mut(&id) {
+                let flows = !stream.stopped() || (side == Side::Response && stream.encoding_local_reply);
+                let direction = if side == Side::Request { &mut stream.request } else { &mut stream.response };
+                direction.in_body_callback = false;
+                if flows {
+                    apply_action(direction, stage, result);
+                }
+            }
+        });
+        self.settle(id);
+        result
+    }
+
+    /// The deferred after-call actions: continues, then a local reply the filter sent.
+    fn settle(&self, id: u32) {
+        let route = self.with_state(|s| {
+            let stream = s.streams.get_mut(&id)?;
+            apply_deferred(stream);
+            if !stream.reply_pending {
+                return None;
+            }
+            stream.reply_pending = false;
+            let reply = stream.local_reply.clone()?;
+            let mut headers = Headers::from_pairs(&[(":status", &reply.status.to_string())]);
+            for (name, value) in reply.headers.iter() {
+                headers.add(name, value.to_string());
+            }
+            if !reply.body.is_empty() {
+                headers.replace("content-length", reply.body.len().to_string());
+                if !headers.contains("content-type") {
+                    headers.add("content-type", "text/plain".to_string());
+                }
+            }
+            let response = &mut stream.response;
+            let route = if response.forwarded_headers.is_some() {
+                stream.closed = true;
+                ReplyRoute::Reset
+            } else if response.headers.is_some() {
+                response.buffer.clear();
+                response.headers = Some(headers.clone());
+                response.forwarded_headers = Some(headers);
+                response.forwarded_body = reply.body.clone();
+                response.exposed = false;
+                response.stopped = Stopped::No;
+                response.end_seen = true;
+                response.complete = true;
+                ReplyRoute::Direct
+            } else {
+                let count = headers.len();
+                response.headers = Some(headers);
+                response.exposed = true;
+                response.end_seen = reply.body.is_empty();
+                stream.encoding_local_reply = true;
+                ReplyRoute::FilterChain { headers: count, body: reply.body.len() }
+            };
+            if matches!(route, ReplyRoute::Reset) {
+                s.note("local reply after the response headers reached the client: Envoy resets the stream".into());
+            }
+            Some(route)
+        });
+        let Some(ReplyRoute::FilterChain { headers, body }) = route else {
+            return;
+        };
+        let id_arg = id as i32;
+        let ended = i32::from(body == 0);
+        self.run_stream_callback(
+            id,
+            Side::Response,
+            Stage::Headers,
+            "proxy_on_response_headers",
+            (id_arg, headers as i32, ended),
+        );
+        if body > 0 {
+            let proceed = self.with_state(|s| {
+                let stream = s.streams.get_mut(&id)?;
+                let reply_body = stream.local_reply.as_ref().map(|r| r.body.clone()).unwrap_or_default();
+                stream.response.buffer.extend_from_slice(&reply_body);
+                stream.response.end_seen = true;
+                stream.response.in_body_callback = true;
+                Some(stream.response.buffer.len())
+            });
+            if let Some(size) = proceed {
+                self.run_stream_callback(
+                    id,
+                    Side::Response,
+                    Stage::Body,
+                    "proxy_on_response_body",
+                    (id_arg, size as i32, 1),
+                );
+            }
+        }
+        self.with_state(|s| {
+            if let Some(stream) = s.streams.get_mut(&id) {
+                stream.encoding_local_reply = false;
+            }
+        });
     }
 }
 
@@ -551,44 +689,24 @@ impl Stream {
         self.with(|s| f(if side == Side::Request { &mut s.request } else { &mut s.response }))
     }
 
-    /// Runs a stream callback and applies Envoy's filter-manager rules to the result.
+    /// Runs a stream callback unless Envoy would no longer call the filter.
     fn run(&self, side: Side, stage: Stage, name: &'static str, params: (i32, i32, i32)) -> Action {
         if self.with(|s| s.stopped()) {
             // After a local reply or a reset Envoy no longer calls the filter.
             return Action::Pause;
         }
-        let raw: i32 = match stage {
-            Stage::Trailers => self.vm.call::<(i32, i32), i32>(name, self.id, (params.0, params.1)),
-            _ => self.vm.call::<(i32, i32, i32), i32>(name, self.id, params),
-        };
-        let result = action(raw);
-        self.with(|s| {
-            let stopped = s.stopped();
-            let direction = if side == Side::Request { &mut s.request } else { &mut s.response };
-            direction.in_body_callback = false;
-            if !stopped {
-                match result {
-                    Action::Continue => direction.forward(),
-                    Action::Pause => {
-                        if direction.stopped == Stopped::No {
-                            direction.stopped = match stage {
-                                Stage::Headers => Stopped::Headers,
-                                Stage::Body => Stopped::Body,
-                                Stage::Trailers => Stopped::Trailers,
-                            };
-                        }
-                    }
-                }
-            }
-            apply_deferred(s);
-        });
-        result
+        self.vm.run_stream_callback(self.id, side, stage, name, params)
     }
 
     fn send_headers(&mut self, side: Side, headers: &[(&str, &str)], end_of_stream: bool) -> Action {
+        if self.with(|s| s.stopped()) {
+            // After a local reply or a reset Envoy no longer calls the filter; the data is dropped.
+            return Action::Pause;
+        }
         self.direction(side, |d| {
             assert!(d.headers.is_none(), "aigw-harness: {side:?} headers were already sent on this stream");
             d.headers = Some(Headers::from_pairs(headers));
+            d.exposed = true;
             d.end_seen = end_of_stream;
         });
         let name = if side == Side::Request { "proxy_on_request_headers" } else { "proxy_on_response_headers" };
@@ -596,6 +714,10 @@ impl Stream {
     }
 
     fn send_body(&mut self, side: Side, chunk: &[u8], end_of_stream: bool) -> Action {
+        if self.with(|s| s.stopped()) {
+            // After a local reply or a reset Envoy no longer calls the filter; the data is dropped.
+            return Action::Pause;
+        }
         let size = self.direction(side, |d| {
             assert!(d.headers.is_some(), "aigw-harness: send the {side:?} headers before the body");
             assert!(!d.end_seen, "aigw-harness: the {side:?} already ended (end_of_stream was sent)");
@@ -612,6 +734,10 @@ impl Stream {
     }
 
     fn send_trailers(&mut self, side: Side, trailers: &[(&str, &str)]) -> Action {
+        if self.with(|s| s.stopped()) {
+            // After a local reply or a reset Envoy no longer calls the filter; the data is dropped.
+            return Action::Pause;
+        }
         self.direction(side, |d| {
             assert!(d.headers.is_some(), "aigw-harness: send the {side:?} headers before the trailers");
             assert!(!d.end_seen, "aigw-harness: the {side:?} already ended (end_of_stream was sent)");
@@ -652,15 +778,16 @@ impl Stream {
         self.send_trailers(Side::Response, trailers)
     }
 
-    /// Ends the stream like Envoy: `proxy_on_done`, `proxy_on_log`, then `proxy_on_delete`.
+    /// Ends the stream like Envoy: `proxy_on_log` (access-log phase: headers readable, not
+    /// writable), then `proxy_on_done` and `proxy_on_delete`.
     /// Filter state the filter sets in `on_log` is readable afterwards.
     pub fn finish(&mut self) {
         if self.with(|s| std::mem::replace(&mut s.finished, true)) {
             return;
         }
         let id = self.id as i32;
-        let _: i32 = self.vm.call("proxy_on_done", self.id, id);
         self.vm.call::<i32, ()>("proxy_on_log", self.id, id);
+        let _: i32 = self.vm.call("proxy_on_done", self.id, id);
         self.vm.call::<i32, ()>("proxy_on_delete", self.id, id);
     }
 
