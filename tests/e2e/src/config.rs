@@ -223,6 +223,47 @@ pub fn without_wasm_filters(yaml: &str) -> Result<Value, String> {
     Ok(root)
 }
 
+/// Marks the Wasm filters' block in gateway.yaml (whole lines).
+pub const WASM_BLOCK_BEGIN: &str = "# BEGIN aigw Wasm filters";
+pub const WASM_BLOCK_END: &str = "# END aigw Wasm filters";
+
+const BARE_HEADER: &str = "\
+# GENERATED from envoy-config/gateway.yaml by `cargo run -q -p aigw-e2e --bin aigw-generate`; do not edit.
+#
+# aigw baseline: the same Envoy as gateway.yaml (listener, routes, clusters, jwt_authn, timeouts, buffer
+# limits, access log) WITHOUT the four Wasm filters. The benchmarks compare the filter chain against it.
+# Without model-router nothing sets `x-aigw-route`, so a request goes to the mock unless the client sets the
+# header itself (e.g. `-H 'x-aigw-route: mock-secondary'`).
+";
+
+/// bare.yaml: gateway.yaml's text without its header comment and without the
+/// lines from the Wasm block's BEGIN marker to its END marker.
+pub fn bare_from_gateway(gateway_yaml: &str) -> Result<String, String> {
+    let lines: Vec<&str> = gateway_yaml.lines().collect();
+    let find = |marker: &str| {
+        let found: Vec<usize> =
+            lines.iter().enumerate().filter(|(_, l)| l.trim_start().starts_with(marker)).map(|(i, _)| i).collect();
+        match found.as_slice() {
+            [one] => Ok(*one),
+            _ => Err(format!("gateway.yaml must have exactly one line starting with {marker:?}")),
+        }
+    };
+    let (begin, end) = (find(WASM_BLOCK_BEGIN)?, find(WASM_BLOCK_END)?);
+    let body_start = lines.iter().position(|l| !l.starts_with('#') && !l.trim().is_empty()).unwrap_or(0);
+    if !(body_start < begin && begin < end) {
+        return Err("gateway.yaml: the Wasm block markers are out of order".to_string());
+    }
+    let mut out = String::from(BARE_HEADER);
+    out.push('\n');
+    for (i, line) in lines.iter().enumerate().skip(body_start) {
+        if i < begin || i > end {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    Ok(out)
+}
+
 /// A mapping helper for callers building values by hand.
 pub fn mapping(pairs: &[(&str, Value)]) -> Value {
     let mut map = Mapping::new();

@@ -9,7 +9,7 @@
 //!   `EnvoyExtensionPolicy` listing the four filters in chain order.
 //!
 //! Regenerate after changing a filter's configuration in gateway.yaml:
-//! `cargo run -q -p aigw-e2e --bin aigw-k8s-manifests`. The test
+//! `cargo run -q -p aigw-e2e --bin aigw-generate`. The test
 //! `tests/e2e/tests/manifests.rs` fails when the files are stale.
 
 use crate::config::{wasm_configs, FILTERS};
@@ -41,8 +41,7 @@ fn config_yaml(json: &str, indent: usize) -> Result<String, String> {
     Ok(format!("\n{}", text.lines().map(|line| format!("{pad}{line}\n")).collect::<String>()))
 }
 
-const HEADER: &str =
-    "# GENERATED from envoy-config/gateway.yaml by `cargo run -q -p aigw-e2e --bin aigw-k8s-manifests`.\n\
+const HEADER: &str = "# GENERATED from envoy-config/gateway.yaml by `cargo run -q -p aigw-e2e --bin aigw-generate`.\n\
 # Do not edit: change the filter's configuration in gateway.yaml and regenerate\n\
 # (tests/e2e/tests/manifests.rs fails when this file is stale).\n";
 
@@ -119,8 +118,16 @@ spec:\n\
     ))
 }
 
-/// Every generated file: path relative to the repository root, and content.
+/// Every file generated from gateway.yaml: path relative to the repository
+/// root, and content (bare.yaml and the Kubernetes manifests).
 pub fn generate(gateway_yaml: &str) -> Result<Vec<(PathBuf, String)>, String> {
+    let mut files = vec![(PathBuf::from("envoy-config/bare.yaml"), crate::config::bare_from_gateway(gateway_yaml)?)];
+    files.extend(manifests(gateway_yaml)?);
+    Ok(files)
+}
+
+/// The Kubernetes manifests generated from gateway.yaml.
+pub fn manifests(gateway_yaml: &str) -> Result<Vec<(PathBuf, String)>, String> {
     let configs = wasm_configs(gateway_yaml)?;
     let names: Vec<&str> = configs.iter().map(|(n, _)| n.as_str()).collect();
     if names != FILTERS {

@@ -1,7 +1,7 @@
 //! The Kubernetes manifests in envoy-config/k8s/ cannot drift: every plugin
 //! config in them is accepted by that filter's own parser, equals the
 //! configuration gateway.yaml gives the filter, and the files are exactly what
-//! `aigw-k8s-manifests` generates; the filters keep the chain order.
+//! `aigw-generate` generates; the filters keep the chain order.
 
 #![allow(clippy::unwrap_used, clippy::panic)] // test helpers outside #[test] fns
 
@@ -11,7 +11,7 @@ use serde_json::Value as Json;
 use serde_yaml::Value;
 use std::collections::BTreeMap;
 
-const REGENERATE: &str = "run `cargo run -q -p aigw-e2e --bin aigw-k8s-manifests` and commit envoy-config/k8s/";
+const REGENERATE: &str = "run `cargo run -q -p aigw-e2e --bin aigw-generate` and commit envoy-config/";
 
 /// Runs the filter's own configuration parser.
 fn parse_with_filter(filter: &str, json: &[u8]) -> Result<(), String> {
@@ -71,7 +71,7 @@ fn gateway_yaml_configs_are_accepted_by_each_filter() {
 }
 
 #[test]
-fn manifests_are_generated_from_gateway_yaml() {
+fn derived_files_are_generated_from_gateway_yaml() {
     for (path, expected) in k8s::generate(&gateway_yaml()).unwrap() {
         let actual = std::fs::read_to_string(repo_root().join(&path)).unwrap_or_default();
         assert!(actual == expected, "{} is stale: {REGENERATE}", path.display());

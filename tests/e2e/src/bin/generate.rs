@@ -1,5 +1,6 @@
-//! `aigw-k8s-manifests`: regenerates envoy-config/k8s/ (Istio WasmPlugins and the Envoy Gateway
-//! EnvoyExtensionPolicy) from the filter configurations in envoy-config/gateway.yaml.
+//! `aigw-generate`: regenerates the files derived from envoy-config/gateway.yaml: envoy-config/bare.yaml
+//! (the same Envoy without the Wasm filters) and envoy-config/k8s/ (Istio WasmPlugins and the Envoy
+//! Gateway EnvoyExtensionPolicy carrying the filters' configurations).
 //! `--check` only reports stale files (exit 1).
 
 use aigw_e2e::{k8s, repo_root};
@@ -14,7 +15,7 @@ fn main() -> ExitCode {
     let files = match files {
         Ok(files) => files,
         Err(message) => {
-            eprintln!("aigw-k8s-manifests: {message}");
+            eprintln!("aigw-generate: {message}");
             return ExitCode::from(2);
         }
     };
@@ -34,7 +35,7 @@ fn main() -> ExitCode {
         match written {
             Ok(()) => println!("wrote {}", path.display()),
             Err(err) => {
-                eprintln!("aigw-k8s-manifests: {}: {err}", path.display());
+                eprintln!("aigw-generate: {}: {err}", path.display());
                 return ExitCode::FAILURE;
             }
         }
