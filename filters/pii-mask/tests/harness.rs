@@ -2,6 +2,9 @@
 //! harness with Envoy's semantics. Every test asserts on what the upstream or
 //! the client received.
 
+// Test helpers outside #[test] functions may unwrap and index: a panic is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+
 use aigw_harness::{wasm_path, Action, Harness, Stream, Vm};
 use serde_json::{json, Value};
 
