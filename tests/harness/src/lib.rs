@@ -117,6 +117,12 @@ impl Harness {
         self.inner.get_hooks.borrow_mut().push(GetHook { vm_id: vm_id.to_string(), key: None, run: Box::new(hook) });
     }
 
+    /// How many shared-data writes were refused with CasMismatch so far (proof that a test's
+    /// interleaving really produced a conflict).
+    pub fn cas_mismatches(&self) -> u64 {
+        self.inner.cas_mismatches.get()
+    }
+
     /// A counter's value across all VMs (0 if undefined).
     pub fn counter(&self, name: &str) -> u64 {
         self.inner.stats.borrow().counters.get(name).copied().unwrap_or(0)

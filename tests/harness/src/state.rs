@@ -156,6 +156,8 @@ pub(crate) struct HarnessInner {
     /// vm_id -> key -> (value, cas)
     pub shared_data: RefCell<HashMap<String, SharedNamespace>>,
     pub next_cas: Cell<u32>,
+    /// How many writes were refused with CasMismatch.
+    pub cas_mismatches: Cell<u64>,
     pub stats: RefCell<Stats>,
     pub get_hooks: RefCell<Vec<GetHook>>,
 }
@@ -173,6 +175,7 @@ impl HarnessInner {
             clock_nanos: Cell::new(start_nanos),
             shared_data: RefCell::new(HashMap::new()),
             next_cas: Cell::new(1),
+            cas_mismatches: Cell::new(0),
             stats: RefCell::new(Stats::default()),
             get_hooks: RefCell::new(Vec::new()),
         }
@@ -189,6 +192,7 @@ impl HarnessInner {
         let map = data.entry(vm_id.to_string()).or_default();
         if let Some((_, current)) = map.get(key) {
             if cas != 0 && cas != *current {
+                self.cas_mismatches.set(self.cas_mismatches.get() + 1);
                 return Err(());
             }
         }

@@ -1,6 +1,9 @@
 //! Every import of every filter we build is provided by the harness, and calls
 //! it does not support fail loudly.
 
+// Test code: a failed expectation is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
 use aigw_harness::{fixture_path, module_imports, wasm_path, Harness};
 
 const FILTERS: [&str; 4] = ["pii-mask", "prompt-template", "token-counter", "model-router"];

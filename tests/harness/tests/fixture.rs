@@ -1,6 +1,9 @@
 //! The harness's own tests, on the fixture filter (tests/fixture-filter): every
 //! effect the harness promises, asserted on what the upstream and the client got.
 
+// Test code: a failed expectation is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
 use aigw_harness::{fixture_path, Action, Harness, LogLevel, Stream, Vm};
 use aigw_shared::attributes::envoy_value;
 use serde_json::json;
@@ -226,6 +229,7 @@ fn cas_conflict_between_two_vms_resolves() {
 
     let mut a = worker_a.stream();
     post(&mut a, "count", true);
+    assert_eq!(harness.cas_mismatches(), 1, "worker A's first write conflicted");
 
     let b_done = b_stream.borrow_mut().take().expect("the hook ran worker B");
     assert_eq!(b_done.upstream_request_headers().unwrap().get("x-count"), Some("1"));
