@@ -100,9 +100,15 @@ fn the_chain_loads_and_passes_json_and_streams_through() {
     assert_eq!(openai_stream_text(&body), marker);
     assert_eq!(sse_data(&body).last().map(String::as_str), Some("[DONE]"));
     upstream_with(&gw, marker);
-    // The access log recorded both requests.
-    let entries = gw.access_log_entries(2);
-    assert_eq!(entries.iter().filter(|e| e["path"] == "/v1/chat/completions" && e["status"] == 200).count(), 2);
+    // A stream the provider writes in 7-byte pieces (cut mid-line and mid-UTF-8) arrives intact.
+    let marker = "split naïve 日本語のテキスト stream";
+    let response = gw.post_json("/v1/chat/completions", &[("x-mock-split", "7")], &chat_body(marker, true));
+    assert_eq!(response.status, 200);
+    assert_eq!(openai_stream_text(&response.text()), marker);
+
+    // The access log recorded the three requests.
+    let entries = gw.access_log_entries(3);
+    assert_eq!(entries.iter().filter(|e| e["path"] == "/v1/chat/completions" && e["status"] == 200).count(), 3);
 }
 
 #[test]
