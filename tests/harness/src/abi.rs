@@ -629,8 +629,16 @@ fn link_env(l: &mut Linker<HostState>) -> Result<()> {
                 stream.closed = true;
                 Ok(status::OK)
             }
+            (0 | 1, None) => {
+                // Envoy has no stream to reset there and answers Ok.
+                state.note(format!(
+                    "proxy_close_stream({}) outside an HTTP context: nothing reset",
+                    stream_type_name(kind)
+                ));
+                Ok(status::OK)
+            }
             _ => {
-                state.note(format!("proxy_close_stream({}) outside an HTTP stream", stream_type_name(kind)));
+                state.note(format!("proxy_close_stream({}) is not an HTTP stream type", stream_type_name(kind)));
                 Ok(status::BAD_ARGUMENT)
             }
         }
@@ -654,8 +662,9 @@ fn link_env(l: &mut Linker<HostState>) -> Result<()> {
             let state = c.data_mut();
             let effective = state.effective;
             let Some(stream) = state.streams.get_mut(&effective) else {
-                state.note("proxy_send_local_response outside an HTTP context".to_string());
-                return Ok(status::BAD_ARGUMENT);
+                // Envoy answers Ok and sends nothing: there is no stream to reply on.
+                state.note("proxy_send_local_response outside an HTTP context: nothing sent".to_string());
+                return Ok(status::OK);
             };
             if stream.local_reply.is_some() {
                 state.note("a second proxy_send_local_response on the same stream: ignored".to_string());
