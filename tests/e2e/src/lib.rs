@@ -25,7 +25,9 @@
 //!   process (PR_SET_PDEATHSIG), so nothing outlives `cargo test`.
 //!
 //! Envoy-starting tests are serialised through a process-wide lock held by each [`Gateway`]
-//! (the machine has two cores; Envoy with four Wasm VMs per worker is not cheap).
+//! (the machine has two cores; Envoy with four Wasm VMs per worker is not cheap). Start one
+//! gateway per test, in the test's own thread, and do several requests on it; never keep one in
+//! a static shared by tests (it would hold the lock, and Envoy dies with the thread that started it).
 
 // A test fixture: its helpers fail the calling test with a message (panic)
 // instead of returning errors every test would unwrap anyway.
@@ -197,29 +199,51 @@ impl GatewayBuilder {
             options.cluster_ports.insert(name.to_string(), mock.port());
             mocks.insert(name.to_string(), mock);
         }
-        let listener_port = free_port();
-        let admin_port = free_port();
-        options.listener_port = Some(listener_port);
-        options.admin_port = Some(admin_port);
         options.dist_dir = Some(dist);
-
         let source = std::fs::read_to_string(&self.config).map_err(|e| format!("{}: {e}", self.config.display()))?;
         // Another config may lack some clusters; point only those it has.
         let clusters = config::cluster_names(&source)?;
         options.cluster_ports.retain(|name, _| clusters.contains(name));
-        let rendered = config::render(&source, &options)?;
+
+        // The listener and admin ports are picked free, then bound by Envoy: another process may take
+        // one in between, so a start that fails on a taken port is retried with new ports.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.launch(&bin, &source, &mut options) {
+                Ok(envoy) => {
+                    return Ok(Gateway {
+                        envoy: Some(envoy.child),
+                        mocks,
+                        listener: envoy.listener,
+                        admin: envoy.admin,
+                        dir: envoy.dir,
+                        rendered: envoy.rendered,
+                        _lock: lock,
+                    })
+                }
+                Err(err) if attempt < 3 && err.contains("Address already in use") => continue,
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    /// Renders the config with fresh ports, starts Envoy and waits until it is ready.
+    fn launch(&self, bin: &Path, source: &str, options: &mut RenderOptions) -> Result<Launched, String> {
+        let (listener_port, admin_port) = (free_port(), free_port());
+        options.listener_port = Some(listener_port);
+        options.admin_port = Some(admin_port);
+        let rendered = config::render(source, options)?;
 
         let instance = INSTANCE.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("aigw-e2e-{}-{instance}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let config_path = dir.join("envoy.yaml");
         std::fs::write(&config_path, &rendered).map_err(|e| e.to_string())?;
-        let log_path = dir.join("envoy.log");
-        let access_log_path = dir.join("access.log");
-        let stderr = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
-        let stdout = std::fs::File::create(&access_log_path).map_err(|e| e.to_string())?;
+        let stderr = std::fs::File::create(dir.join("envoy.log")).map_err(|e| e.to_string())?;
+        let stdout = std::fs::File::create(dir.join("access.log")).map_err(|e| e.to_string())?;
 
-        let mut command = Command::new(&bin);
+        let mut command = Command::new(bin);
         command
             .arg("-c")
             .arg(&config_path)
@@ -235,18 +259,51 @@ impl GatewayBuilder {
             .stderr(stderr);
         die_with_parent(&mut command);
         let child = command.spawn().map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
-
-        let mut gateway = Gateway {
-            envoy: Some(child),
-            mocks,
+        let mut launched = Launched {
+            child,
             listener: SocketAddr::from(([127, 0, 0, 1], listener_port)),
             admin: SocketAddr::from(([127, 0, 0, 1], admin_port)),
             dir,
             rendered,
-            _lock: lock,
         };
-        gateway.wait_ready()?;
-        Ok(gateway)
+        match launched.wait_ready() {
+            Ok(()) => Ok(launched),
+            Err(err) => {
+                let _ = launched.child.kill();
+                let _ = launched.child.wait();
+                Err(format!("{err}\n(files kept in {})", launched.dir.display()))
+            }
+        }
+    }
+}
+
+/// An Envoy process that came up.
+struct Launched {
+    child: Child,
+    listener: SocketAddr,
+    admin: SocketAddr,
+    dir: PathBuf,
+    rendered: String,
+}
+
+impl Launched {
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let log = |dir: &Path| read_file(&dir.join("envoy.log"));
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("Envoy exited ({status}) during start-up:\n{}", log(&self.dir)));
+            }
+            let ready = http::request(self.admin, "GET", "/ready", &[], b"")
+                .is_ok_and(|r| r.status == 200 && r.text().trim() == "LIVE");
+            if ready && TcpStream::connect_timeout(&self.listener, Duration::from_millis(200)).is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("Envoy not ready after {READY_TIMEOUT:?}:\n{}", log(&self.dir)));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 
@@ -293,26 +350,6 @@ impl Gateway {
     /// gateway.yaml as shipped.
     pub fn start() -> Gateway {
         Gateway::builder().start()
-    }
-
-    fn wait_ready(&mut self) -> Result<(), String> {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            if let Some(child) = self.envoy.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    return Err(format!("Envoy exited ({status}) during start-up:\n{}", self.envoy_log()));
-                }
-            }
-            let ready = http::request(self.admin, "GET", "/ready", &[], b"")
-                .is_ok_and(|r| r.status == 200 && r.text().trim() == "LIVE");
-            if ready && TcpStream::connect_timeout(&self.listener, Duration::from_millis(200)).is_ok() {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(format!("Envoy not ready after {READY_TIMEOUT:?}:\n{}", self.envoy_log()));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
     }
 
     /// The listener's address.

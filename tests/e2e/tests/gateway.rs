@@ -192,3 +192,14 @@ fn routes_failover_and_jwt_wiring() {
     assert_eq!(response.status, 401);
     assert!(gw.upstream_requests().iter().all(|r| !r.body.contains("forged-jwt")));
 }
+
+/// A filter that rejects its configuration stops Envoy from starting
+/// (failure_policy FAIL_CLOSED), and the fixture reports why.
+#[test]
+fn a_rejected_filter_config_keeps_envoy_from_starting() {
+    let err = match Gateway::builder().filter_config("pii-mask", r#"{"no_such_field": 1}"#).try_start() {
+        Ok(_) => panic!("Envoy started with an invalid pii-mask configuration"),
+        Err(err) => err,
+    };
+    assert!(err.contains("pii-mask: invalid configuration: no_such_field"), "{err}");
+}
