@@ -271,7 +271,9 @@ impl GatewayBuilder {
             Err(err) => {
                 let _ = launched.child.kill();
                 let _ = launched.child.wait();
-                Err(format!("{err}\n(files kept in {})", launched.dir.display()))
+                // The error carries Envoy's log; the rendered config is reproducible.
+                let _ = std::fs::remove_dir_all(&launched.dir);
+                Err(err)
             }
         }
     }
