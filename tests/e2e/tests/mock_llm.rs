@@ -150,3 +150,39 @@ fn records_requests_until_cleared() {
     assert_eq!(http::request(mock.addr(), "DELETE", "/_mock/requests", &[], b"").unwrap().status, 200);
     assert!(mock.requests().is_empty());
 }
+
+#[test]
+fn tool_calls_and_cache_usage_over_http() {
+    let mock = MockServer::start("m").unwrap();
+    let headers = [("x-mock-tool-call", r#"lookup {"id": 7}"#), ("x-mock-cached-tokens", "3")];
+    let body = post(&mock, "/v1/chat/completions", &headers, &chat("a fairly long prompt for caching", false)).json();
+    assert_eq!(body["choices"][0]["finish_reason"], "tool_calls");
+    assert_eq!(body["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"], r#"{"id": 7}"#);
+    assert_eq!(body["usage"]["prompt_tokens_details"]["cached_tokens"], 3);
+    let request = json!({"model": "c", "max_tokens": 9, "stream": true,
+                         "messages": [{"role": "user", "content": "a fairly long prompt for caching"}]});
+    let text = post(&mock, "/v1/messages", &headers, &request).text();
+    assert!(text.contains(r#""type":"input_json_delta""#) && text.contains(r#""stop_reason":"tool_use""#), "{text}");
+}
+
+#[test]
+fn abort_after_drops_the_connection_mid_stream() {
+    let mock = MockServer::start("m").unwrap();
+    let body = chat("one two three four", true).to_string();
+    let mut response =
+        http::send(mock.addr(), "POST", "/v1/chat/completions", &[("x-mock-abort-after", "2")], body.as_bytes())
+            .unwrap();
+    assert_eq!(response.status, 200);
+    let mut received = Vec::new();
+    let end = loop {
+        match response.next_chunk() {
+            Ok(Some(chunk)) => received.push(chunk),
+            Ok(None) => break Ok(()),
+            Err(err) => break Err(err),
+        }
+    };
+    assert!(end.is_err(), "the stream ended cleanly");
+    assert_eq!(received.len(), 2);
+    let progress = &mock.requests()[0].response;
+    assert_eq!((progress.writes, progress.complete), (2, false));
+}

@@ -34,6 +34,35 @@ pub struct Controls {
     pub split: Option<usize>,
     /// `x-mock-encoding: gzip`: gzip the response body and say so in `content-encoding`.
     pub gzip: bool,
+    /// `x-mock-abort-after`: after this many body writes, drop the connection
+    /// mid-stream (no final chunk): a provider dying after the client got bytes.
+    pub abort_after: Option<usize>,
+    /// `x-mock-finish`: how the completion ends.
+    pub finish: Finish,
+    /// `x-mock-tool-call: <name> <json arguments>`: the reply also calls this tool.
+    pub tool_call: Option<ToolCall>,
+    /// `x-mock-cached-tokens`: prompt tokens reported as read from the prompt cache.
+    pub cached_tokens: u64,
+    /// `x-mock-cache-write-tokens`: prompt tokens reported as written to the cache (Anthropic).
+    pub cache_write_tokens: u64,
+}
+
+/// How a completion ends (`x-mock-finish`), in OpenAI's terms; Anthropic's
+/// `stop_reason` is derived (`end_turn`, `max_tokens`, `refusal`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Finish {
+    #[default]
+    Stop,
+    Length,
+    ContentFilter,
+}
+
+/// A tool call the reply makes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolCall {
+    pub name: String,
+    /// The arguments as JSON text (validated).
+    pub arguments: String,
 }
 
 impl Default for Controls {
@@ -47,6 +76,11 @@ impl Default for Controls {
             chunks: None,
             split: None,
             gzip: false,
+            abort_after: None,
+            finish: Finish::Stop,
+            tool_call: None,
+            cached_tokens: 0,
+            cache_write_tokens: 0,
         }
     }
 }
@@ -96,6 +130,25 @@ impl Controls {
             Some("gzip") => true,
             Some(other) => return Err(format!("x-mock-encoding: expected gzip or identity, got {other:?}")),
         };
+        controls.finish = match header(headers, "x-mock-finish")? {
+            None | Some("stop") => Finish::Stop,
+            Some("length") => Finish::Length,
+            Some("content_filter") => Finish::ContentFilter,
+            Some(other) => {
+                return Err(format!("x-mock-finish: expected stop, length or content_filter, got {other:?}"))
+            }
+        };
+        if let Some(call) = header(headers, "x-mock-tool-call")? {
+            let (name, arguments) = call.split_once(' ').unwrap_or((call, "{}"));
+            let arguments = arguments.trim();
+            if name.is_empty() || serde_json::from_str::<serde_json::Value>(arguments).map_or(true, |v| !v.is_object())
+            {
+                return Err("x-mock-tool-call: expected `<name> <JSON object of arguments>`".to_string());
+            }
+            controls.tool_call = Some(ToolCall { name: name.to_string(), arguments: arguments.to_string() });
+        }
+        controls.cached_tokens = number(headers, "x-mock-cached-tokens")?.unwrap_or(0);
+        controls.cache_write_tokens = number(headers, "x-mock-cache-write-tokens")?.unwrap_or(0);
         let faults_apply = match header(headers, "x-mock-fault-backend")? {
             None => true,
             Some(names) => names.split(',').any(|name| name.trim() == backend),
@@ -107,7 +160,9 @@ impl Controls {
                 return Err(format!("x-mock-status: not an HTTP status: {code}"));
             }
         }
+        let abort_after = number(headers, "x-mock-abort-after")?;
         if faults_apply {
+            controls.abort_after = abort_after;
             controls.status = status.filter(|code| *code != 200);
             controls.retry_after = header(headers, "x-mock-retry-after")?.map(str::to_string);
             controls.delay = delay;
@@ -159,6 +214,27 @@ mod tests {
     }
 
     #[test]
+    fn parses_completion_shape_controls() {
+        let c = Controls::from_headers(
+            &headers(&[
+                ("x-mock-finish", "length"),
+                ("x-mock-tool-call", r#"get_weather {"city": "Paris"}"#),
+                ("x-mock-cached-tokens", "4"),
+                ("x-mock-cache-write-tokens", "2"),
+                ("x-mock-abort-after", "3"),
+            ]),
+            "mock",
+        )
+        .unwrap();
+        assert_eq!(c.finish, Finish::Length);
+        let call = c.tool_call.unwrap();
+        assert_eq!((call.name.as_str(), call.arguments.as_str()), ("get_weather", r#"{"city": "Paris"}"#));
+        assert_eq!((c.cached_tokens, c.cache_write_tokens, c.abort_after), (4, 2, Some(3)));
+        let bare = Controls::from_headers(&headers(&[("x-mock-tool-call", "ping")]), "mock").unwrap();
+        assert_eq!(bare.tool_call.unwrap().arguments, "{}");
+    }
+
+    #[test]
     fn faults_target_a_named_backend() {
         let h = headers(&[("x-mock-status", "503"), ("x-mock-fault-backend", "primary"), ("x-mock-delay-ms", "9")]);
         assert_eq!(Controls::from_headers(&h, "primary").unwrap().status, Some(503));
@@ -175,6 +251,10 @@ mod tests {
             ("x-mock-chunks", "0"),
             ("x-mock-split", "-1"),
             ("x-mock-encoding", "br"),
+            ("x-mock-finish", "tool_calls"),
+            ("x-mock-tool-call", "f [1]"),
+            ("x-mock-tool-call", "f {bad"),
+            ("x-mock-abort-after", "x"),
         ] {
             assert!(Controls::from_headers(&headers(&[(name, value)]), "mock").is_err(), "{name}: {value}");
         }

@@ -13,12 +13,17 @@
 //! | `x-mock-mode` | `echo` (default: the last user message), `request` (the raw request body), `fixed:<text>` |
 //! | `x-mock-status` | answer with this status and an error body in the provider's shape |
 //! | `x-mock-retry-after` | `retry-after` value sent with an injected error |
-//! | `x-mock-fault-backend` | comma-separated backend names: status and delay apply only on those |
+//! | `x-mock-fault-backend` | comma-separated backend names: status, delays and aborts apply only on those |
 //! | `x-mock-delay-ms` | wait before the response headers |
 //! | `x-mock-chunk-delay-ms` | wait between stream writes |
 //! | `x-mock-chunks` | exactly this many content chunks in a stream |
 //! | `x-mock-split` | write the body in pieces of this many bytes (mid-UTF-8, mid-line) |
 //! | `x-mock-encoding` | `gzip`: gzip the body and set `content-encoding: gzip` |
+//! | `x-mock-abort-after` | drop the connection after this many stream writes (a provider dying mid-stream) |
+//! | `x-mock-finish` | `stop` (default), `length` or `content_filter` (Anthropic: `end_turn`, `max_tokens`, `refusal`) |
+//! | `x-mock-tool-call` | `<name> <JSON arguments>`: the reply calls this tool (OpenAI `tool_calls`, Anthropic `tool_use`) |
+//! | `x-mock-cached-tokens` | prompt tokens reported as cache reads (`cached_tokens` / `cache_read_input_tokens`) |
+//! | `x-mock-cache-write-tokens` | prompt tokens reported as cache writes (Anthropic `cache_creation_input_tokens`) |
 //!
 //! Every response carries `x-mock-backend: <name>` and `x-mock-request-id`.
 //! Every request except `/healthz` and `/_mock/*` is recorded with its headers
@@ -136,19 +141,20 @@ impl Backend {
 }
 
 /// The response body: all at once, or written piece by piece from a task.
+/// An error piece aborts the connection mid-body (`x-mock-abort-after`).
 pub enum MockBody {
     Full(Option<Bytes>),
-    Stream(mpsc::Receiver<Bytes>),
+    Stream(mpsc::Receiver<io::Result<Bytes>>),
 }
 
 impl Body for MockBody {
     type Data = Bytes;
-    type Error = Infallible;
+    type Error = io::Error;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<io::Result<Frame<Bytes>>>> {
         match self.get_mut() {
             MockBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            MockBody::Stream(rx) => rx.poll_recv(cx).map(|piece| piece.map(|b| Ok(Frame::data(b)))),
+            MockBody::Stream(rx) => rx.poll_recv(cx).map(|piece| piece.map(|p| p.map(Frame::data))),
         }
     }
 
@@ -341,15 +347,22 @@ fn stream_response(events: Vec<String>, controls: &Controls, backend: &Arc<Backe
         (true, true) => Duration::from_millis(1),
         (true, false) => Duration::ZERO,
     };
-    let (tx, rx) = mpsc::channel::<Bytes>(1);
+    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(1);
     backend.update(id, |progress| progress.total_writes = total);
     let task_backend = Arc::clone(backend);
+    let abort_after = controls.abort_after;
     tokio::spawn(async move {
         for (index, piece) in writes.into_iter().enumerate() {
             if index > 0 && !gap.is_zero() {
                 tokio::time::sleep(gap).await;
             }
-            if tx.send(piece).await.is_err() {
+            if abort_after == Some(index) {
+                // Let the written pieces reach the peer, then drop the connection.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let _ = tx.send(Err(io::Error::other("mock: aborted mid-stream (x-mock-abort-after)"))).await;
+                return;
+            }
+            if tx.send(Ok(piece)).await.is_err() {
                 return; // the client went away
             }
             task_backend.update(id, |progress| {

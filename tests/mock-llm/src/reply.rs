@@ -1,7 +1,7 @@
 //! What the mock answers: OpenAI chat completions and Anthropic messages, as
 //! one JSON body or as the SSE events a real provider sends.
 
-use crate::controls::{Controls, Mode};
+use crate::controls::{Controls, Finish, Mode, ToolCall};
 use aigw_shared::api::{anthropic, openai, request_texts_mut, ApiShape};
 use serde_json::{json, Value};
 use std::sync::OnceLock;
@@ -45,8 +45,14 @@ pub struct Reply {
     pub text: String,
     pub stream: bool,
     pub include_usage: bool,
+    /// All prompt tokens, cached ones included.
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+    /// Prompt tokens reported as cache reads / (Anthropic) cache writes.
+    pub cached_tokens: u64,
+    pub cache_write_tokens: u64,
+    pub finish: Finish,
+    pub tool_call: Option<ToolCall>,
 }
 
 /// Why a request body could not be answered (a 400 in the provider's shape).
@@ -91,12 +97,28 @@ pub fn build(
         Mode::Request => String::from_utf8_lossy(body).into_owned(),
         Mode::Fixed(text) => text.clone(),
     };
-    let completion_tokens = count_tokens(&text);
+    let tool_call = controls.tool_call.clone();
+    let completion_tokens = count_tokens(&text) + tool_call.as_ref().map_or(0, |call| count_tokens(&call.arguments));
+    let cached_tokens = controls.cached_tokens.min(prompt_tokens);
+    let cache_write_tokens = controls.cache_write_tokens.min(prompt_tokens - cached_tokens);
     let id = match api {
         Api::OpenAi => format!("chatcmpl-mock-{id}"),
         Api::Anthropic => format!("msg_mock_{id}"),
     };
-    Ok(Reply { api, id, model, text, stream, include_usage, prompt_tokens, completion_tokens })
+    Ok(Reply {
+        api,
+        id,
+        model,
+        text,
+        stream,
+        include_usage,
+        prompt_tokens,
+        completion_tokens,
+        cached_tokens,
+        cache_write_tokens,
+        finish: controls.finish,
+        tool_call,
+    })
 }
 
 /// Splits `text` into the content pieces of a stream: exactly `chunks` pieces
@@ -136,40 +158,110 @@ fn now_secs() -> u64 {
 
 impl Reply {
     fn openai_usage(&self) -> Value {
-        json!({
+        let mut usage = json!({
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "total_tokens": self.prompt_tokens + self.completion_tokens,
+        });
+        if let (true, Some(map)) = (self.cached_tokens > 0, usage.as_object_mut()) {
+            map.insert("prompt_tokens_details".to_string(), json!({"cached_tokens": self.cached_tokens}));
+        }
+        usage
+    }
+
+    /// Anthropic's usage: `input_tokens` excludes cache reads and writes.
+    fn anthropic_usage(&self, output_tokens: u64) -> Value {
+        json!({
+            "input_tokens": self.prompt_tokens - self.cached_tokens - self.cache_write_tokens,
+            "cache_read_input_tokens": self.cached_tokens,
+            "cache_creation_input_tokens": self.cache_write_tokens,
+            "output_tokens": output_tokens,
         })
+    }
+
+    fn openai_finish(&self) -> &'static str {
+        match (self.finish, &self.tool_call) {
+            (Finish::Length, _) => "length",
+            (Finish::ContentFilter, _) => "content_filter",
+            (Finish::Stop, Some(_)) => "tool_calls",
+            (Finish::Stop, None) => "stop",
+        }
+    }
+
+    fn anthropic_stop_reason(&self) -> &'static str {
+        match (self.finish, &self.tool_call) {
+            (Finish::Length, _) => "max_tokens",
+            (Finish::ContentFilter, _) => "refusal",
+            (Finish::Stop, Some(_)) => "tool_use",
+            (Finish::Stop, None) => "end_turn",
+        }
+    }
+
+    fn tool_call_id(&self) -> String {
+        match self.api {
+            Api::OpenAi => format!("call_{}", self.id),
+            Api::Anthropic => format!("toolu_{}", self.id),
+        }
+    }
+
+    /// The tool arguments in two pieces, as providers stream them.
+    fn argument_pieces(arguments: &str) -> Vec<String> {
+        let chars: Vec<char> = arguments.chars().collect();
+        let half = chars.len() / 2;
+        vec![chars.iter().take(half).collect(), chars.iter().skip(half).collect()]
     }
 
     /// The non-streamed response body.
     pub fn json_body(&self) -> Value {
         match self.api {
-            Api::OpenAi => json!({
-                "id": self.id,
-                "object": "chat.completion",
-                "created": now_secs(),
-                "model": self.model,
-                "choices": [{
-                    "index": 0,
-                    "message": {"role": "assistant", "content": self.text, "refusal": null},
-                    "logprobs": null,
-                    "finish_reason": "stop",
-                }],
-                "usage": self.openai_usage(),
-                "system_fingerprint": "fp_mock",
-            }),
-            Api::Anthropic => json!({
-                "id": self.id,
-                "type": "message",
-                "role": "assistant",
-                "model": self.model,
-                "content": [{"type": "text", "text": self.text}],
-                "stop_reason": "end_turn",
-                "stop_sequence": null,
-                "usage": {"input_tokens": self.prompt_tokens, "output_tokens": self.completion_tokens},
-            }),
+            Api::OpenAi => {
+                let content = match (&self.tool_call, self.text.is_empty()) {
+                    (Some(_), true) => Value::Null,
+                    _ => json!(self.text),
+                };
+                let mut message = json!({"role": "assistant", "content": content, "refusal": null});
+                if let (Some(call), Some(map)) = (&self.tool_call, message.as_object_mut()) {
+                    let calls = json!([{"id": self.tool_call_id(), "type": "function",
+                        "function": {"name": call.name, "arguments": call.arguments}}]);
+                    map.insert("tool_calls".to_string(), calls);
+                }
+                json!({
+                    "id": self.id,
+                    "object": "chat.completion",
+                    "created": now_secs(),
+                    "model": self.model,
+                    "choices": [{
+                        "index": 0,
+                        "message": message,
+                        "logprobs": null,
+                        "finish_reason": self.openai_finish(),
+                    }],
+                    "usage": self.openai_usage(),
+                    "system_fingerprint": "fp_mock",
+                })
+            }
+            Api::Anthropic => {
+                let mut content = Vec::new();
+                if !self.text.is_empty() || self.tool_call.is_none() {
+                    content.push(json!({"type": "text", "text": self.text}));
+                }
+                if let Some(call) = &self.tool_call {
+                    let input: Value = serde_json::from_str(&call.arguments).unwrap_or_else(|_| json!({}));
+                    content.push(
+                        json!({"type": "tool_use", "id": self.tool_call_id(), "name": call.name, "input": input}),
+                    );
+                }
+                json!({
+                    "id": self.id,
+                    "type": "message",
+                    "role": "assistant",
+                    "model": self.model,
+                    "content": content,
+                    "stop_reason": self.anthropic_stop_reason(),
+                    "stop_sequence": null,
+                    "usage": self.anthropic_usage(self.completion_tokens),
+                })
+            }
         }
     }
 
@@ -201,7 +293,18 @@ impl Reply {
         };
         let mut events = vec![chunk(json!({"role": "assistant", "content": "", "refusal": null}), Value::Null)];
         events.extend(pieces.iter().map(|piece| chunk(json!({"content": piece}), Value::Null)));
-        events.push(chunk(json!({}), json!("stop")));
+        if let Some(call) = &self.tool_call {
+            events.push(chunk(
+                json!({"tool_calls": [{"index": 0, "id": self.tool_call_id(), "type": "function",
+                    "function": {"name": call.name, "arguments": ""}}]}),
+                Value::Null,
+            ));
+            for piece in Self::argument_pieces(&call.arguments) {
+                events
+                    .push(chunk(json!({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}), Value::Null));
+            }
+        }
+        events.push(chunk(json!({}), json!(self.openai_finish())));
         if self.include_usage {
             let usage = json!({
                 "id": self.id,
@@ -220,31 +323,48 @@ impl Reply {
 
     fn anthropic_events(&self, pieces: &[String]) -> Vec<String> {
         let event = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
-        let mut events = vec![
-            event(
-                "message_start",
-                json!({"type": "message_start", "message": {
-                    "id": self.id, "type": "message", "role": "assistant", "model": self.model,
-                    "content": [], "stop_reason": null, "stop_sequence": null,
-                    "usage": {"input_tokens": self.prompt_tokens, "output_tokens": 1},
-                }}),
-            ),
-            event(
+        let mut events = vec![event(
+            "message_start",
+            json!({"type": "message_start", "message": {
+                "id": self.id, "type": "message", "role": "assistant", "model": self.model,
+                "content": [], "stop_reason": null, "stop_sequence": null,
+                "usage": self.anthropic_usage(1),
+            }}),
+        )];
+        let mut index = 0;
+        if !self.text.is_empty() || self.tool_call.is_none() {
+            events.push(event(
                 "content_block_start",
-                json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
-            ),
-            event("ping", json!({"type": "ping"})),
-        ];
-        events.extend(pieces.iter().map(|piece| {
-            event(
-                "content_block_delta",
-                json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}),
-            )
-        }));
-        events.push(event("content_block_stop", json!({"type": "content_block_stop", "index": 0})));
+                json!({"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}}),
+            ));
+            events.push(event("ping", json!({"type": "ping"})));
+            events.extend(pieces.iter().map(|piece| {
+                event(
+                    "content_block_delta",
+                    json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": piece}}),
+                )
+            }));
+            events.push(event("content_block_stop", json!({"type": "content_block_stop", "index": index})));
+            index += 1;
+        }
+        if let Some(call) = &self.tool_call {
+            events.push(event(
+                "content_block_start",
+                json!({"type": "content_block_start", "index": index,
+                       "content_block": {"type": "tool_use", "id": self.tool_call_id(), "name": call.name, "input": {}}}),
+            ));
+            for piece in Self::argument_pieces(&call.arguments) {
+                events.push(event(
+                    "content_block_delta",
+                    json!({"type": "content_block_delta", "index": index,
+                           "delta": {"type": "input_json_delta", "partial_json": piece}}),
+                ));
+            }
+            events.push(event("content_block_stop", json!({"type": "content_block_stop", "index": index})));
+        }
         events.push(event(
             "message_delta",
-            json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null},
+            json!({"type": "message_delta", "delta": {"stop_reason": self.anthropic_stop_reason(), "stop_sequence": null},
                    "usage": {"output_tokens": self.completion_tokens}}),
         ));
         events.push(event("message_stop", json!({"type": "message_stop"})));
@@ -388,6 +508,52 @@ mod tests {
             ]
         );
         assert!(events[7].contains(&format!("\"output_tokens\":{}", count_tokens("a b c"))));
+    }
+
+    #[test]
+    fn tool_calls_finish_reasons_and_cache_usage() {
+        let controls = Controls {
+            tool_call: Some(ToolCall { name: "get_weather".into(), arguments: r#"{"city":"Paris"}"#.into() }),
+            cached_tokens: 2,
+            cache_write_tokens: 1,
+            mode: Mode::Fixed(String::new()),
+            ..Controls::default()
+        };
+        let body = json!({"model": "m", "stream": true, "max_tokens": 9,
+            "messages": [{"role": "user", "content": "what is the weather in Paris today"}]});
+        let openai = reply(Api::OpenAi, body.clone(), &controls);
+        let message = &openai.json_body()["choices"][0];
+        assert_eq!(message["finish_reason"], "tool_calls");
+        assert_eq!(message["message"]["content"], Value::Null);
+        assert_eq!(message["message"]["tool_calls"][0]["function"]["name"], "get_weather");
+        assert_eq!(openai.json_body()["usage"]["prompt_tokens_details"]["cached_tokens"], 2);
+        let streamed: String = openai
+            .sse_events(None)
+            .iter()
+            .filter_map(|e| serde_json::from_str::<Value>(e.strip_prefix("data: ")?.trim_end()).ok())
+            .filter_map(|c| c.pointer("/choices/0/delta/tool_calls/0/function/arguments")?.as_str().map(str::to_string))
+            .collect();
+        assert_eq!(streamed, r#"{"city":"Paris"}"#);
+
+        let anthropic = reply(Api::Anthropic, body, &controls);
+        let json = anthropic.json_body();
+        assert_eq!(json["stop_reason"], "tool_use");
+        assert_eq!(json["content"][0]["input"]["city"], "Paris");
+        assert_eq!(json["usage"]["input_tokens"], anthropic.prompt_tokens - 3);
+        assert_eq!(json["usage"]["cache_read_input_tokens"], 2);
+        let events = anthropic.sse_events(None);
+        let partial: String = events
+            .iter()
+            .filter_map(|e| serde_json::from_str::<Value>(e.lines().nth(1)?.strip_prefix("data: ")?).ok())
+            .filter_map(|d| d.pointer("/delta/partial_json")?.as_str().map(str::to_string))
+            .collect();
+        assert_eq!(partial, r#"{"city":"Paris"}"#);
+        assert!(events.iter().any(|e| e.contains(r#""stop_reason":"tool_use""#)));
+
+        let length = Controls { finish: Finish::Length, ..Controls::default() };
+        let body = json!({"model": "m", "messages": [{"role": "user", "content": "x"}]});
+        assert_eq!(reply(Api::OpenAi, body.clone(), &length).json_body()["choices"][0]["finish_reason"], "length");
+        assert_eq!(reply(Api::Anthropic, body, &length).json_body()["stop_reason"], "max_tokens");
     }
 
     #[test]
