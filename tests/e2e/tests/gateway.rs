@@ -176,6 +176,23 @@ fn routes_failover_and_jwt_wiring() {
     let response = gw.post_json("/v1/chat/completions", &headers, &chat_body("streamed failover", true));
     assert_eq!((response.status, response.header("x-mock-backend")), (200, Some("mock-secondary")));
     assert_eq!(openai_stream_text(&response.text()), "streamed failover");
+    // Once bytes reached the client there is no failover: a provider dying mid-stream truncates it.
+    gw.clear_mocks();
+    let headers = [("x-aigw-route", "mock-failover"), ("x-mock-abort-after", "2"), ("x-mock-fault-backend", "mock")];
+    let body = chat_body("dies mid stream", true).to_string();
+    let mut stream = gw.stream("POST", "/v1/chat/completions", &headers, body.as_bytes());
+    assert_eq!(stream.status, 200);
+    let mut received = Vec::new();
+    let ended_cleanly = loop {
+        match stream.next_chunk() {
+            Ok(Some(chunk)) => received.extend(chunk.data),
+            Ok(None) => break true,
+            Err(_) => break false,
+        }
+    };
+    assert!(!ended_cleanly, "a stream cut by the provider must not look complete to the client");
+    assert!(!String::from_utf8_lossy(&received).contains("[DONE]"));
+    assert!(gw.mock("mock-secondary").requests().is_empty(), "a started stream was retried");
     // Both backends failing: the client gets the last backend's error.
     let headers = [("x-aigw-route", "mock-failover"), ("x-mock-status", "503")];
     assert_eq!(chat(&headers, "both down").status, 503);
