@@ -129,7 +129,37 @@ step_prompt_template() {
         '{"model":"gpt-4o-mini","template":"sentiment-fr","variables":{}}'
 }
 
-STEPS=(chat stream provider_error prompt_template)
+step_token_counter() {
+    title "token-counter: 500 tokens per hour per JWT subject, rate-limit headers, usage and metrics"
+    # A demo JWT for a fresh subject (HS256 with the demo key in gateway.yaml; local use only).
+    local sub="demo-$(date +%s)" token
+    token=$(SUB="$sub" python3 -c 'import base64,hashlib,hmac,json,os,time
+b=lambda d: base64.urlsafe_b64encode(d).rstrip(b"=").decode()
+head=b(json.dumps({"alg":"HS256","typ":"JWT","kid":"aigw-demo"}).encode())
+body=b(json.dumps({"sub":os.environ["SUB"],"iss":"aigw-demo","aud":"aigw","exp":int(time.time())+3600}).encode())
+sig=hmac.new(b"aigw-demo-hs256-key-for-local-use-only",f"{head}.{body}".encode(),hashlib.sha256).digest()
+print(f"{head}.{body}.{b(sig)}")')
+    local body="{\"model\":\"gpt-4o-mini\",\"max_tokens\":100,\"messages\":[{\"role\":\"user\",\"content\":\"$(printf 'budget %.0s' $(seq 120))\"}]}"
+    show_chat "Subject $sub: the request reserves prompt + max_tokens before it is forwarded; x-ratelimit-* show the budget left." \
+        "$body" -H "authorization: Bearer $token"
+    note "The same subject again until the budget is spent (each request settles to the real usage):"
+    local i status
+    for i in 1 2 3 4; do
+        status=$(curl -sS -o "$work/body" -D "$work/headers" -w '%{http_code}' "$url/v1/chat/completions" \
+            -H 'content-type: application/json' -H "authorization: Bearer $token" -d "$body")
+        printf '  request %d: %s, x-ratelimit-remaining-tokens: %s\n' "$((i + 1))" "$status" \
+            "$(grep -i '^x-ratelimit-remaining-tokens' "$work/headers" | cut -d' ' -f2 | tr -d '\r')"
+        [ "$status" != 429 ] || break
+    done
+    show_response
+    show_chat "An OpenAI stream without stream_options: the gateway asks the provider for usage and hides the extra chunk." \
+        '{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"Count my tokens"}]}'
+    note "Metrics on the admin endpoint (${AIGW_ADMIN_URL:-http://127.0.0.1:9901}/stats/prometheus):"
+    curl -fsS "${AIGW_ADMIN_URL:-http://127.0.0.1:9901}/stats/prometheus" 2>/dev/null \
+        | grep -E '^aigw_(tokens_(input|output)|cost_micro_usd|ratelimit_rejected|ratelimit_key_(rejected|tokens))\{' || true
+}
+
+STEPS=(chat stream provider_error prompt_template token_counter)
 
 main() {
     if ! curl -fsS "$url" -o /dev/null -m 2 2>/dev/null && ! curl -sS "$url" -o /dev/null -m 2 2>/dev/null; then
