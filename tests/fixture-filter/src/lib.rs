@@ -14,6 +14,7 @@
 //! | `count`         | adds 1 to the shared-data counter `fixture.count` (CAS, retried) and sets `x-count` | |
 //! | `properties`    | copies the route name and the JWT `sub` claim into `x-route` / `x-jwt-sub`, sets filter state `fixture.seen` | |
 //! | `panic`         | panics (the harness must report the trap)                           | |
+//! | `spin`          | loops forever (the harness must interrupt it)                       | |
 //! | `late-header-read` | lets the headers go, then reads a request header in the body callback (Envoy answers BadArgument: the SDK panics) | |
 //! | `reply-on-response` |                                                                  | answers 502 from the response headers callback |
 //!
@@ -199,6 +200,12 @@ impl HttpContext for Stream {
 
         if self.has("panic") {
             panic_on_purpose();
+        }
+        if self.has("spin") {
+            let mut turns = 0u64;
+            loop {
+                turns = std::hint::black_box(turns.wrapping_add(1));
+            }
         }
         if self.has("local-reply") {
             self.deny(403, "denied by fixture");

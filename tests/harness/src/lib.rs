@@ -170,12 +170,29 @@ pub(crate) fn engine() -> &'static Engine {
         // Filters are compiled once per test process; fast compilation of the
         // 3 MB tokenizer filter matters more than peak speed of the code.
         config.cranelift_opt_level(wasmtime::OptLevel::Speed);
-        match Engine::new(&config) {
+        // A filter stuck in a loop must fail its test, not hang the suite: every VM call gets
+        // a deadline in epochs, and one thread per test process advances the epoch.
+        config.epoch_interruption(true);
+        let engine = match Engine::new(&config) {
             Ok(engine) => engine,
             Err(err) => panic!("aigw-harness: cannot create the wasmtime engine: {err:?}"),
+        };
+        let ticker = engine.clone();
+        let spawned = std::thread::Builder::new().name("aigw-harness-epoch".into()).spawn(move || loop {
+            std::thread::sleep(EPOCH_TICK);
+            ticker.increment_epoch();
+        });
+        if let Err(err) = spawned {
+            panic!("aigw-harness: cannot start the epoch thread: {err}");
         }
+        engine
     })
 }
+
+/// How often the epoch advances.
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(100);
+/// How long one VM call may run by default, in epochs (60 s), before it is interrupted.
+pub(crate) const CALL_DEADLINE_EPOCHS: u64 = 600;
 
 type ModuleSlot = Arc<OnceLock<Module>>;
 

@@ -30,6 +30,7 @@ pub struct VmBuilder {
     properties: HashMap<Vec<String>, Vec<u8>>,
     route_metadata: BTreeMap<String, Value>,
     clusters: Option<Vec<String>>,
+    call_deadline: Duration,
 }
 
 impl VmBuilder {
@@ -46,6 +47,7 @@ impl VmBuilder {
             properties: HashMap::new(),
             route_metadata: BTreeMap::new(),
             clusters: None,
+            call_deadline: crate::EPOCH_TICK * crate::CALL_DEADLINE_EPOCHS as u32,
         }
     }
 
@@ -104,6 +106,13 @@ impl VmBuilder {
         self
     }
 
+    /// How long one call into the filter may run before it is interrupted and reported as a
+    /// trap (default 60 s; a loop in the filter then fails the test instead of hanging it).
+    pub fn call_deadline(mut self, deadline: Duration) -> Self {
+        self.call_deadline = deadline;
+        self
+    }
+
     /// Instantiates the module and runs Envoy's start sequence: `_initialize`,
     /// root context creation, `proxy_on_vm_start`, then `proxy_on_configure`
     /// (only if the VM started). Check [`Vm::configured`] for the outcome.
@@ -137,7 +146,9 @@ impl VmBuilder {
             guest: None,
             dead: None,
         };
+        let deadline_epochs = (self.call_deadline.as_millis() / crate::EPOCH_TICK.as_millis()).max(1) as u64;
         let mut store = Store::new(crate::engine(), state);
+        store.set_epoch_deadline(deadline_epochs);
         let mut linker = Linker::new(crate::engine());
         if let Err(err) = abi::link(&mut linker) {
             panic!("aigw-harness: linking the host functions failed: {err:?}");
@@ -174,6 +185,7 @@ impl VmBuilder {
                 path: self.path,
                 started: Cell::new(false),
                 configured: Cell::new(false),
+                deadline_epochs,
             }),
         };
         // WASI reactor initialisation (the SDK's `main!` body runs here).
@@ -202,6 +214,7 @@ struct VmInner {
     path: PathBuf,
     started: Cell<bool>,
     configured: Cell<bool>,
+    deadline_epochs: u64,
 }
 
 /// One instance of a filter: what one Envoy worker thread runs. Cheap to clone (shared handle).
@@ -264,6 +277,8 @@ impl Vm {
             state.effective = context;
             state.callback = name;
         }
+        // A guest loop becomes an `interrupt` trap after the call deadline.
+        store.set_epoch_deadline(self.inner.deadline_epochs);
         let result = func.call(&mut *store, params);
         let state = store.data_mut();
         state.effective = state.root_id;

@@ -379,3 +379,15 @@ fn headers_are_not_readable_after_they_were_forwarded() {
     assert!(message.contains("trapped in proxy_on_request_body"), "{message}");
     assert!(message.contains("RequestHeaders are not available in proxy_on_request_body"), "{message}");
 }
+
+#[test]
+fn a_filter_stuck_in_a_loop_is_interrupted() {
+    let harness = Harness::new();
+    let vm = harness.vm(fixture_path()).call_deadline(Duration::from_millis(300)).start();
+    let mut s = vm.stream();
+    let failure = catch_unwind(AssertUnwindSafe(|| post(&mut s, "spin", true))).expect_err("interrupted");
+    let message = failure.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(message.contains("trapped in proxy_on_request_headers"), "{message}");
+    assert!(message.contains("interrupt"), "{message}");
+    assert!(vm.dead().is_some());
+}
