@@ -271,7 +271,6 @@ impl Stream {
             let window = rule.window.index(now);
             let force = rule.on_exceeded == OnExceeded::Signal;
             let result = limits::reserve(host, &hit.key, hit.fingerprint, window, rule.limit, amount, force);
-            let snapshot_of = |snapshot: Snapshot| Some(snapshot);
             match result {
                 Reservation::Admitted { amount, snapshot } => {
                     if snapshot.shared {
@@ -280,7 +279,7 @@ impl Stream {
                     host.increment_counter(&metrics::rule(&rule.name, "admitted"), 1);
                     if let Some(slot) = self.hits.get_mut(position) {
                         slot.reserved = Some((amount, window));
-                        slot.snapshot = snapshot_of(snapshot);
+                        slot.snapshot = Some(snapshot);
                     }
                 }
                 Reservation::Exceeded { amount, snapshot } if force => {
@@ -289,7 +288,7 @@ impl Stream {
                     host.increment_counter(&metrics::rule(&rule.name, "signalled"), 1);
                     if let Some(slot) = self.hits.get_mut(position) {
                         slot.reserved = Some((amount, window));
-                        slot.snapshot = snapshot_of(snapshot);
+                        slot.snapshot = Some(snapshot);
                     }
                 }
                 Reservation::Exceeded { amount, snapshot } => {
@@ -298,7 +297,7 @@ impl Stream {
                         host.increment_counter(&metrics::rule_key(&rule.name, &hit.subject, "rejected"), 1);
                     }
                     if let Some(slot) = self.hits.get_mut(position) {
-                        slot.snapshot = snapshot_of(snapshot);
+                        slot.snapshot = Some(snapshot);
                     }
                     self.release_all(config, host);
                     self.rejected = true;
@@ -735,6 +734,24 @@ mod tests {
             RequestAction::Forward { .. }
         ));
         assert_eq!(third.rate_headers(&config, &host).unwrap().remaining, 1);
+    }
+
+    #[test]
+    fn headers_report_the_rule_with_the_least_room_and_key_metrics_count() {
+        let config = config(
+            r#"[{"name": "big", "key": "header:x-user", "limit": 100000, "window": "day"},
+                {"name": "small", "key": "header:x-user", "limit": 1000, "window": "minute", "key_metrics": true}]"#,
+        );
+        let host = host("lee");
+        let mut stream = Stream::new(&config, &host, CHAT);
+        stream.request_body(&config, &host, &chat_body(json!({"max_tokens": 91})));
+        let headers = stream.rate_headers(&config, &host).unwrap();
+        assert_eq!((headers.limit, headers.remaining), (1000, 900));
+        // 1 s into the minute: 59 s to go.
+        assert_eq!(headers.reset_millis, 59_000);
+        respond(&mut stream, &config, &host, 200, USAGE_JSON);
+        assert_eq!(host.counter("aigw.token_counter.ratelimit_key.rule.small.key.lee.tokens"), 14);
+        assert_eq!(host.counter("aigw.token_counter.ratelimit_key.rule.big.key.lee.tokens"), 0);
     }
 
     #[test]
