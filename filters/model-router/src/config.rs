@@ -25,8 +25,18 @@ pub const CLIENT_CREDENTIAL_HEADERS: [&str; 4] = ["authorization", "x-api-key", 
 
 /// Headers the filter owns. Client-sent copies are removed before acting.
 pub const ROUTE_HEADER: &str = "x-aigw-route";
-pub const UPSTREAM_MODELS_HEADER: &str = "x-aigw-upstream-models";
+/// Filter state the downstream instance leaves for the upstream instance:
+/// `{"models": {backend: model}, "path": original path}`. Filter state, not
+/// a header: Envoy's upstream filters share one header map across attempts,
+/// and an internal header would reach the provider.
+pub const HANDOFF_PROPERTY: &str = "aigw.route.handoff";
 pub const BACKEND_HEADER: &str = "x-aigw-backend";
+/// Set by the upstream instance on each attempt: the backend it goes to, so
+/// that per-backend Envoy filters after it (credential injectors behind a
+/// matcher) can act on it. Remove it before the codec (header_mutation).
+pub const ATTEMPT_BACKEND_HEADER: &str = "x-aigw-attempt-backend";
+/// Endpoint metadata naming an endpoint's backend: `filter_metadata.aigw.backend`.
+pub const ENDPOINT_METADATA_PATH: [&str; 5] = ["xds", "upstream_host_metadata", "filter_metadata", "aigw", "backend"];
 
 /// Longest model name the filter accepts or produces.
 pub const MAX_MODEL_LEN: usize = 256;
@@ -311,7 +321,10 @@ pub struct Downstream {
 
 #[derive(Debug, Clone)]
 pub struct Upstream {
-    pub backend: Backend,
+    /// The backends this cluster's endpoints belong to. With one, every
+    /// attempt is for it; with several (an aggregate cluster), each attempt's
+    /// endpoint names its backend in its metadata (`aigw.backend`).
+    pub backends: Vec<Backend>,
     pub backend_header: bool,
     pub max_body_bytes: usize,
     pub max_event_bytes: usize,
@@ -334,8 +347,7 @@ pub fn from_json(bytes: Option<&[u8]>) -> Result<Config, ConfigError> {
 }
 
 fn upstream(raw: RawConfig, max_body_bytes: usize) -> Result<Upstream, ConfigError> {
-    let only_downstream: [(&str, bool); 8] = [
-        ("backends", !raw.backends.is_empty()),
+    let only_downstream: [(&str, bool); 7] = [
         ("aliases", !raw.aliases.is_empty()),
         ("models", !raw.models.is_empty()),
         ("rules", !raw.rules.is_empty()),
@@ -345,25 +357,31 @@ fn upstream(raw: RawConfig, max_body_bytes: usize) -> Result<Upstream, ConfigErr
         ("strip_request_headers", !raw.strip_request_headers.is_empty()),
     ];
     if let Some((field, _)) = only_downstream.iter().find(|(_, set)| *set) {
-        return Err(ConfigError::new(
-            *field,
-            "only allowed in downstream mode; an upstream instance serves one `backend`",
-        ));
+        return Err(ConfigError::new(*field, "only allowed in downstream mode"));
     }
-    let Some(backend) = raw.backend else {
-        return Err(ConfigError::new("backend", "required in upstream mode"));
+    let backends = match (raw.backend, raw.backends.is_empty()) {
+        (Some(backend), true) => vec![backend_of(backend, "backend")?],
+        (None, false) => {
+            let mut backends: Vec<Backend> = Vec::with_capacity(raw.backends.len());
+            for (i, backend) in raw.backends.into_iter().enumerate() {
+                let path = index("backends", i);
+                let backend = backend_of(backend, &path)?;
+                if backends.iter().any(|b| b.name == backend.name) {
+                    return Err(ConfigError::new(join(&path, "name"), format!("duplicate backend `{}`", backend.name)));
+                }
+                backends.push(backend);
+            }
+            backends
+        }
+        (Some(_), false) => return Err(ConfigError::new("backend", "use either `backend` or `backends`")),
+        (None, true) => return Err(ConfigError::new("backend", "upstream mode needs `backend` or `backends`")),
     };
     let max_event_bytes = match raw.max_event_bytes {
         Some(0) => return Err(ConfigError::new("max_event_bytes", "must be greater than 0")),
         Some(n) => n,
         None => DEFAULT_MAX_EVENT_BYTES,
     };
-    Ok(Upstream {
-        backend: backend_of(backend, "backend")?,
-        backend_header: raw.backend_header,
-        max_body_bytes,
-        max_event_bytes,
-    })
+    Ok(Upstream { backends, backend_header: raw.backend_header, max_body_bytes, max_event_bytes })
 }
 
 fn check_name(value: &str, path: &str, what: &str) -> Result<(), ConfigError> {
@@ -826,7 +844,9 @@ mod tests {
             (r#"{"rules": [{"when": {"source": "jwt:team", "one_of": []}, "model": "m"}]}"#.into(), "rules[0].when.one_of", "empty"),
             (r#"{"access": {}}"#.into(), "access", "needs"),
             (r#"{"access": {"source": "header:x-team"}}"#.into(), "access", "go together"),
-            (r#"{"mode": "upstream"}"#.into(), "backend", "required"),
+            (r#"{"mode": "upstream"}"#.into(), "backend", "needs `backend` or `backends`"),
+            (r#"{"mode": "upstream", "backend": {"name": "a"}, "backends": [{"name": "b"}]}"#.into(), "backend", "either"),
+            (r#"{"mode": "upstream", "backends": [{"name": "a"}, {"name": "a"}]}"#.into(), "backends[1].name", "duplicate"),
             (r#"{"mode": "upstream", "backend": {"name": "a"}, "models": [{"name": "m", "targets": [{"backend": "a"}]}]}"#.into(), "models", "downstream"),
             (r#"{"backend": {"name": "a"}}"#.into(), "backend", "upstream mode"),
             (r#"{"mode": "sideways"}"#.into(), "mode", "unknown variant"),
@@ -848,9 +868,21 @@ mod tests {
         .unwrap() else {
             panic!()
         };
-        assert_eq!(config.backend.deployment, "gpt4o-prod");
+        assert_eq!(config.backends[0].deployment, "gpt4o-prod");
         assert!(!config.backend_header);
         assert_eq!(config.max_event_bytes, DEFAULT_MAX_EVENT_BYTES);
+    }
+
+    #[test]
+    fn upstream_mode_with_several_backends() {
+        let Config::Upstream(config) = from_json(Some(
+            br#"{"mode": "upstream", "backends": [{"name": "a"}, {"name": "b", "provider": "anthropic"}]}"#,
+        ))
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(config.backends.len(), 2);
+        assert_eq!(config.backends[1].provider, Provider::Anthropic);
     }
 
     #[test]

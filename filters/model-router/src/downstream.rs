@@ -1,8 +1,11 @@
 //! Glue for the downstream instance: pause the request until its body is
 //! complete, plan the route, hand it to Envoy's route table.
 
-use crate::config::{Downstream, BACKEND_HEADER, CLIENT_CREDENTIAL_HEADERS, ROUTE_HEADER, UPSTREAM_MODELS_HEADER};
+use crate::config::{
+    Downstream, ATTEMPT_BACKEND_HEADER, BACKEND_HEADER, CLIENT_CREDENTIAL_HEADERS, HANDOFF_PROPERTY, ROUTE_HEADER,
+};
 use crate::plan::{backend_metric, plan};
+use crate::provider::Handoff;
 use aigw_shared::body::{check_body_size, is_identity_encoding};
 use aigw_shared::host::{log, Host, ProxyWasmHost};
 use aigw_shared::ApiError;
@@ -31,7 +34,7 @@ impl DownstreamFilter {
     }
 
     fn fail(&mut self, error: &ApiError) -> Action {
-        ProxyWasmHost.increment_counter(&format!("model_router.rejected.{}", error.code), 1);
+        ProxyWasmHost.increment_counter(&format!("aigw.model_router.rejected.{}", error.code), 1);
         self.routing = false;
         crate::reply(self, error);
         Action::Pause
@@ -45,7 +48,7 @@ impl HttpContext for DownstreamFilter {
         let Some(config) = self.config() else { return Action::Continue };
         // Headers this filter owns, and client credentials: a client can
         // neither pick the cluster nor have its key reach the provider.
-        let mut remove: Vec<String> = [ROUTE_HEADER, UPSTREAM_MODELS_HEADER, BACKEND_HEADER]
+        let mut remove: Vec<String> = [ROUTE_HEADER, ATTEMPT_BACKEND_HEADER, BACKEND_HEADER]
             .iter()
             .chain(CLIENT_CREDENTIAL_HEADERS.iter())
             .map(|h| h.to_string())
@@ -94,7 +97,9 @@ impl HttpContext for DownstreamFilter {
             Err(error) => return self.fail(&error),
         };
         self.set_http_request_header(ROUTE_HEADER, Some(&plan.route));
-        self.set_http_request_header(UPSTREAM_MODELS_HEADER, Some(&plan.handoff));
+        let path = self.get_http_request_header(":path").unwrap_or_default();
+        let handoff = Handoff::encode(&plan.models, &path);
+        let _ = hostcalls::set_property(vec![HANDOFF_PROPERTY], Some(handoff.as_bytes()));
         if let Some(new_body) = &plan.body {
             self.set_http_request_body(0, body_size, new_body);
             self.set_http_request_header("content-length", Some(&new_body.len().to_string()));
@@ -110,7 +115,7 @@ impl HttpContext for DownstreamFilter {
         ProxyWasmHost.increment_counter(&backend_metric(&plan.primary, "requests"), 1);
         if let Some(rule) = &plan.decision.rule {
             ProxyWasmHost.increment_counter(
-                &format!("model_router.rule.{}.matched", aigw_shared::host::metric_segment(rule)),
+                &format!("aigw.model_router.rule.{}.matched", aigw_shared::host::metric_segment(rule)),
                 1,
             );
         }

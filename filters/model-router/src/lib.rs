@@ -47,7 +47,14 @@ impl RootContext for Root {
                         )
                     }
                     Config::Upstream(u) => {
-                        format!("upstream for backend {} ({})", u.backend.name, u.backend.provider.as_str())
+                        format!(
+                            "upstream for {}",
+                            u.backends
+                                .iter()
+                                .map(|b| format!("{} ({})", b.name, b.provider.as_str()))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
                     }
                 };
                 log(LogLevel::Info, &format!("model-router: configured: {what}"));

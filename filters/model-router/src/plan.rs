@@ -15,8 +15,8 @@ pub struct Plan {
     pub decision: Decision,
     /// `x-aigw-route` value.
     pub route: String,
-    /// `x-aigw-upstream-models` value: JSON object, backend name → model.
-    pub handoff: String,
+    /// Backend name → the model it gets, in failover order.
+    pub models: Map<String, Value>,
     /// The body with `model` set to the primary backend's model, when that
     /// differs from what the client sent.
     pub body: Option<Vec<u8>>,
@@ -80,19 +80,12 @@ pub fn plan(config: &Downstream, body: &[u8], host: &dyn Host) -> Result<Plan, A
     } else {
         None
     };
-    Ok(Plan {
-        route: decision.route.clone(),
-        handoff: Value::Object(handoff).to_string(),
-        body,
-        primary,
-        primary_model,
-        decision,
-    })
+    Ok(Plan { route: decision.route.clone(), models: handoff, body, primary, primary_model, decision })
 }
 
-/// `model_router.backend.<name>.<what>`.
+/// `aigw.model_router.backend.<name>.<what>`.
 pub fn backend_metric(backend: &str, what: &str) -> String {
-    format!("model_router.backend.{}.{what}", metric_segment(backend))
+    format!("aigw.model_router.backend.{}.{what}", metric_segment(backend))
 }
 
 #[cfg(test)]
@@ -134,7 +127,7 @@ mod tests {
         let p = plan(&c, br#"{"model": "fast", "messages": []}"#, &FakeHost::new()).unwrap();
         assert_eq!(p.route, "mock");
         assert_eq!(p.primary, "mock");
-        assert_eq!(serde_json::from_str::<Value>(&p.handoff).unwrap(), json!({"mock": "gpt-4o-mini"}));
+        assert_eq!(Value::Object(p.models), json!({"mock": "gpt-4o-mini"}));
         let body: Value = serde_json::from_slice(&p.body.unwrap()).unwrap();
         assert_eq!(body, json!({"model": "gpt-4o-mini", "messages": []}));
         let p = plan(&c, br#"{"model": "gpt-4o-mini"}"#, &FakeHost::new()).unwrap();
@@ -147,10 +140,7 @@ mod tests {
         let p = plan(&c, br#"{"model": "failover-demo"}"#, &FakeHost::new()).unwrap();
         assert_eq!(p.route, "failover-demo");
         assert_eq!(p.primary, "mock-b");
-        assert_eq!(
-            serde_json::from_str::<Value>(&p.handoff).unwrap(),
-            json!({"mock-b": "gpt-4o-mini", "mock": "gpt-4o-mini"})
-        );
+        assert_eq!(Value::Object(p.models), json!({"mock-b": "gpt-4o-mini", "mock": "gpt-4o-mini"}));
     }
 
     #[test]
@@ -186,6 +176,6 @@ mod tests {
 
     #[test]
     fn metric_names_are_sanitised() {
-        assert_eq!(backend_metric("mock.b/1", "requests"), "model_router.backend.mock_b_1.requests");
+        assert_eq!(backend_metric("mock.b/1", "requests"), "aigw.model_router.backend.mock_b_1.requests");
     }
 }

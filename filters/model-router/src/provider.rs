@@ -25,12 +25,44 @@ pub struct Prepared {
     pub model: Option<String>,
 }
 
-/// Whether a request needs its body read to be prepared for `backend`.
-pub fn needs_body(backend: &Backend, path: &str, handoff_model: Option<&str>) -> bool {
-    let chat = ApiShape::from_path(path) == Some(ApiShape::OpenAiChat);
-    match backend.provider {
-        Provider::Anthropic | Provider::AzureOpenai => chat,
-        Provider::Openai => handoff_model.is_some() && chat,
+/// Whether a request is one the upstream instance adapts: OpenAI chat
+/// completions. Every attempt at one is prepared from the original path and
+/// body, because an earlier attempt may have left its changes in the headers
+/// Envoy shares between attempts.
+pub fn is_chat(path: &str) -> bool {
+    ApiShape::from_path(path) == Some(ApiShape::OpenAiChat)
+}
+
+/// What the downstream instance hands the upstream instance.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Handoff {
+    /// Backend name → the model it gets.
+    pub models: serde_json::Map<String, Value>,
+    /// The request path as the client sent it.
+    pub path: Option<String>,
+}
+
+impl Handoff {
+    pub fn encode(models: &serde_json::Map<String, Value>, path: &str) -> String {
+        serde_json::json!({"models": models, "path": path}).to_string()
+    }
+
+    /// Reads the hand-off; anything unreadable counts as none.
+    pub fn decode(bytes: &[u8]) -> Handoff {
+        let Ok(Value::Object(mut value)) = serde_json::from_slice::<Value>(bytes) else { return Handoff::default() };
+        let models = match value.remove("models") {
+            Some(Value::Object(models)) => models,
+            _ => serde_json::Map::new(),
+        };
+        let path = match value.remove("path") {
+            Some(Value::String(path)) => Some(path),
+            _ => None,
+        };
+        Handoff { models, path }
+    }
+
+    pub fn model_for(&self, backend: &str) -> Option<&str> {
+        self.models.get(backend).and_then(Value::as_str)
     }
 }
 
@@ -57,9 +89,8 @@ pub fn prepare(backend: &Backend, path: &str, body: &[u8], handoff_model: Option
     };
     match backend.provider {
         Provider::Openai => {
-            if !backend.path_prefix.is_empty() {
-                prepared.path = Some(format!("{}{}", backend.path_prefix, path));
-            }
+            prepared.path = Some(format!("{}{}", backend.path_prefix, path));
+            prepared.remove_headers.push("anthropic-version");
             if value.get("model").and_then(Value::as_str) != Some(model.as_str()) {
                 if let Some(object) = value.as_object_mut() {
                     object.insert("model".into(), Value::String(model));
@@ -73,6 +104,7 @@ pub fn prepare(backend: &Backend, path: &str, body: &[u8], handoff_model: Option
                 "{}/openai/deployments/{}/chat/completions?api-version={}",
                 backend.path_prefix, deployment, backend.api_version
             ));
+            prepared.remove_headers.push("anthropic-version");
             if value.get("model").and_then(Value::as_str) != Some(model.as_str()) {
                 if let Some(object) = value.as_object_mut() {
                     object.insert("model".into(), Value::String(model));
@@ -95,10 +127,14 @@ pub fn prepare(backend: &Backend, path: &str, body: &[u8], handoff_model: Option
     Ok(prepared)
 }
 
-/// Reads the downstream instance's hand-off header: backend name → model.
-pub fn handoff_model(header: &str, backend: &str) -> Option<String> {
-    let map: serde_json::Map<String, Value> = serde_json::from_str(header).ok()?;
-    map.get(backend).and_then(Value::as_str).map(str::to_string)
+/// The backend an attempt goes to: the one named by the endpoint's metadata,
+/// or the only one configured.
+pub fn attempt_backend<'a>(backends: &'a [Backend], endpoint: Option<&str>) -> Option<&'a Backend> {
+    match (endpoint, backends) {
+        (Some(name), _) => backends.iter().find(|b| b.name == name),
+        (None, [only]) => Some(only),
+        (None, _) => None,
+    }
 }
 
 #[cfg(test)]
@@ -109,7 +145,7 @@ mod tests {
 
     fn backend(text: &str) -> Backend {
         match from_json(Some(format!(r#"{{"mode": "upstream", "backend": {text}}}"#).as_bytes())).unwrap() {
-            Config::Upstream(up) => up.backend,
+            Config::Upstream(mut up) => up.backends.remove(0),
             Config::Downstream(_) => panic!(),
         }
     }
@@ -120,7 +156,8 @@ mod tests {
     fn openai_backend_rewrites_only_the_model() {
         let b = backend(r#"{"name": "mock"}"#);
         let p = prepare(&b, "/v1/chat/completions", CHAT.as_bytes(), Some("gpt-4o-mini")).unwrap();
-        assert_eq!(p.path, None);
+        assert_eq!(p.path.as_deref(), Some("/v1/chat/completions"));
+        assert!(p.remove_headers.contains(&"anthropic-version"));
         let body: Value = serde_json::from_slice(&p.body.unwrap()).unwrap();
         assert_eq!(body["model"], "gpt-4o-mini");
         assert_eq!(body["stream"], true);
@@ -164,13 +201,23 @@ mod tests {
         let b = backend(r#"{"name": "claude", "provider": "anthropic"}"#);
         assert_eq!(prepare(&b, "/v1/chat/completions", b"{", None).unwrap_err().status, 400);
         assert_eq!(prepare(&b, "/v1/chat/completions", b"{}", None).unwrap_err().param.as_deref(), Some("model"));
-        assert_eq!(handoff_model(r#"{"claude":"c-1","mock":"m"}"#, "claude").as_deref(), Some("c-1"));
-        assert_eq!(handoff_model(r#"{"mock":"m"}"#, "claude"), None);
-        assert_eq!(handoff_model("garbage", "claude"), None);
-        assert!(needs_body(&b, "/v1/chat/completions", None));
-        assert!(!needs_body(&b, "/v1/models", None));
-        let o = backend(r#"{"name": "o"}"#);
-        assert!(!needs_body(&o, "/v1/chat/completions", None));
-        assert!(needs_body(&o, "/v1/chat/completions", Some("m")));
+        let models = serde_json::json!({"claude": "c-1", "mock": "m"});
+        let handoff =
+            Handoff::decode(Handoff::encode(models.as_object().unwrap(), "/v1/chat/completions?x=1").as_bytes());
+        assert_eq!(handoff.model_for("claude"), Some("c-1"));
+        assert_eq!(handoff.model_for("other"), None);
+        assert_eq!(handoff.path.as_deref(), Some("/v1/chat/completions?x=1"));
+        assert_eq!(Handoff::decode(b"garbage"), Handoff::default());
+        assert!(is_chat("/v1/chat/completions"));
+        assert!(!is_chat("/v1/models"));
+    }
+
+    #[test]
+    fn attempt_backend_follows_endpoint_metadata() {
+        let backends = vec![backend(r#"{"name": "a"}"#), backend(r#"{"name": "b"}"#)];
+        assert_eq!(attempt_backend(&backends, Some("b")).unwrap().name, "b");
+        assert!(attempt_backend(&backends, Some("c")).is_none());
+        assert!(attempt_backend(&backends, None).is_none());
+        assert_eq!(attempt_backend(&backends[..1], None).unwrap().name, "a");
     }
 }

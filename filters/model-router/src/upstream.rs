@@ -1,10 +1,14 @@
-//! Glue for the upstream instance: runs on one provider cluster, once per
-//! attempt, so a retry that lands on another backend is adapted to that
-//! backend (path, model, Anthropic translation both ways).
+//! Glue for the upstream instance: runs on a provider cluster (or an
+//! aggregate cluster over several), once per attempt, so a retry that lands on
+//! another backend is adapted to that backend: path, model, Anthropic
+//! translation both ways, and the header that selects its credentials.
 
-use crate::config::{Upstream, BACKEND_HEADER, UPSTREAM_MODELS_HEADER};
+use crate::config::{
+    Backend, Upstream, ATTEMPT_BACKEND_HEADER, BACKEND_HEADER, CLIENT_CREDENTIAL_HEADERS, ENDPOINT_METADATA_PATH,
+    HANDOFF_PROPERTY, ROUTE_HEADER,
+};
 use crate::plan::backend_metric;
-use crate::provider::{handoff_model, needs_body, prepare};
+use crate::provider::{attempt_backend, is_chat, prepare, Handoff};
 use crate::translate::request::RequestInfo;
 use crate::translate::response;
 use crate::translate::stream::StreamTranslator;
@@ -28,7 +32,8 @@ enum ResponseMode {
 
 pub struct UpstreamFilter {
     config: Rc<crate::config::Config>,
-    handoff: Option<String>,
+    backend: Option<Backend>,
+    handoff: Handoff,
     preparing: bool,
     translate: Option<RequestInfo>,
     response: ResponseMode,
@@ -38,7 +43,8 @@ impl UpstreamFilter {
     pub fn new(config: &Rc<crate::config::Config>) -> Self {
         UpstreamFilter {
             config: config.clone(),
-            handoff: None,
+            backend: None,
+            handoff: Handoff::default(),
             preparing: false,
             translate: None,
             response: ResponseMode::Untouched,
@@ -53,8 +59,8 @@ impl UpstreamFilter {
     }
 
     fn count(&self, what: &str) {
-        if let Some(config) = self.config() {
-            ProxyWasmHost.increment_counter(&backend_metric(&config.backend.name, what), 1);
+        if let Some(backend) = &self.backend {
+            ProxyWasmHost.increment_counter(&backend_metric(&backend.name, what), 1);
         }
     }
 
@@ -71,16 +77,35 @@ impl Context for UpstreamFilter {}
 impl HttpContext for UpstreamFilter {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let Some(config) = self.config() else { return Action::Continue };
-        let name = config.backend.name.clone();
-        let backend = config.backend.clone();
+        let endpoint =
+            self.get_property(ENDPOINT_METADATA_PATH.to_vec()).and_then(|bytes| String::from_utf8(bytes).ok());
+        let Some(backend) = attempt_backend(&config.backends, endpoint.as_deref()).cloned() else {
+            ProxyWasmHost.increment_counter("aigw.model_router.upstream.unknown_endpoint", 1);
+            log(
+                LogLevel::Error,
+                "model-router: the attempt's endpoint names no configured backend (endpoint metadata aigw.backend)",
+            );
+            return self.fail_request(&ApiError::internal("The gateway has no backend configured for this endpoint."));
+        };
+        self.handoff =
+            self.get_property(vec![HANDOFF_PROPERTY]).map(|bytes| Handoff::decode(&bytes)).unwrap_or_default();
+        // Envoy hands every attempt the same header map: whatever an earlier
+        // attempt set (another provider's key, its path) is still there.
+        // Start each attempt clean; the credential injector after this
+        // filter adds this backend's key.
+        for header in CLIENT_CREDENTIAL_HEADERS {
+            self.set_http_request_header(header, None);
+        }
+        self.set_http_request_header(ROUTE_HEADER, None);
+        self.set_http_request_header(ATTEMPT_BACKEND_HEADER, Some(&backend.name));
+        let path = match &self.handoff.path {
+            Some(path) => path.clone(),
+            None => self.get_http_request_header(":path").unwrap_or_default(),
+        };
+        let needs = !end_of_stream && is_chat(&path);
+        self.backend = Some(backend);
         self.count("attempts");
-        let header = self.get_http_request_header(UPSTREAM_MODELS_HEADER);
-        // Hand-off headers stay inside the gateway.
-        self.set_http_request_header(UPSTREAM_MODELS_HEADER, None);
-        self.set_http_request_header(crate::config::ROUTE_HEADER, None);
-        self.handoff = header.as_deref().and_then(|h| handoff_model(h, &name));
-        let path = self.get_http_request_header(":path").unwrap_or_default();
-        if end_of_stream || !needs_body(&backend, &path, self.handoff.as_deref()) {
+        if !needs {
             return Action::Continue;
         }
         self.preparing = true;
@@ -94,9 +119,8 @@ impl HttpContext for UpstreamFilter {
         if !self.preparing {
             return Action::Continue;
         }
-        let Some(config) = self.config() else { return Action::Continue };
+        let (Some(config), Some(backend)) = (self.config(), self.backend.clone()) else { return Action::Continue };
         let max = config.max_body_bytes;
-        let backend = config.backend.clone();
         if body_size > max {
             return self.fail_request(&ApiError::payload_too_large(max));
         }
@@ -105,8 +129,12 @@ impl HttpContext for UpstreamFilter {
         }
         self.preparing = false;
         let body = self.get_http_request_body(0, body_size).unwrap_or_default();
-        let path = self.get_http_request_header(":path").unwrap_or_default();
-        let prepared = match prepare(&backend, &path, &body, self.handoff.as_deref()) {
+        let path = match &self.handoff.path {
+            Some(path) => path.clone(),
+            None => self.get_http_request_header(":path").unwrap_or_default(),
+        };
+        let model = self.handoff.model_for(&backend.name).map(str::to_string);
+        let prepared = match prepare(&backend, &path, &body, model.as_deref()) {
             Ok(prepared) => prepared,
             Err(error) => return self.fail_request(&error),
         };
@@ -119,10 +147,14 @@ impl HttpContext for UpstreamFilter {
         for (header, value) in &prepared.set_headers {
             self.set_http_request_header(header, Some(value));
         }
-        if let Some(new_body) = &prepared.body {
-            self.set_http_request_body(0, body_size, new_body);
-            self.set_http_request_header("content-length", Some(&new_body.len().to_string()));
-        }
+        let length = match &prepared.body {
+            Some(new_body) => {
+                self.set_http_request_body(0, body_size, new_body);
+                new_body.len()
+            }
+            None => body_size,
+        };
+        self.set_http_request_header("content-length", Some(&length.to_string()));
         self.translate = prepared.translate;
         Action::Continue
     }
@@ -130,8 +162,8 @@ impl HttpContext for UpstreamFilter {
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let Some(config) = self.config() else { return Action::Continue };
         let show = config.backend_header;
-        let name = config.backend.name.clone();
         let max_event_bytes = config.max_event_bytes;
+        let Some(name) = self.backend.as_ref().map(|b| b.name.clone()) else { return Action::Continue };
         let status = self.get_http_response_header(":status").and_then(|s| s.parse::<u32>().ok()).unwrap_or(0);
         if status >= 500 || status == 429 {
             self.count("attempt_errors");
@@ -164,7 +196,7 @@ impl HttpContext for UpstreamFilter {
         self.set_http_response_header("content-type", Some("application/json"));
         self.response = ResponseMode::Json { status };
         // Held until the body is translated, so that an unreadable reply can
-        // still become a 502.
+        // still become a 502 and the translated body gets its length.
         Action::Pause
     }
 
@@ -215,6 +247,7 @@ impl HttpContext for UpstreamFilter {
                     }
                 };
                 self.set_http_response_body(0, body_size, &out);
+                self.set_http_response_header("content-length", Some(&out.len().to_string()));
                 if !end_of_stream {
                     self.response = ResponseMode::Discard;
                 }
