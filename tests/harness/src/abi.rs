@@ -169,6 +169,16 @@ fn map_mut(state: &mut HostState, kind: MapKind) -> Result<&mut Headers, String>
     if state.callback == "proxy_on_log" || map_ref(state, kind).is_none() {
         return Err(unavailable(kind, state));
     }
+    let late = state.streams.get(&state.effective).is_some_and(|s| match kind {
+        MapKind::RequestHeaders => s.request.forwarded_headers.is_some(),
+        MapKind::ResponseHeaders => s.response.forwarded_headers.is_some(),
+        _ => false,
+    });
+    if late {
+        // Envoy still holds the map (a body callback released the paused headers) and accepts
+        // the edit, but the next hop already has the headers.
+        state.note(format!("{kind:?} edited after they were forwarded: the next hop never sees this edit"));
+    }
     let effective = state.effective;
     let stream = state.streams.get_mut(&effective).ok_or_else(|| "no stream".to_string())?;
     let map = match kind {

@@ -231,7 +231,8 @@ pub(crate) struct Direction {
     /// The header map as it stands (after the filter's edits). None before headers arrived.
     pub headers: Option<Headers>,
     /// Whether the filter can reach the header map: Envoy exposes it from the headers callback
-    /// until the headers are forwarded or `continue_stream` is called.
+    /// until that callback returns Continue or `continue_stream` is called (a body callback that
+    /// releases paused headers leaves the map reachable, though edits no longer go out).
     pub exposed: bool,
     pub trailers: Option<Headers>,
     /// Data Envoy holds for this filter and has not forwarded.
@@ -270,7 +271,6 @@ impl Direction {
     /// the trailers once they arrived; marks the end when the peer ended.
     pub fn forward(&mut self) {
         self.stopped = Stopped::No;
-        self.exposed = false;
         if self.forwarded_headers.is_none() {
             self.forwarded_headers = Some(self.headers.clone().unwrap_or_default());
         }

@@ -516,6 +516,10 @@ fn apply_deferred(stream: &mut StreamState) {
 /// Applies a callback's return value to its direction, as Envoy's filter manager does.
 fn apply_action(direction: &mut Direction, stage: Stage, result: Action) {
     direction.in_body_callback = false;
+    if stage == Stage::Headers && result == Action::Continue {
+        // Envoy drops its pointer to the header map once the headers callback continues.
+        direction.exposed = false;
+    }
     match result {
         Action::Continue => direction.forward(),
         Action::Pause => {
