@@ -164,6 +164,19 @@ impl HttpContext for Filter {
         self.apply(action, Some(body_size))
     }
 
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        // A request that ends with trailers never had a body callback with
+        // end_of_stream: estimate it from its declared size rather than stall.
+        if !self.awaiting_body {
+            return Action::Continue;
+        }
+        self.awaiting_body = false;
+        let size = self.content_length();
+        let Some(stream) = self.stream.as_mut() else { return Action::Continue };
+        let action = stream.unparsed_body(&self.config, &ProxyWasmHost, size);
+        self.apply(action, None)
+    }
+
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let host = ProxyWasmHost;
         let status = self.get_http_response_header(":status").and_then(|value| value.parse().ok());
@@ -196,6 +209,17 @@ impl HttpContext for Filter {
         if end_of_stream {
             self.finish(true);
         }
+        Action::Continue
+    }
+
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        // The body ended without end_of_stream: read what is left for usage.
+        // (The body can no longer change here; an unfinished last event that
+        // was held back is all that could be lost, and only while stripping.)
+        if let Some(stream) = self.stream.as_mut() {
+            let _ = stream.response_body(&ProxyWasmHost, &[], true);
+        }
+        self.finish(true);
         Action::Continue
     }
 

@@ -414,3 +414,19 @@ fn invalid_configs_are_refused_naming_the_field() {
     assert!(!vm.configured());
     assert!(vm.logs_contain("token-counter: invalid configuration: rules[0].window"), "{:?}", vm.logs());
 }
+
+#[test]
+fn trailers_end_requests_and_responses_without_stalling() {
+    let harness = Harness::new();
+    let vm = start(&harness, &per_user(100_000));
+    let mut s = vm.stream();
+    s.send_request_headers(&[(":method", "POST"), (":path", "/v1/chat/completions"), ("x-user", "kim")], false);
+    s.send_request_body(chat("gpt-4o", json!({})), false);
+    s.send_request_trailers(&[("x-checksum", "1")]);
+    assert!(s.request_complete(), "the request went upstream");
+    assert_eq!(vm.counter("aigw.token_counter.uncountable_requests"), 1);
+    s.send_response_headers(&[(":status", "200"), ("content-type", "application/json")], false);
+    s.send_response_body(OPENAI_JSON, false);
+    s.send_response_trailers(&[("grpc-status", "0")]);
+    assert_eq!(state(&s, "aigw.tokens.total").as_deref(), Some("15"));
+}
