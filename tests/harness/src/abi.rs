@@ -288,7 +288,7 @@ pub(crate) fn lookup_property(state: &HostState, context: u32, path: &[String]) 
     match segments.as_slice() {
         ["plugin_name"] => return Some(state.plugin_name.clone().into_bytes()),
         ["plugin_vm_id"] => return Some(state.vm_id.clone().into_bytes()),
-        ["plugin_root_id"] => return Some(state.plugin_name.clone().into_bytes()),
+        ["plugin_root_id"] => return Some(state.root_id_name.clone().into_bytes()),
         _ => {}
     }
     let stream = stream?;
@@ -721,6 +721,11 @@ fn link_env(l: &mut Linker<HostState>) -> Result<()> {
                     state.note(format!("proxy_http_call to `{cluster}` without the `{required}` header"));
                     return Ok(status::BAD_ARGUMENT);
                 }
+            }
+            let mut headers = headers;
+            if !body.is_empty() {
+                // Envoy sets it on the outgoing call.
+                headers.replace("content-length", body.len().to_string());
             }
             let token = state.next_token;
             state.next_token += 1;

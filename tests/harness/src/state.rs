@@ -353,6 +353,8 @@ pub(crate) struct HostState {
     pub harness: Rc<HarnessInner>,
     pub vm_id: String,
     pub plugin_name: String,
+    /// The PluginConfig `root_id` (property `plugin_root_id`).
+    pub root_id_name: String,
     pub plugin_config: Vec<u8>,
     pub vm_config: Vec<u8>,
     pub log_level: LogLevel,

@@ -26,6 +26,7 @@ pub struct VmBuilder {
     vm_config: Vec<u8>,
     vm_id: String,
     plugin_name: String,
+    root_id: String,
     log_level: LogLevel,
     properties: HashMap<Vec<String>, Vec<u8>>,
     route_metadata: BTreeMap<String, Value>,
@@ -43,6 +44,7 @@ impl VmBuilder {
             vm_config: Vec::new(),
             vm_id: stem.clone(),
             plugin_name: stem,
+            root_id: String::new(),
             log_level: LogLevel::Trace,
             properties: HashMap::new(),
             route_metadata: BTreeMap::new(),
@@ -78,6 +80,12 @@ impl VmBuilder {
     /// The plugin name (`name` in PluginConfig; property `plugin_name`). Defaults to the file stem.
     pub fn plugin_name(mut self, name: &str) -> Self {
         self.plugin_name = name.to_string();
+        self
+    }
+
+    /// The PluginConfig `root_id` (property `plugin_root_id`; empty by default, as in our configs).
+    pub fn root_id(mut self, root_id: &str) -> Self {
+        self.root_id = root_id.to_string();
         self
     }
 
@@ -122,6 +130,7 @@ impl VmBuilder {
             harness: Rc::clone(&self.harness),
             vm_id: self.vm_id,
             plugin_name: self.plugin_name,
+            root_id_name: self.root_id,
             plugin_config: self.plugin_config,
             vm_config: self.vm_config,
             log_level: self.log_level,
@@ -427,9 +436,9 @@ impl Vm {
             s.call_response = Some(response);
             (context, counts)
         });
-        if let Some(stream) = self.with_state(|s| s.streams.get(&context).map(StreamState::stopped)) {
+        if let Some(stream) = self.with_state(|s| s.streams.get(&context).map(|s| s.stopped() || s.finished)) {
             if stream {
-                // Envoy cancels a stream's pending calls when the stream ends early.
+                // Envoy cancels a stream's pending calls when the stream stops or ends.
                 self.with_state(|s| s.call_response = None);
                 return;
             }

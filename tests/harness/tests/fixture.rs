@@ -164,6 +164,7 @@ fn http_call_answered_resumes_the_request() {
     assert_eq!(call.headers.get(":path"), Some("/check"));
     assert_eq!(call.headers.get("x-check"), Some("1"));
     assert_eq!(call.body_str(), "check me");
+    assert_eq!(call.headers.get("content-length"), Some("8"), "Envoy sets it on the call");
     assert_eq!(call.timeout_ms, 2500);
 
     // The body arrives while the call is in flight: held, not forwarded.
