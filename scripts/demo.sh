@@ -110,6 +110,20 @@ step_provider_error() {
 
 # Filter steps are added here by each filter (pii-mask, prompt-template, token-counter, model-router).
 
+step_pii_mask() {
+    title "pii-mask: PII and secrets masked in prompts and completions, streams included"
+    show_chat "The provider gets placeholders: email, card (last 4 digits kept), SSN (stable salted hash), employee id (a custom rule)." \
+        '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"I am jane.doe@example.com, card 4111 1111 1111 1111, SSN 123-45-6789, employee EMP-004211."}]}'
+    show_chat "The completion is masked too (the mock answers with PII: x-mock-mode: fixed:...)." \
+        '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"How do I reach support?"}]}' \
+        -H 'x-mock-mode: fixed:Write to help@example.com or call +1 415 555 0132.'
+    show_chat "A stream the provider writes in 3-byte pieces: no value leaks across chunk or event boundaries." \
+        '{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"My keys?"}]}' \
+        -H 'x-mock-mode: fixed:Your key is AKIAIOSFODNN7EXAMPLE and your IBAN DE89 3704 0044 0532 0130 00.' -H 'x-mock-split: 3'
+    show_chat "A private key is refused with a 400; nothing reaches the provider." \
+        '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"-----BEGIN PRIVATE KEY-----\nMIIBVQIBADANBg\n-----END PRIVATE KEY-----"}]}'
+}
+
 step_prompt_template() {
     title "prompt-template: the organisation's system prompt, a named template, two teams"
     show_chat "Every request gets the bank's system prompt first; the client's own system prompt stays after it." \
@@ -159,7 +173,7 @@ print(f"{head}.{body}.{b(sig)}")')
         | grep -E '^aigw_(tokens_(input|output)|cost_micro_usd|ratelimit_rejected|ratelimit_key_(rejected|tokens))\{' || true
 }
 
-STEPS=(chat stream provider_error prompt_template token_counter)
+STEPS=(chat stream provider_error pii_mask prompt_template token_counter)
 
 main() {
     if ! curl -fsS "$url" -o /dev/null -m 2 2>/dev/null && ! curl -sS "$url" -o /dev/null -m 2 2>/dev/null; then
