@@ -185,21 +185,25 @@ impl fmt::Display for Source {
 }
 
 pub mod envoy_value {
-    //! Envoy's serialisation of property values (its Wasm `getProperty`):
-    //! strings as raw UTF-8, numbers from metadata as an 8-byte little-endian
-    //! f64, booleans as one byte, maps as a serialised `google.protobuf.Struct`
-    //! and lists as a serialised `google.protobuf.ListValue`.
+    //! Envoy's serialisation of property values (its Wasm `getProperty`), as
+    //! observed from Envoy 1.40 with a probe filter behind `jwt_authn`:
     //!
-    //! [`decode`] cannot know the type from the bytes alone; it tries the
-    //! structured forms first (plain strings practically never parse as a
-    //! well-formed Struct), then text.
+    //! - strings: raw UTF-8;
+    //! - numbers from metadata (JSON numbers are doubles there): 8-byte
+    //!   little-endian f64;
+    //! - booleans: one byte, 0 or 1;
+    //! - maps: proxy-wasm's "pairs" layout (a u32 count, then a u32 key size
+    //!   and a u32 value size per pair, then each key and value followed by a
+    //!   NUL), values serialised recursively by these same rules;
+    //! - lists: the same pairs layout, each element as a key with an empty value.
+    //!
+    //! [`decode`] cannot know the type from the bytes alone. It tries the pairs
+    //! layout first (it is self-checking: every size must add up exactly, and a
+    //! plain claim string practically never does), then booleans, numbers and
+    //! text. A map whose values are all empty decodes as a list of its keys,
+    //! which is also how Envoy writes a list.
 
     use serde_json::{Map, Number, Value};
-
-    const WIRE_VARINT: u8 = 0;
-    const WIRE_FIXED64: u8 = 1;
-    const WIRE_LEN: u8 = 2;
-    const WIRE_FIXED32: u8 = 5;
 
     /// Encodes a JSON value the way Envoy answers a property lookup.
     pub fn encode(value: &Value) -> Vec<u8> {
@@ -208,82 +212,44 @@ pub mod envoy_value {
             Value::Bool(flag) => vec![u8::from(*flag)],
             Value::Number(number) => number.as_f64().unwrap_or(0.0).to_le_bytes().to_vec(),
             Value::String(text) => text.as_bytes().to_vec(),
-            Value::Object(map) => encode_struct(map),
-            Value::Array(items) => encode_list(items),
-        }
-    }
-
-    fn push_varint(out: &mut Vec<u8>, mut value: u64) {
-        loop {
-            let byte = (value & 0x7f) as u8;
-            value >>= 7;
-            if value == 0 {
-                out.push(byte);
-                return;
+            Value::Object(map) => {
+                encode_pairs(map.iter().map(|(key, value)| (key.as_bytes().to_vec(), encode(value))).collect())
             }
-            out.push(byte | 0x80);
+            Value::Array(items) => encode_pairs(items.iter().map(|item| (encode(item), Vec::new())).collect()),
         }
     }
 
-    fn push_len_field(out: &mut Vec<u8>, field: u8, bytes: &[u8]) {
-        out.push((field << 3) | WIRE_LEN);
-        push_varint(out, bytes.len() as u64);
-        out.extend_from_slice(bytes);
-    }
-
-    fn encode_struct(map: &Map<String, Value>) -> Vec<u8> {
+    fn encode_pairs(pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Vec<u8> {
         let mut out = Vec::new();
-        for (key, value) in map {
-            let mut entry = Vec::new();
-            push_len_field(&mut entry, 1, key.as_bytes());
-            push_len_field(&mut entry, 2, &encode_value_message(value));
-            push_len_field(&mut out, 1, &entry);
+        out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
+        for (key, value) in &pairs {
+            out.extend_from_slice(&(key.len() as u32).to_le_bytes());
+            out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        }
+        for (key, value) in &pairs {
+            out.extend_from_slice(key);
+            out.push(0);
+            out.extend_from_slice(value);
+            out.push(0);
         }
         out
     }
 
-    fn encode_list(items: &[Value]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for item in items {
-            push_len_field(&mut out, 1, &encode_value_message(item));
-        }
-        out
-    }
-
-    /// A `google.protobuf.Value` message.
-    fn encode_value_message(value: &Value) -> Vec<u8> {
-        let mut out = Vec::new();
-        match value {
-            Value::Null => {
-                out.push((1 << 3) | WIRE_VARINT);
-                out.push(0);
-            }
-            Value::Number(number) => {
-                out.push((2 << 3) | WIRE_FIXED64);
-                out.extend_from_slice(&number.as_f64().unwrap_or(0.0).to_le_bytes());
-            }
-            Value::String(text) => push_len_field(&mut out, 3, text.as_bytes()),
-            Value::Bool(flag) => {
-                out.push((4 << 3) | WIRE_VARINT);
-                out.push(u8::from(*flag));
-            }
-            Value::Object(map) => push_len_field(&mut out, 5, &encode_struct(map)),
-            Value::Array(items) => push_len_field(&mut out, 6, &encode_list(items)),
-        }
-        out
-    }
-
-    /// Decodes a property value: a Struct or ListValue when the bytes are one,
-    /// otherwise UTF-8 text, otherwise an 8-byte number, otherwise null.
+    /// Decodes a property value. See the module docs for the rules.
     pub fn decode(bytes: &[u8]) -> Value {
         if bytes.is_empty() {
             return Value::Null;
         }
-        if let Some(map) = decode_struct(bytes) {
+        if let Some(pairs) = decode_pairs(bytes) {
+            if pairs.iter().all(|(_, value)| value.is_empty()) {
+                return Value::Array(pairs.iter().map(|(key, _)| decode(key)).collect());
+            }
+            let mut map = Map::new();
+            for (key, value) in pairs {
+                let Ok(key) = String::from_utf8(key.to_vec()) else { return Value::Null };
+                map.insert(key, decode(value));
+            }
             return Value::Object(map);
-        }
-        if let Some(items) = decode_list(bytes) {
-            return Value::Array(items);
         }
         // Booleans and numbers are binary; claims and headers are text without
         // control characters.
@@ -301,116 +267,42 @@ pub mod envoy_value {
         }
     }
 
-    struct Reader<'a> {
-        bytes: &'a [u8],
-        pos: usize,
+    fn read_u32(bytes: &[u8], at: usize) -> Option<usize> {
+        let raw: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
+        usize::try_from(u32::from_le_bytes(raw)).ok()
     }
 
-    impl<'a> Reader<'a> {
-        fn done(&self) -> bool {
-            self.pos >= self.bytes.len()
+    /// The pairs layout, only if every size and terminator checks out and the
+    /// sizes account for every byte.
+    fn decode_pairs(bytes: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
+        let count = read_u32(bytes, 0)?;
+        // Each pair needs at least 8 bytes of sizes and 2 terminators.
+        if count.checked_mul(10)? > bytes.len() {
+            return None;
         }
-
-        fn varint(&mut self) -> Option<u64> {
-            let mut value = 0u64;
-            for shift in (0..64).step_by(7) {
-                let byte = *self.bytes.get(self.pos)?;
-                self.pos += 1;
-                value |= u64::from(byte & 0x7f) << shift;
-                if byte & 0x80 == 0 {
-                    return Some(value);
-                }
-            }
-            None
+        let mut sizes = Vec::with_capacity(count);
+        for index in 0..count {
+            let at = 4 + index * 8;
+            sizes.push((read_u32(bytes, at)?, read_u32(bytes, at + 4)?));
         }
-
-        fn take(&mut self, len: usize) -> Option<&'a [u8]> {
-            let slice = self.bytes.get(self.pos..self.pos.checked_add(len)?)?;
-            self.pos += len;
-            Some(slice)
-        }
-
-        /// The next field's number, wire type and (for LEN fields) payload;
-        /// other wire types are skipped and yield `None` as payload.
-        fn field(&mut self) -> Option<(u64, u8, Option<&'a [u8]>, u64)> {
-            let key = self.varint()?;
-            let field = key >> 3;
-            let wire = (key & 7) as u8;
-            if field == 0 {
+        let mut pos = 4 + count * 8;
+        let mut pairs = Vec::with_capacity(count);
+        for (key_len, value_len) in sizes {
+            let key = bytes.get(pos..pos.checked_add(key_len)?)?;
+            pos += key_len;
+            if bytes.get(pos) != Some(&0) {
                 return None;
             }
-            match wire {
-                WIRE_VARINT => Some((field, wire, None, self.varint()?)),
-                WIRE_FIXED64 => {
-                    let raw = self.take(8)?;
-                    Some((field, wire, Some(raw), 0))
-                }
-                WIRE_LEN => {
-                    let len = usize::try_from(self.varint()?).ok()?;
-                    Some((field, wire, Some(self.take(len)?), 0))
-                }
-                WIRE_FIXED32 => {
-                    self.take(4)?;
-                    Some((field, wire, None, 0))
-                }
-                _ => None,
-            }
-        }
-    }
-
-    fn decode_struct(bytes: &[u8]) -> Option<Map<String, Value>> {
-        let mut reader = Reader { bytes, pos: 0 };
-        let mut map = Map::new();
-        while !reader.done() {
-            let (field, wire, payload, _) = reader.field()?;
-            if field != 1 || wire != WIRE_LEN {
+            pos += 1;
+            let value = bytes.get(pos..pos.checked_add(value_len)?)?;
+            pos += value_len;
+            if bytes.get(pos) != Some(&0) {
                 return None;
             }
-            let mut entry = Reader { bytes: payload?, pos: 0 };
-            let mut key = None;
-            let mut value = Value::Null;
-            while !entry.done() {
-                match entry.field()? {
-                    (1, WIRE_LEN, Some(raw), _) => key = Some(std::str::from_utf8(raw).ok()?.to_string()),
-                    (2, WIRE_LEN, Some(raw), _) => value = decode_value_message(raw)?,
-                    _ => return None,
-                }
-            }
-            map.insert(key?, value);
+            pos += 1;
+            pairs.push((key, value));
         }
-        Some(map)
-    }
-
-    fn decode_list(bytes: &[u8]) -> Option<Vec<Value>> {
-        let mut reader = Reader { bytes, pos: 0 };
-        let mut items = Vec::new();
-        while !reader.done() {
-            match reader.field()? {
-                (1, WIRE_LEN, Some(raw), _) => items.push(decode_value_message(raw)?),
-                _ => return None,
-            }
-        }
-        Some(items)
-    }
-
-    fn decode_value_message(bytes: &[u8]) -> Option<Value> {
-        let mut reader = Reader { bytes, pos: 0 };
-        let mut value = Value::Null;
-        while !reader.done() {
-            value = match reader.field()? {
-                (1, WIRE_VARINT, _, _) => Value::Null,
-                (2, WIRE_FIXED64, Some(raw), _) => {
-                    let raw: [u8; 8] = raw.try_into().ok()?;
-                    Number::from_f64(f64::from_le_bytes(raw)).map(Value::Number).unwrap_or(Value::Null)
-                }
-                (3, WIRE_LEN, Some(raw), _) => Value::String(std::str::from_utf8(raw).ok()?.to_string()),
-                (4, WIRE_VARINT, _, flag) => Value::Bool(flag != 0),
-                (5, WIRE_LEN, Some(raw), _) => Value::Object(decode_struct(raw)?),
-                (6, WIRE_LEN, Some(raw), _) => Value::Array(decode_list(raw)?),
-                _ => return None,
-            };
-        }
-        Some(value)
+        (pos == bytes.len()).then_some(pairs)
     }
 }
 
@@ -505,12 +397,28 @@ mod tests {
 
     #[test]
     fn envoy_value_round_trips_nested_structures() {
-        let value = json!({"a": [1.5, "x", true, null, {"b": {"c": []}}], "d": {}, "e": "long ".repeat(40)});
+        // (An empty map reads back as an empty list: Envoy writes both as a zero count.)
+        let value = json!({"a": [1.5, "x", true, null, {"b": {"c": []}}], "d": {"k": "v"}, "e": "long ".repeat(40)});
         assert_eq!(envoy_value::decode(&envoy_value::encode(&value)), value);
         assert_eq!(envoy_value::decode(&envoy_value::encode(&json!(["a", "b"]))), json!(["a", "b"]));
         assert_eq!(envoy_value::decode(b"plain text"), json!("plain text"));
         assert_eq!(envoy_value::decode(b""), Value::Null);
         assert_eq!(envoy_value::decode(&envoy_value::encode(&json!(2.0))), json!(2.0));
+    }
+
+    #[test]
+    fn decodes_bytes_observed_from_envoy_1_40() {
+        // get_property(jwt_payload.llms) behind jwt_authn for the claim
+        // {"openai": ["gpt-4", "gpt-3.5-turbo"], "anthropic": ["claude-3-opus"]}.
+        let hex = "02000000090000001b000000060000002a000000616e7468726f70696300010000000d00000000000000636c617564652d332d6f7075730000006f70656e6169000200000005000000000000000d000000000000006770742d3400006770742d332e352d747572626f000000";
+        let bytes: Vec<u8> =
+            (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
+        let expected = json!({"anthropic": ["claude-3-opus"], "openai": ["gpt-4", "gpt-3.5-turbo"]});
+        assert_eq!(envoy_value::decode(&bytes), expected);
+        assert_eq!(envoy_value::encode(&expected), bytes);
+        // Numbers and booleans as Envoy sent them.
+        assert_eq!(envoy_value::decode(&[0, 0, 0, 0, 0, 0, 8, 0x40]), json!(3.0));
+        assert_eq!(envoy_value::decode(&[1]), json!(true));
     }
 
     #[test]

@@ -221,6 +221,18 @@ impl HttpContext for Stream {
             }
             self.set_property(vec!["fixture.seen"], Some(b"yes"));
         }
+        if self.has("probe-property") {
+            // Reports the raw bytes Envoy answers for a property path (segments
+            // separated by `/`), so tests can check Envoy's serialisation.
+            if let Some(path) = self.get_http_request_header("x-fixture-property") {
+                let segments: Vec<&str> = path.split('/').collect();
+                let hex: String = match self.get_property(segments) {
+                    Some(bytes) => bytes.iter().map(|b| format!("{b:02x}")).collect(),
+                    None => "absent".to_string(),
+                };
+                self.set_http_request_header("x-fixture-property-hex", Some(&hex));
+            }
+        }
         if self.has("count") {
             match counter::add(&ProxyWasmHost, COUNTER_KEY, 1, DEFAULT_CAS_RETRIES) {
                 Ok(value) => self.set_http_request_header("x-count", Some(&value.to_string())),
