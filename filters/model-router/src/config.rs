@@ -80,6 +80,8 @@ struct RawConfig {
     max_body_bytes: Option<usize>,
     #[serde(default)]
     max_event_bytes: Option<usize>,
+    #[serde(default)]
+    upstream_instances: bool,
 }
 
 fn yes() -> bool {
@@ -317,6 +319,12 @@ pub struct Downstream {
     pub strip_request_headers: Vec<String>,
     pub backend_header: bool,
     pub max_body_bytes: usize,
+    pub max_event_bytes: usize,
+    /// Upstream instances on the provider clusters adapt every attempt. When
+    /// false, this instance adapts the request for the primary backend itself
+    /// (path, model, Anthropic translation), so a failover list must stay
+    /// within one OpenAI-compatible API and one model name.
+    pub upstream_instances: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -347,7 +355,7 @@ pub fn from_json(bytes: Option<&[u8]>) -> Result<Config, ConfigError> {
 }
 
 fn upstream(raw: RawConfig, max_body_bytes: usize) -> Result<Upstream, ConfigError> {
-    let only_downstream: [(&str, bool); 7] = [
+    let only_downstream: [(&str, bool); 8] = [
         ("aliases", !raw.aliases.is_empty()),
         ("models", !raw.models.is_empty()),
         ("rules", !raw.rules.is_empty()),
@@ -355,6 +363,7 @@ fn upstream(raw: RawConfig, max_body_bytes: usize) -> Result<Upstream, ConfigErr
         ("access", raw.access.is_some()),
         ("split_key", raw.split_key.is_some()),
         ("strip_request_headers", !raw.strip_request_headers.is_empty()),
+        ("upstream_instances", raw.upstream_instances),
     ];
     if let Some((field, _)) = only_downstream.iter().find(|(_, set)| *set) {
         return Err(ConfigError::new(*field, "only allowed in downstream mode"));
@@ -464,9 +473,11 @@ fn downstream(raw: RawConfig, max_body_bytes: usize) -> Result<Downstream, Confi
             "only allowed in upstream mode; list downstream backends in `backends`",
         ));
     }
-    if raw.max_event_bytes.is_some() {
-        return Err(ConfigError::new("max_event_bytes", "only allowed in upstream mode"));
-    }
+    let max_event_bytes = match raw.max_event_bytes {
+        Some(0) => return Err(ConfigError::new("max_event_bytes", "must be greater than 0")),
+        Some(n) => n,
+        None => DEFAULT_MAX_EVENT_BYTES,
+    };
     let mut backends = Vec::with_capacity(raw.backends.len());
     let mut by_name = HashMap::new();
     for (i, backend) in raw.backends.into_iter().enumerate() {
@@ -477,7 +488,7 @@ fn downstream(raw: RawConfig, max_body_bytes: usize) -> Result<Downstream, Confi
         }
         backends.push(backend);
     }
-    let ctx = Ctx { backends: &backends, by_name: &by_name };
+    let ctx = Ctx { backends: &backends, by_name: &by_name, upstream_instances: raw.upstream_instances };
 
     let mut exact = HashMap::new();
     let mut patterns = Vec::new();
@@ -608,6 +619,8 @@ fn downstream(raw: RawConfig, max_body_bytes: usize) -> Result<Downstream, Confi
         strip_request_headers,
         backend_header: raw.backend_header,
         max_body_bytes,
+        max_event_bytes,
+        upstream_instances: raw.upstream_instances,
     })
 }
 
@@ -685,6 +698,7 @@ fn template_references(template: &str) -> Vec<String> {
 struct Ctx<'a> {
     backends: &'a [Backend],
     by_name: &'a HashMap<String, usize>,
+    upstream_instances: bool,
 }
 
 impl Ctx<'_> {
@@ -715,6 +729,25 @@ impl Ctx<'_> {
                 }
             }
             targets.push(Target { backend, model: target.model });
+        }
+        if !self.upstream_instances && targets.len() > 1 {
+            // Without per-attempt adaptation every backend gets the request
+            // exactly as adapted for the first one.
+            let first = targets.first().map(|t| t.model.clone()).unwrap_or_default();
+            let uniform = targets.iter().all(|t| {
+                t.model == first
+                    && self
+                        .backends
+                        .get(t.backend)
+                        .is_some_and(|b| b.provider == Provider::Openai && b.path_prefix.is_empty())
+            });
+            if !uniform {
+                return Err(ConfigError::new(
+                    targets_path,
+                    "failover across providers, models or path prefixes needs `upstream_instances: true` \
+                     (a model-router upstream filter on the clusters adapts each attempt)",
+                ));
+            }
         }
         let route = match route {
             Some(route) => {
@@ -794,7 +827,7 @@ mod tests {
     #[test]
     fn full_config_compiles() {
         let config = ok(&format!(
-            r#"{{ {BACKENDS},
+            r#"{{ {BACKENDS}, "upstream_instances": true,
             "aliases": {{"fast": "gpt-4o-mini"}},
             "models": [
                 {{"name": "gpt-4o-mini", "targets": [{{"backend": "openai"}}]}},
@@ -851,6 +884,9 @@ mod tests {
             (r#"{"backend": {"name": "a"}}"#.into(), "backend", "upstream mode"),
             (r#"{"mode": "sideways"}"#.into(), "mode", "unknown variant"),
             (r#"{"max_body_bytes": 0}"#.into(), "max_body_bytes", "greater"),
+            (format!(r#"{{ {BACKENDS}, "models": [{{"name": "m", "targets": [{{"backend": "anthropic"}}, {{"backend": "openai"}}]}}]}}"#), "models[0].targets", "upstream_instances"),
+            (r#"{"backends": [{"name": "a"}, {"name": "b"}], "models": [{"name": "m", "targets": [{"backend": "a", "model": "x"}, {"backend": "b", "model": "y"}]}]}"#.into(), "models[0].targets", "upstream_instances"),
+            (r#"{"mode": "upstream", "backend": {"name": "a"}, "upstream_instances": true}"#.into(), "upstream_instances", "downstream"),
             (r#"{"modles": []}"#.into(), "modles", "unknown field"),
         ];
         for (text, path, reason) in cases {

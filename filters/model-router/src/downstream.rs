@@ -5,7 +5,9 @@ use crate::config::{
     Downstream, ATTEMPT_BACKEND_HEADER, BACKEND_HEADER, CLIENT_CREDENTIAL_HEADERS, HANDOFF_PROPERTY, ROUTE_HEADER,
 };
 use crate::plan::{backend_metric, plan};
-use crate::provider::Handoff;
+use crate::provider::{is_chat, prepare, Handoff};
+use crate::respond::{self, ResponseMode, Translation};
+use crate::translate::request::RequestInfo;
 use aigw_shared::body::{check_body_size, is_identity_encoding};
 use aigw_shared::host::{log, Host, ProxyWasmHost};
 use aigw_shared::ApiError;
@@ -19,11 +21,20 @@ pub struct DownstreamFilter {
     routing: bool,
     /// Primary backend, once routed.
     primary: Option<String>,
+    /// Set when this instance translated the request (no upstream instances).
+    translate: Option<RequestInfo>,
+    response: ResponseMode,
 }
 
 impl DownstreamFilter {
     pub fn new(config: &std::rc::Rc<crate::config::Config>) -> Self {
-        DownstreamFilter { config: config.clone(), routing: false, primary: None }
+        DownstreamFilter {
+            config: config.clone(),
+            routing: false,
+            primary: None,
+            translate: None,
+            response: ResponseMode::Untouched,
+        }
     }
 
     fn config(&self) -> Option<&Downstream> {
@@ -96,11 +107,38 @@ impl HttpContext for DownstreamFilter {
             Ok(plan) => plan,
             Err(error) => return self.fail(&error),
         };
-        self.set_http_request_header(ROUTE_HEADER, Some(&plan.route));
         let path = self.get_http_request_header(":path").unwrap_or_default();
+        let mut new_body = plan.body.clone();
+        if !config.upstream_instances && is_chat(&path) {
+            // No upstream instance will adapt the attempt: do it here, for the
+            // primary backend (the config allows failover lists only within
+            // one OpenAI-compatible API and model when this is the case).
+            let primary = plan.decision.primary().and_then(|(b, _)| config.backends.get(*b));
+            if let Some(backend) = primary {
+                let current = new_body.as_deref().unwrap_or(&body);
+                let prepared = match prepare(backend, &path, current, Some(&plan.primary_model)) {
+                    Ok(prepared) => prepared,
+                    Err(error) => return self.fail(&error),
+                };
+                if let Some(new_path) = prepared.path.as_deref().filter(|p| *p != path) {
+                    self.set_http_request_header(":path", Some(new_path));
+                }
+                for header in &prepared.remove_headers {
+                    self.set_http_request_header(header, None);
+                }
+                for (header, value) in &prepared.set_headers {
+                    self.set_http_request_header(header, Some(value));
+                }
+                if prepared.body.is_some() {
+                    new_body = prepared.body;
+                }
+                self.translate = prepared.translate;
+            }
+        }
+        self.set_http_request_header(ROUTE_HEADER, Some(&plan.route));
         let handoff = Handoff::encode(&plan.models, &path);
         let _ = hostcalls::set_property(vec![HANDOFF_PROPERTY], Some(handoff.as_bytes()));
-        if let Some(new_body) = &plan.body {
+        if let Some(new_body) = &new_body {
             self.set_http_request_body(0, body_size, new_body);
             self.set_http_request_header("content-length", Some(&new_body.len().to_string()));
         }
@@ -123,7 +161,7 @@ impl HttpContext for DownstreamFilter {
         Action::Continue
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let Some(primary) = self.primary.clone() else { return Action::Continue };
         let show = self.config().is_some_and(|c| c.backend_header);
         let via_upstream =
@@ -145,6 +183,30 @@ impl HttpContext for DownstreamFilter {
         } else {
             self.set_http_response_header(BACKEND_HEADER, None);
         }
-        Action::Continue
+        // Only a reply from the backend is translated; Envoy's own replies
+        // (no healthy upstream, timeouts) are not Anthropic's.
+        let Some(info) = self.translate.clone().filter(|_| via_upstream) else { return Action::Continue };
+        let max_event_bytes = self.config().map(|c| c.max_event_bytes).unwrap_or(0);
+        let (action, mode, outcome) =
+            respond::on_headers(self, &info, end_of_stream, max_event_bytes, crate::unix_seconds(self));
+        if let Translation::Unreadable = outcome {
+            ProxyWasmHost.increment_counter(&backend_metric(&primary, "translation_errors"), 1);
+        }
+        self.response = mode;
+        action
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let max = self.config().map(|c| c.max_body_bytes).unwrap_or(0);
+        let mode = std::mem::take(&mut self.response);
+        let (action, next, failed) =
+            respond::on_body(self, mode, body_size, end_of_stream, max, crate::unix_seconds(self));
+        if failed {
+            if let Some(primary) = &self.primary {
+                ProxyWasmHost.increment_counter(&backend_metric(primary, "translation_errors"), 1);
+            }
+        }
+        self.response = next;
+        action
     }
 }

@@ -9,6 +9,7 @@ pub mod access;
 pub mod config;
 pub mod plan;
 pub mod provider;
+mod respond;
 pub mod route;
 pub mod translate;
 

@@ -9,26 +9,13 @@ use crate::config::{
 };
 use crate::plan::backend_metric;
 use crate::provider::{attempt_backend, is_chat, prepare, Handoff};
+use crate::respond::{self, ResponseMode, Translation};
 use crate::translate::request::RequestInfo;
-use crate::translate::response;
-use crate::translate::stream::StreamTranslator;
-use aigw_shared::body::{is_event_stream, is_identity_encoding};
 use aigw_shared::host::{log, Host, ProxyWasmHost};
 use aigw_shared::ApiError;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel};
 use std::rc::Rc;
-
-enum ResponseMode {
-    /// Passed through as it is.
-    Untouched,
-    /// A whole Anthropic JSON body, translated at its end.
-    Json { status: u32 },
-    /// An Anthropic SSE stream, translated event by event.
-    Stream(Box<StreamTranslator>),
-    /// The reply was replaced by an error; the rest of the upstream body is dropped.
-    Discard,
-}
 
 pub struct UpstreamFilter {
     config: Rc<crate::config::Config>,
@@ -172,87 +159,24 @@ impl HttpContext for UpstreamFilter {
             self.set_http_response_header(BACKEND_HEADER, Some(&name));
         }
         let Some(info) = self.translate.clone() else { return Action::Continue };
-        if end_of_stream {
-            return Action::Continue;
-        }
-        let readable = is_identity_encoding(self.get_http_response_header("content-encoding").as_deref());
-        let streaming =
-            (200..300).contains(&status) && is_event_stream(self.get_http_response_header("content-type").as_deref());
-        self.set_http_response_header("content-length", None);
-        if !readable {
+        let (action, mode, outcome) =
+            respond::on_headers(self, &info, end_of_stream, max_event_bytes, crate::unix_seconds(self));
+        if let Translation::Unreadable = outcome {
             self.count("translation_errors");
-            log(LogLevel::Warn, &format!("model-router: backend {name} sent an encoded body; it cannot be translated"));
-            self.set_http_response_header("content-encoding", None);
-            self.set_http_response_header("content-type", Some("application/json"));
-            self.response = ResponseMode::Json { status: 0 };
-            return Action::Pause;
         }
-        if streaming {
-            let created = crate::unix_seconds(self);
-            self.response =
-                ResponseMode::Stream(Box::new(StreamTranslator::new(info.include_usage, created, max_event_bytes)));
-            return Action::Continue;
-        }
-        self.set_http_response_header("content-type", Some("application/json"));
-        self.response = ResponseMode::Json { status };
-        // Held until the body is translated, so that an unreadable reply can
-        // still become a 502 and the translated body gets its length.
-        Action::Pause
+        self.response = mode;
+        action
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         let max = self.config().map(|c| c.max_body_bytes).unwrap_or(0);
-        match std::mem::replace(&mut self.response, ResponseMode::Untouched) {
-            ResponseMode::Untouched => Action::Continue,
-            ResponseMode::Discard => {
-                self.set_http_response_body(0, body_size, &[]);
-                self.response = ResponseMode::Discard;
-                Action::Continue
-            }
-            ResponseMode::Stream(mut translator) => {
-                let chunk = self.get_http_response_body(0, body_size).unwrap_or_default();
-                let mut out = translator.feed(&chunk);
-                if end_of_stream {
-                    out.extend(translator.finish());
-                }
-                self.set_http_response_body(0, body_size, &out);
-                self.response = ResponseMode::Stream(translator);
-                Action::Continue
-            }
-            ResponseMode::Json { status } => {
-                if !end_of_stream && body_size <= max {
-                    self.response = ResponseMode::Json { status };
-                    return Action::Pause;
-                }
-                let body = self.get_http_response_body(0, body_size).unwrap_or_default();
-                let translated = if status == 0 {
-                    Err(ApiError::bad_gateway(
-                        "upstream_invalid_response",
-                        "The model's backend sent an encoded reply the gateway cannot read.",
-                    ))
-                } else if body_size > max {
-                    Err(ApiError::bad_gateway(
-                        "upstream_response_too_large",
-                        "The model's backend sent a reply larger than the gateway accepts.",
-                    ))
-                } else {
-                    response::to_openai(status, &body, crate::unix_seconds(self))
-                };
-                let out = match translated {
-                    Ok(out) => out,
-                    Err(error) => {
-                        self.count("translation_errors");
-                        self.set_http_response_header(":status", Some(&error.status.to_string()));
-                        error.body()
-                    }
-                };
-                self.set_http_response_body(0, body_size, &out);
-                self.set_http_response_header("content-length", Some(&out.len().to_string()));
-                if !end_of_stream {
-                    self.response = ResponseMode::Discard;
-                }
-                Action::Continue
-            }
+        let mode = std::mem::take(&mut self.response);
+        let (action, next, failed) =
+            respond::on_body(self, mode, body_size, end_of_stream, max, crate::unix_seconds(self));
+        if failed {
+            self.count("translation_errors");
         }
+        self.response = next;
+        action
     }
 }

@@ -1,0 +1,123 @@
+//! Glue shared by both instances: translating an Anthropic reply back to
+//! OpenAI as it passes through the response callbacks.
+
+use crate::translate::request::RequestInfo;
+use crate::translate::response;
+use crate::translate::stream::StreamTranslator;
+use aigw_shared::body::{is_event_stream, is_identity_encoding};
+use aigw_shared::host::log;
+use aigw_shared::ApiError;
+use proxy_wasm::traits::HttpContext;
+use proxy_wasm::types::{Action, LogLevel};
+
+/// What happens to the response body.
+#[derive(Default)]
+pub enum ResponseMode {
+    /// Passed through as it is.
+    #[default]
+    Untouched,
+    /// A whole Anthropic JSON body, translated at its end (`status` 0: unreadable encoding).
+    Json { status: u32 },
+    /// An Anthropic SSE stream, translated event by event.
+    Stream(Box<StreamTranslator>),
+    /// The reply was replaced by an error; the rest of the upstream body is dropped.
+    Discard,
+}
+
+/// Outcome of a response's headers, for metrics.
+pub enum Translation {
+    None,
+    Started,
+    Unreadable,
+}
+
+/// Response headers of a reply that must be translated (`info` from the
+/// request). Returns the action and the new mode.
+pub fn on_headers(
+    ctx: &dyn HttpContext,
+    info: &RequestInfo,
+    end_of_stream: bool,
+    max_event_bytes: usize,
+    created: u64,
+) -> (Action, ResponseMode, Translation) {
+    if end_of_stream {
+        return (Action::Continue, ResponseMode::Untouched, Translation::None);
+    }
+    let status = ctx.get_http_response_header(":status").and_then(|s| s.parse::<u32>().ok()).unwrap_or(0);
+    let readable = is_identity_encoding(ctx.get_http_response_header("content-encoding").as_deref());
+    let streaming =
+        (200..300).contains(&status) && is_event_stream(ctx.get_http_response_header("content-type").as_deref());
+    ctx.set_http_response_header("content-length", None);
+    if !readable {
+        log(LogLevel::Warn, "model-router: the backend sent an encoded body; it cannot be translated");
+        ctx.set_http_response_header("content-encoding", None);
+        ctx.set_http_response_header("content-type", Some("application/json"));
+        return (Action::Pause, ResponseMode::Json { status: 0 }, Translation::Unreadable);
+    }
+    if streaming {
+        let translator = StreamTranslator::new(info.include_usage, created, max_event_bytes);
+        return (Action::Continue, ResponseMode::Stream(Box::new(translator)), Translation::Started);
+    }
+    ctx.set_http_response_header("content-type", Some("application/json"));
+    // Held until the body is translated, so that an unreadable reply can
+    // still become a 502 and the translated body gets its length.
+    (Action::Pause, ResponseMode::Json { status }, Translation::Started)
+}
+
+/// One response body callback. Returns the action, the next mode, and
+/// whether translation failed (for metrics).
+pub fn on_body(
+    ctx: &dyn HttpContext,
+    mode: ResponseMode,
+    body_size: usize,
+    end_of_stream: bool,
+    max_body_bytes: usize,
+    created: u64,
+) -> (Action, ResponseMode, bool) {
+    match mode {
+        ResponseMode::Untouched => (Action::Continue, ResponseMode::Untouched, false),
+        ResponseMode::Discard => {
+            ctx.set_http_response_body(0, body_size, &[]);
+            (Action::Continue, ResponseMode::Discard, false)
+        }
+        ResponseMode::Stream(mut translator) => {
+            let chunk = ctx.get_http_response_body(0, body_size).unwrap_or_default();
+            let mut out = translator.feed(&chunk);
+            if end_of_stream {
+                out.extend(translator.finish());
+            }
+            ctx.set_http_response_body(0, body_size, &out);
+            (Action::Continue, ResponseMode::Stream(translator), false)
+        }
+        ResponseMode::Json { status } => {
+            if !end_of_stream && body_size <= max_body_bytes {
+                return (Action::Pause, ResponseMode::Json { status }, false);
+            }
+            let body = ctx.get_http_response_body(0, body_size).unwrap_or_default();
+            let translated = if status == 0 {
+                Err(ApiError::bad_gateway(
+                    "upstream_invalid_response",
+                    "The model's backend sent an encoded reply the gateway cannot read.",
+                ))
+            } else if body_size > max_body_bytes {
+                Err(ApiError::bad_gateway(
+                    "upstream_response_too_large",
+                    "The model's backend sent a reply larger than the gateway accepts.",
+                ))
+            } else {
+                response::to_openai(status, &body, created)
+            };
+            let (out, failed) = match translated {
+                Ok(out) => (out, false),
+                Err(error) => {
+                    ctx.set_http_response_header(":status", Some(&error.status.to_string()));
+                    (error.body(), true)
+                }
+            };
+            ctx.set_http_response_body(0, body_size, &out);
+            ctx.set_http_response_header("content-length", Some(&out.len().to_string()));
+            let next = if end_of_stream { ResponseMode::Untouched } else { ResponseMode::Discard };
+            (Action::Continue, next, failed)
+        }
+    }
+}
