@@ -56,6 +56,10 @@ impl RootContext for Root {
             let millis = host.now_nanos().saturating_sub(started) / 1_000_000;
             log(LogLevel::Info, &format!("token-counter: BPE tables {} ready in {millis} ms", names.join(", ")));
         }
+        let host = ProxyWasmHost;
+        for rule in &config.rules {
+            limits::create_slots(&host, &rule.name, rule.slots);
+        }
         self.config = Rc::new(config);
         true
     }

@@ -119,8 +119,34 @@ pub fn fingerprint(rule: &str, subject: &str) -> u64 {
 
 /// The shared-data key of a subject's slot.
 pub fn slot_key(rule: &str, fingerprint: u64, slots: u32) -> String {
-    let slot = fingerprint % u64::from(slots.max(1));
+    slot_key_at(rule, fingerprint % u64::from(slots.max(1)))
+}
+
+fn slot_key_at(rule: &str, slot: u64) -> String {
     format!("{KEY_PREFIX}/{rule}/{slot}")
+}
+
+/// Creates every slot key of a rule that does not exist yet, holding an empty
+/// entry. Returns how many it created.
+///
+/// Proxy-wasm shared data has no conditional create: a write to an absent key
+/// succeeds whatever CAS it carries, so two workers making a key's first
+/// write at the same instant could overwrite each other's reservation. Every
+/// VM therefore creates the rule's whole fixed key set at configure time,
+/// before Envoy's listeners take traffic; from then on every change is a real
+/// compare-and-swap. (Two VMs creating the same key both write the same empty
+/// value, which loses nothing.)
+pub fn create_slots<S: SharedStore + ?Sized>(store: &S, rule: &str, slots: u32) -> usize {
+    let empty = encode(&[Entry::default()]);
+    let mut created = 0;
+    for slot in 0..u64::from(slots) {
+        let key = slot_key_at(rule, slot);
+        let (value, cas) = store.get(&key);
+        if value.is_none() && cas.is_none() && store.set(&key, &empty, None).is_ok() {
+            created += 1;
+        }
+    }
+    created
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -378,6 +404,18 @@ mod tests {
         // A reservation from window 2 settled in window 3 charges window 3 only.
         settle(&store, &key, fp, 2, 3, 40, 30).unwrap();
         assert_eq!(peek(&store, &key, fp, 3), Entry { fingerprint: fp, window: 3, used: 30, reserved: 0 });
+    }
+
+    #[test]
+    fn slots_are_created_once_and_then_compare_and_swapped() {
+        let store = MemoryStore::new();
+        assert_eq!(create_slots(&store, "r", 16), 16);
+        assert_eq!(create_slots(&store, "r", 16), 0, "a second VM finds them all");
+        assert_eq!(store.len(), 16);
+        let key = slot_key("r", fingerprint("r", "alice"), 16);
+        let (value, cas) = store.get(&key);
+        assert!(decode(value.as_deref()).is_empty(), "the empty entry reads as free");
+        assert!(cas.is_some(), "so the first reservation is a real compare-and-swap");
     }
 
     #[test]

@@ -180,6 +180,14 @@ fn reservations_are_shared_by_two_vms() {
     assert!(third.local_reply().is_none());
 }
 
+/// A slot's value if a subject uses it. Every VM creates all slot keys at
+/// configure time with an empty entry (fingerprint 0), so existence alone says
+/// nothing.
+fn in_use(harness: &Harness, key: &str) -> Option<Vec<u8>> {
+    let (value, _) = harness.shared_data(VM_ID, key)?;
+    value.chunks_exact(32).any(|entry| entry[..8] != [0; 8]).then_some(value)
+}
+
 #[test]
 fn a_cas_conflict_between_workers_loses_no_reservation() {
     let harness = Harness::new();
@@ -190,7 +198,7 @@ fn a_cas_conflict_between_workers_loses_no_reservation() {
     respond(&mut warm, "application/json", &[OPENAI_JSON.as_bytes()]);
     let key = (0..10_000)
         .map(|slot| format!("token-counter/per-user/{slot}"))
-        .find(|key| harness.shared_data(VM_ID, key).is_some())
+        .find(|key| in_use(&harness, key).is_some())
         .unwrap();
     let b2 = b.clone();
     let racer = std::rc::Rc::new(std::cell::RefCell::new(None));
@@ -254,8 +262,7 @@ fn concurrent_requests_stay_within_the_overshoot_bound() {
     assert!(used > limit, "this scenario is meant to use part of its allowance");
     // The shared counter holds exactly the settled usage and no leftover
     // reservation: nothing was lost or double-counted across workers.
-    let (value, _) =
-        (0..10_000).find_map(|slot| harness.shared_data(VM_ID, &format!("token-counter/per-user/{slot}"))).unwrap();
+    let value = (0..10_000).find_map(|slot| in_use(&harness, &format!("token-counter/per-user/{slot}"))).unwrap();
     let field = |at: usize| u64::from_le_bytes(value[at..at + 8].try_into().unwrap());
     assert_eq!((field(16), field(24)), (used, 0), "used and reserved");
 }
@@ -276,8 +283,7 @@ fn windows_roll_over() {
     let headers = later.client_response_headers().unwrap();
     assert_eq!(headers.get("x-ratelimit-remaining-tokens"), Some((500 - 209).to_string().as_str()));
     // Still one key for this subject: windows reuse it.
-    let keys =
-        (0..10_000).filter(|slot| harness.shared_data(VM_ID, &format!("token-counter/per-user/{slot}")).is_some());
+    let keys = (0..10_000).filter(|slot| in_use(&harness, &format!("token-counter/per-user/{slot}")).is_some());
     assert_eq!(keys.count(), 1);
 }
 
