@@ -43,6 +43,11 @@ pub enum UpdateError<E> {
 /// Reads `key`, computes the new value with `update`, and writes it with CAS,
 /// retrying on conflict up to `max_tries` times in all. Returns the value
 /// written. `update` sees the current bytes (or `None`) on every try.
+///
+/// Envoy has no conditional create: a write to an absent key succeeds whatever
+/// CAS it carries, so two workers making a key's very first write at once can
+/// overwrite each other. Callers that cannot afford that create their keys
+/// up front, while no traffic flows (token-counter does so at configure time).
 pub fn update_with_cas<S, E, F>(store: &S, key: &str, max_tries: u32, mut update: F) -> Result<Vec<u8>, UpdateError<E>>
 where
     S: SharedStore + ?Sized,
