@@ -1,17 +1,16 @@
-//! Counters, through the shared host seam. Every name starts with
-//! `aigw.pii_mask.` (Envoy adds `wasmcustom.`), then a family, then
-//! `name.value` label pairs so that `stats_tags` can turn them into labels
-//! (see the README for the regexes):
+//! Counters, through the shared host seam. Names follow the gateway's
+//! convention `aigw.<filter>.<family>.<label>.<value>….<leaf>` so that
+//! `stats_tags` can lift the labels (see the README for the regexes):
 //!
-//! - `aigw.pii_mask.pii_detected.direction.<d>.entity.<E>`: matches found;
-//! - `aigw.pii_mask.pii_masked.direction.<d>.entity.<E>`: matches replaced,
+//! - `aigw.pii_mask.pii.direction.<d>.entity.<E>.detected`: matches found;
+//! - `aigw.pii_mask.pii.direction.<d>.entity.<E>.masked`: matches replaced,
 //!   masked, redacted or hashed;
-//! - `aigw.pii_mask.pii_rejected.direction.<d>.entity.<E>`: requests or
+//! - `aigw.pii_mask.pii.direction.<d>.entity.<E>.rejected`: requests or
 //!   responses rejected because of it;
-//! - `aigw.pii_mask.pii_unreadable.direction.<d>.reason.<r>.outcome.<blocked|passed>`:
+//! - `aigw.pii_mask.pii_unreadable.direction.<d>.reason.<r>.<blocked|passed>`:
 //!   bodies that could not be inspected (`encoded`, `content_type`,
 //!   `not_json`, `not_utf8`, `too_large`, `bad_event`);
-//! - `aigw.pii_mask.pii_moderation.outcome.<allowed|flagged|failed_open|failed_closed>`.
+//! - `aigw.pii_mask.pii_moderation.<allowed|flagged|failed_open|failed_closed>`.
 //!
 //! `<d>` is `request` or `response`; `<E>` is a built-in entity name or a
 //! custom rule name (both fixed by configuration, so the set of metrics is
@@ -42,14 +41,14 @@ pub fn report(host: &dyn Host, direction: Direction, scanner: &Scanner, findings
         if count == 0 {
             continue;
         }
-        let labels = format!("direction.{}.entity.{}", direction.as_str(), rule.name);
-        host.increment_counter(&format!("aigw.pii_mask.pii_detected.{labels}"), count);
+        let prefix = format!("aigw.pii_mask.pii.direction.{}.entity.{}", direction.as_str(), rule.name);
+        host.increment_counter(&format!("{prefix}.detected"), count);
         if rule.action.is_reject() {
             if findings.reject == Some(index) {
-                host.increment_counter(&format!("aigw.pii_mask.pii_rejected.{labels}"), 1);
+                host.increment_counter(&format!("{prefix}.rejected"), 1);
             }
         } else {
-            host.increment_counter(&format!("aigw.pii_mask.pii_masked.{labels}"), count);
+            host.increment_counter(&format!("{prefix}.masked"), count);
         }
     }
 }
@@ -58,14 +57,14 @@ pub fn report(host: &dyn Host, direction: Direction, scanner: &Scanner, findings
 pub fn unreadable(host: &dyn Host, direction: Direction, reason: &str, blocked: bool) {
     let outcome = if blocked { "blocked" } else { "passed" };
     host.increment_counter(
-        &format!("aigw.pii_mask.pii_unreadable.direction.{}.reason.{reason}.outcome.{outcome}", direction.as_str()),
+        &format!("aigw.pii_mask.pii_unreadable.direction.{}.reason.{reason}.{outcome}", direction.as_str()),
         1,
     );
 }
 
 /// Counts a moderation outcome.
 pub fn moderation(host: &dyn Host, outcome: &str) {
-    host.increment_counter(&format!("aigw.pii_mask.pii_moderation.outcome.{outcome}"), 1);
+    host.increment_counter(&format!("aigw.pii_mask.pii_moderation.{outcome}"), 1);
 }
 
 #[cfg(test)]
@@ -81,12 +80,12 @@ mod tests {
         let mut findings = Findings::default();
         config.request.mask("a@b.com c@d.org 123-45-6789", &config.hash, &mut findings);
         report(&host, Direction::Request, &config.request, &findings);
-        assert_eq!(host.counter("aigw.pii_mask.pii_detected.direction.request.entity.EMAIL_ADDRESS"), 2);
-        assert_eq!(host.counter("aigw.pii_mask.pii_masked.direction.request.entity.EMAIL_ADDRESS"), 2);
-        assert_eq!(host.counter("aigw.pii_mask.pii_detected.direction.request.entity.US_SSN"), 1);
-        assert_eq!(host.counter("aigw.pii_mask.pii_rejected.direction.request.entity.US_SSN"), 1);
-        assert_eq!(host.counter("aigw.pii_mask.pii_masked.direction.request.entity.US_SSN"), 0);
+        assert_eq!(host.counter("aigw.pii_mask.pii.direction.request.entity.EMAIL_ADDRESS.detected"), 2);
+        assert_eq!(host.counter("aigw.pii_mask.pii.direction.request.entity.EMAIL_ADDRESS.masked"), 2);
+        assert_eq!(host.counter("aigw.pii_mask.pii.direction.request.entity.US_SSN.detected"), 1);
+        assert_eq!(host.counter("aigw.pii_mask.pii.direction.request.entity.US_SSN.rejected"), 1);
+        assert_eq!(host.counter("aigw.pii_mask.pii.direction.request.entity.US_SSN.masked"), 0);
         unreadable(&host, Direction::Response, "encoded", true);
-        assert_eq!(host.counter("aigw.pii_mask.pii_unreadable.direction.response.reason.encoded.outcome.blocked"), 1);
+        assert_eq!(host.counter("aigw.pii_mask.pii_unreadable.direction.response.reason.encoded.blocked"), 1);
     }
 }

@@ -112,8 +112,8 @@ fn openai_request_is_masked_in_every_role_and_tool_arguments() {
         s.property_str(&["aigw.pii.detected"]).as_deref(),
         Some("EMAIL_ADDRESS,PHONE_NUMBER,CREDIT_CARD,US_SSN,AWS_ACCESS_KEY")
     );
-    assert_eq!(vm.counter("aigw.pii_mask.pii_detected.direction.request.entity.EMAIL_ADDRESS"), 1);
-    assert_eq!(vm.counter("aigw.pii_mask.pii_masked.direction.request.entity.CREDIT_CARD"), 1);
+    assert_eq!(vm.counter("aigw.pii_mask.pii.direction.request.entity.EMAIL_ADDRESS.detected"), 1);
+    assert_eq!(vm.counter("aigw.pii_mask.pii.direction.request.entity.CREDIT_CARD.masked"), 1);
     assert_no_leak(&vm, &s.upstream_request_body(), &["ops@corp", "4111-1111", "123-45-6789", "7946", "AKIAIOSF"]);
 }
 
@@ -227,7 +227,7 @@ fn reject_action_answers_400_and_nothing_goes_upstream() {
     assert_eq!(json["error"]["message"], "API keys must not be sent to models.");
     assert_eq!(json["error"]["code"], "sensitive_data_detected");
     assert!(s.upstream_request_body().is_empty());
-    assert_eq!(vm.counter("aigw.pii_mask.pii_rejected.direction.request.entity.OPENAI_API_KEY"), 1);
+    assert_eq!(vm.counter("aigw.pii_mask.pii.direction.request.entity.OPENAI_API_KEY.rejected"), 1);
     assert_no_leak(&vm, &reply.body, &[key]);
 }
 
@@ -274,7 +274,7 @@ fn encoded_request_gets_415_and_encoded_response_502() {
     let mut s = vm.stream();
     s.send_request_headers(&[(":method", "POST"), (":path", CHAT), ("content-encoding", "gzip")], false);
     assert_eq!(s.local_reply().expect("415").status, 415);
-    assert_eq!(vm.counter("aigw.pii_mask.pii_unreadable.direction.request.reason.encoded.outcome.blocked"), 1);
+    assert_eq!(vm.counter("aigw.pii_mask.pii_unreadable.direction.request.reason.encoded.blocked"), 1);
 
     let mut s = vm.stream();
     post(&mut s, CHAT, br#"{"messages":[]}"#);
@@ -289,7 +289,7 @@ fn encoded_request_gets_415_and_encoded_response_502() {
     assert!(!headers.contains("content-encoding"));
     let body: Value = serde_json::from_slice(&s.client_response_body()).unwrap();
     assert_eq!(body["error"]["code"], "unreadable_response");
-    assert_eq!(vm.counter("aigw.pii_mask.pii_unreadable.direction.response.reason.encoded.outcome.blocked"), 1);
+    assert_eq!(vm.counter("aigw.pii_mask.pii_unreadable.direction.response.reason.encoded.blocked"), 1);
 
     // Passing is possible by configuration, and counted.
     let vm = start(&harness, r#"{"on_unreadable_request": "pass", "on_unreadable_response": "pass"}"#);
@@ -303,8 +303,8 @@ fn encoded_request_gets_415_and_encoded_response_502() {
     );
     s.send_response_body([0x01, 0x02], true);
     assert_eq!(s.client_response_body(), vec![0x01, 0x02]);
-    assert_eq!(vm.counter("aigw.pii_mask.pii_unreadable.direction.request.reason.encoded.outcome.passed"), 1);
-    assert_eq!(vm.counter("aigw.pii_mask.pii_unreadable.direction.response.reason.encoded.outcome.passed"), 1);
+    assert_eq!(vm.counter("aigw.pii_mask.pii_unreadable.direction.request.reason.encoded.passed"), 1);
+    assert_eq!(vm.counter("aigw.pii_mask.pii_unreadable.direction.response.reason.encoded.passed"), 1);
 }
 
 fn chat_request(vm: &Vm) -> Stream {
@@ -335,7 +335,7 @@ fn json_response_is_masked_with_valid_json_and_no_stale_length() {
     let out: Value = serde_json::from_slice(&s.client_response_body()).unwrap();
     assert_eq!(out["choices"][0]["message"]["content"], "Sure: \"[EMAIL_ADDRESS]\", card [CREDIT_CARD].\nDone");
     assert_eq!(out["usage"]["total_tokens"], 3);
-    assert_eq!(vm.counter("aigw.pii_mask.pii_masked.direction.response.entity.EMAIL_ADDRESS"), 1);
+    assert_eq!(vm.counter("aigw.pii_mask.pii.direction.response.entity.EMAIL_ADDRESS.masked"), 1);
     assert_no_leak(&vm, &s.client_response_body(), &["jane@example.org", "4111111111111111"]);
 }
 
@@ -352,7 +352,7 @@ fn json_response_reject_withholds_the_completion() {
     s.send_response_body(body.to_string(), true);
     let out: Value = serde_json::from_slice(&s.client_response_body()).unwrap();
     assert_eq!(out["content"], json!([{"type": "text", "text": "Withheld by policy."}]));
-    assert_eq!(vm.counter("aigw.pii_mask.pii_rejected.direction.response.entity.PRIVATE_KEY"), 1);
+    assert_eq!(vm.counter("aigw.pii_mask.pii.direction.response.entity.PRIVATE_KEY.rejected"), 1);
     assert_no_leak(&vm, &s.client_response_body(), &["MIIBVQ", "BEGIN PRIVATE"]);
 }
 
@@ -468,7 +468,7 @@ fn sse_byte_by_byte_for_all_entities_in_one_stream() {
         let values: Vec<&str> = SAMPLES.iter().map(|(_, v)| *v).collect();
         assert_no_leak(&vm, &out, &values);
     }
-    assert!(vm.counter("aigw.pii_mask.pii_masked.direction.response.entity.CREDIT_CARD") >= 2);
+    assert!(vm.counter("aigw.pii_mask.pii.direction.response.entity.CREDIT_CARD.masked") >= 2);
 }
 
 #[test]
@@ -485,7 +485,7 @@ fn sse_reject_ends_the_stream_with_the_message() {
     assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
     assert!(!text.contains("wJalr"), "nothing after the reject is forwarded");
     assert_no_leak(&vm, &out, &["AKIAIOSF"]);
-    assert_eq!(vm.counter("aigw.pii_mask.pii_rejected.direction.response.entity.AWS_ACCESS_KEY"), 1);
+    assert_eq!(vm.counter("aigw.pii_mask.pii.direction.response.entity.AWS_ACCESS_KEY.rejected"), 1);
 }
 
 #[test]
@@ -500,7 +500,7 @@ fn plain_text_responses_are_masked_and_binary_blocked() {
     s.send_response_headers(&[(":status", "200"), ("content-type", "application/octet-stream")], false);
     s.send_response_body([0u8, 1, 2], true);
     assert_eq!(s.client_response_headers().unwrap().get(":status"), Some("502"));
-    assert_eq!(vm.counter("aigw.pii_mask.pii_unreadable.direction.response.reason.content_type.outcome.blocked"), 1);
+    assert_eq!(vm.counter("aigw.pii_mask.pii_unreadable.direction.response.reason.content_type.blocked"), 1);
 }
 
 fn moderated_vm(harness: &Harness, failure_mode: &str) -> Vm {
@@ -552,9 +552,9 @@ fn moderation_allows_flags_and_fails_by_mode() {
     let call = s.pending_http_calls().pop().unwrap();
     s.fail_http_call(call.token);
     assert_eq!(s.local_reply().expect("503").status, 503);
-    assert_eq!(vm.counter("aigw.pii_mask.pii_moderation.outcome.allowed"), 1);
-    assert_eq!(vm.counter("aigw.pii_mask.pii_moderation.outcome.flagged"), 1);
-    assert_eq!(vm.counter("aigw.pii_mask.pii_moderation.outcome.failed_closed"), 1);
+    assert_eq!(vm.counter("aigw.pii_mask.pii_moderation.allowed"), 1);
+    assert_eq!(vm.counter("aigw.pii_mask.pii_moderation.flagged"), 1);
+    assert_eq!(vm.counter("aigw.pii_mask.pii_moderation.failed_closed"), 1);
 
     // Failure, open: the request continues.
     let vm = moderated_vm(&harness, "open");
@@ -564,7 +564,7 @@ fn moderation_allows_flags_and_fails_by_mode() {
     s.answer_http_call(call.token, 500, &[], "oops");
     assert!(s.request_complete());
     assert!(s.local_reply().is_none());
-    assert_eq!(vm.counter("aigw.pii_mask.pii_moderation.outcome.failed_open"), 1);
+    assert_eq!(vm.counter("aigw.pii_mask.pii_moderation.failed_open"), 1);
     vm.assert_no_log_contains("bob@example.com");
 }
 

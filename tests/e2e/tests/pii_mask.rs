@@ -182,7 +182,7 @@ fn compressed_responses_are_blocked_and_counted() {
     assert!(response.header("content-encoding").is_none());
     let stats = gw.stats();
     assert!(
-        stats.contains("aigw.pii_mask.pii_unreadable.direction.response.reason.encoded.outcome.blocked: 1"),
+        stats.contains("aigw.pii_mask.pii_unreadable.direction.response.reason.encoded.blocked: 1"),
         "{}",
         stats.lines().filter(|l| l.contains("pii_mask")).collect::<Vec<_>>().join("\n")
     );
@@ -198,9 +198,14 @@ fn detections_are_counted_per_entity_and_direction() {
     let stats = gw.stats();
     let line = |name: &str| stats.lines().find(|l| l.contains(name)).map(str::to_string);
     assert_eq!(
-        line("pii_detected.direction.request.entity.EMAIL_ADDRESS").as_deref().and_then(|l| l.rsplit(": ").next()),
+        line("aigw.pii_mask.pii.direction.request.entity.EMAIL_ADDRESS.detected")
+            .as_deref()
+            .and_then(|l| l.rsplit(": ").next()),
         Some("2"),
         "{stats}"
     );
-    assert!(line("pii_masked.direction.response.entity.CREDIT_CARD").is_some_and(|l| l.ends_with(": 1")), "{stats}");
+    assert!(
+        line("aigw.pii_mask.pii.direction.response.entity.CREDIT_CARD.masked").is_some_and(|l| l.ends_with(": 1")),
+        "{stats}"
+    );
 }

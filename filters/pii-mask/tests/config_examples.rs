@@ -1,0 +1,132 @@
+//! The configurations we ship or document must load with the filter's own parser: every
+//! `<!-- example: config -->` block of the README, every `examples` entry of the JSON Schema, and the
+//! block in envoy-config/gateway.yaml. The schema must name the same entities and fields as the parser.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use pii_mask::actions::Action;
+use pii_mask::config::from_json;
+use pii_mask::detectors::Entity;
+use serde_json::Value;
+use std::path::Path;
+
+fn read(relative: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(relative);
+    std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
+}
+
+/// The JSON blocks that follow an `<!-- example: config -->` marker.
+fn readme_examples() -> Vec<String> {
+    let readme = read("README.md");
+    let mut out = Vec::new();
+    let mut rest = readme.as_str();
+    while let Some(at) = rest.find("<!-- example: config -->") {
+        rest = &rest[at..];
+        let start = rest.find("```json\n").expect("a ```json block after the marker") + "```json\n".len();
+        let end = rest[start..].find("```").expect("closing fence") + start;
+        out.push(rest[start..end].to_string());
+        rest = &rest[end..];
+    }
+    out
+}
+
+fn schema() -> Value {
+    serde_json::from_str(&read("config.schema.json")).expect("the schema is JSON")
+}
+
+#[test]
+fn readme_examples_parse() {
+    let examples = readme_examples();
+    assert!(examples.len() >= 5, "found {} examples", examples.len());
+    for example in examples {
+        if let Err(err) = from_json(Some(example.as_bytes())) {
+            panic!("README example rejected: {err}\n{example}");
+        }
+    }
+}
+
+#[test]
+fn schema_examples_parse() {
+    let schema = schema();
+    let examples = schema["examples"].as_array().expect("examples");
+    assert!(examples.len() >= 3);
+    for example in examples {
+        if let Err(err) = from_json(Some(example.to_string().as_bytes())) {
+            panic!("schema example rejected: {err}\n{example}");
+        }
+    }
+}
+
+#[test]
+fn schema_matches_the_parser() {
+    let schema = schema();
+    assert_eq!(schema["$schema"], "https://json-schema.org/draft/2020-12/schema");
+    assert_eq!(schema["additionalProperties"], false);
+    let names: Vec<&str> = schema["properties"]["entities"]["propertyNames"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let known: Vec<&str> = Entity::ALL.iter().map(|e| e.name()).collect();
+    assert_eq!(names, known, "the schema's entity names");
+    let mut fields: Vec<&str> = schema["properties"].as_object().unwrap().keys().map(String::as_str).collect();
+    fields.sort_unstable();
+    assert_eq!(
+        fields,
+        [
+            "custom_rules",
+            "entities",
+            "hash",
+            "max_body_bytes",
+            "moderation",
+            "on_unreadable_request",
+            "on_unreadable_response",
+            "other_paths",
+            "request",
+            "response"
+        ]
+    );
+    // Every top-level field the schema lists is accepted by the parser, and an unknown one is not.
+    for field in fields {
+        let value = match field {
+            "custom_rules" => "[]",
+            "entities" | "hash" => "{}",
+            "max_body_bytes" => "10",
+            "moderation" => r#"{"cluster": "c"}"#,
+            "on_unreadable_request" => r#""pass""#,
+            "on_unreadable_response" => r#""pass""#,
+            "other_paths" => r#""skip""#,
+            _ => "true",
+        };
+        let config = format!("{{\"{field}\": {value}}}");
+        assert!(from_json(Some(config.as_bytes())).is_ok(), "{config}");
+    }
+    assert!(from_json(Some(br#"{"entitys": {}}"#)).is_err());
+}
+
+/// The `configuration.value` block between the BEGIN/END markers of gateway.yaml.
+fn gateway_config() -> String {
+    let yaml = read("../../envoy-config/gateway.yaml");
+    let begin = yaml.find("# BEGIN pii-mask configuration").expect("BEGIN marker");
+    let end = yaml.find("# END pii-mask configuration").expect("END marker");
+    let block = &yaml[begin..end];
+    let value = block.find("value: |").expect("a `value: |` literal block") + "value: |".len();
+    block[value..].lines().map(str::trim_end).collect::<Vec<_>>().join("\n")
+}
+
+#[test]
+fn gateway_yaml_config_parses_with_the_documented_actions() {
+    let text = gateway_config();
+    let config = from_json(Some(text.as_bytes())).unwrap_or_else(|err| panic!("gateway.yaml rejected: {err}"));
+    let action = |name: &str| config.request.rules.iter().find(|r| r.name == name).map(|r| r.action.clone());
+    assert_eq!(action("CREDIT_CARD"), Some(Action::Mask { keep_last: 4, mask_char: '*' }));
+    assert_eq!(action("US_SSN"), Some(Action::Hash));
+    assert!(matches!(action("PRIVATE_KEY"), Some(Action::Reject { .. })));
+    assert_eq!(action("EMPLOYEE_ID"), Some(Action::Replace { text: "[EMPLOYEE_ID]".into() }));
+    assert_eq!(config.request.rules.len(), Entity::ALL.len() + 1);
+    assert_eq!(config.response.rules.len(), Entity::ALL.len() + 1);
+    // The README's second example is this configuration.
+    let readme: Value = serde_json::from_str(&readme_examples()[1]).unwrap();
+    assert_eq!(readme, serde_json::from_str::<Value>(&text).unwrap(), "README and gateway.yaml differ");
+}
