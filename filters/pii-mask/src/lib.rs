@@ -289,7 +289,8 @@ impl HttpContext for Filter {
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let Some(config) = self.config.clone() else { return Action::Continue };
-        if end_of_stream || config.response.is_empty() {
+        let skipped = self.shape.is_none() && config.other_paths == OtherPaths::Skip;
+        if end_of_stream || skipped || config.response.is_empty() {
             return Action::Continue;
         }
         let content_type = self.get_http_response_header("content-type");

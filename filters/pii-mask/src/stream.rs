@@ -253,6 +253,8 @@ impl SseMasker {
         template.remove("usage");
         self.openai_template = Some(template);
         let mut reject: Option<(u64, usize)> = None;
+        // Events whose text did not change are forwarded as they came.
+        let mut changed = false;
         if let Some(Value::Array(choices)) = data.get_mut("choices") {
             for (position, choice) in choices.iter_mut().enumerate() {
                 let index = choice.get("index").and_then(Value::as_u64).unwrap_or(position as u64);
@@ -261,6 +263,7 @@ impl SseMasker {
                 for (field, part) in [("content", Part::Content), ("refusal", Part::Refusal)] {
                     if let Some(Value::String(text)) = delta.get_mut(field) {
                         let released = self.push((index, part), text);
+                        changed |= released.text != *text;
                         *text = released.text;
                         if let Some(rule) = released.reject {
                             reject.get_or_insert((index, rule));
@@ -272,6 +275,7 @@ impl SseMasker {
                         let tool = call.get("index").and_then(Value::as_u64).unwrap_or(call_position as u64);
                         if let Some(Value::String(arguments)) = call.pointer_mut("/function/arguments") {
                             let released = self.push((index, Part::Tool(tool)), arguments);
+                            changed |= released.text != *arguments;
                             *arguments = released.text;
                             if let Some(rule) = released.reject {
                                 reject.get_or_insert((index, rule));
@@ -280,7 +284,9 @@ impl SseMasker {
                     }
                 }
                 if finished && reject.is_none() {
-                    let reject_here = self.flush_openai_choice(index, delta);
+                    let keys_before = delta.len();
+                    let reject_here = self.flush_openai_choice(index, delta, &mut changed);
+                    changed |= delta.len() != keys_before;
                     if let Some(rule) = reject_here {
                         reject.get_or_insert((index, rule));
                     }
@@ -301,12 +307,15 @@ impl SseMasker {
             self.openai_reject(index, rule, out);
             return;
         }
-        event.data = Value::Object(data).to_string();
+        if changed {
+            event.data = Value::Object(data).to_string();
+        }
         out.extend(event.to_bytes());
     }
 
-    /// Flushes every text of choice `index` into `delta`. Returns a reject rule if one fired.
-    fn flush_openai_choice(&mut self, index: u64, delta: &mut Map<String, Value>) -> Option<usize> {
+    /// Flushes every text of choice `index` into `delta` (setting `changed` when
+    /// it adds text). Returns a reject rule if one fired.
+    fn flush_openai_choice(&mut self, index: u64, delta: &mut Map<String, Value>, changed: &mut bool) -> Option<usize> {
         let keys: Vec<Key> = self.streams.keys().filter(|(i, _)| *i == index).copied().collect();
         let mut reject = None;
         for key in keys {
@@ -315,6 +324,7 @@ impl SseMasker {
             if released.text.is_empty() {
                 continue;
             }
+            *changed = true;
             match key.1 {
                 Part::Content | Part::Refusal => {
                     let field = if key.1 == Part::Content { "content" } else { "refusal" };
@@ -364,10 +374,12 @@ impl SseMasker {
     fn anthropic_event(&mut self, mut event: SseEvent, kind: &str, data: &mut Map<String, Value>, out: &mut Vec<u8>) {
         let index = data.get("index").and_then(Value::as_u64).unwrap_or(0);
         let mut reject = None;
+        let mut changed = false;
         match kind {
             "content_block_start" => {
                 if let Some(Value::String(text)) = data.get_mut("content_block").and_then(|b| b.get_mut("text")) {
                     let released = self.push((index, Part::BlockText), text);
+                    changed |= released.text != *text;
                     *text = released.text;
                     reject = released.reject;
                 }
@@ -378,6 +390,7 @@ impl SseMasker {
                     for (field, part) in [("text", Part::BlockText), ("partial_json", Part::BlockJson)] {
                         if let Some(Value::String(text)) = delta.get_mut(field) {
                             let released = self.push((index, part), text);
+                            changed |= released.text != *text;
                             *text = released.text;
                             reject = reject.or(released.reject);
                         }
@@ -399,7 +412,9 @@ impl SseMasker {
                 }
             }
         }
-        event.data = Value::Object(std::mem::take(data)).to_string();
+        if changed {
+            event.data = Value::Object(std::mem::take(data)).to_string();
+        }
         out.extend(event.to_bytes());
         if let Some(rule) = reject {
             self.anthropic_reject(index, rule, out);
@@ -465,7 +480,7 @@ impl SseMasker {
             }
             seen.push(index);
             let mut delta = Map::new();
-            let reject = self.flush_openai_choice(index, &mut delta);
+            let reject = self.flush_openai_choice(index, &mut delta, &mut false);
             if !delta.is_empty() {
                 let chunk = self.openai_chunk(json!([{"index": index, "delta": delta, "finish_reason": null}]));
                 out.extend(chunk.to_bytes());
@@ -714,6 +729,15 @@ mod tests {
         let masked = text.find("[EMAIL_ADDRESS]").unwrap();
         assert!(masked < text.find("content_block_stop").unwrap(), "{text}");
         assert!(text.contains("\"output_tokens\":9"));
+    }
+
+    #[test]
+    fn events_without_changes_keep_their_data() {
+        let scanner = Rc::new(replace_all());
+        let body = b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"z\":1,\"a\":2}}\n\n\
+data: {\"z\":1,\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hello \"},\"finish_reason\":null}],\"a\":2}\n\n";
+        let out = run_sse(&scanner, body, &[]);
+        assert_eq!(String::from_utf8(out).unwrap(), String::from_utf8(body.to_vec()).unwrap());
     }
 
     #[test]

@@ -135,7 +135,9 @@ const END: &[u8] = b"-----END ";
 const KEY_TAIL: &[u8] = b"PRIVATE KEY-----";
 
 fn is_pem_body(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'\r' | b'\n' | b' ' | b'\t' | b':' | b',' | b'-')
+    // Backslash too: inside JSON text (tool-call arguments) line breaks are written `\n`.
+    b.is_ascii_alphanumeric()
+        || matches!(b, b'+' | b'/' | b'=' | b'\r' | b'\n' | b' ' | b'\t' | b':' | b',' | b'-' | b'\\')
 }
 
 /// Reads `-----BEGIN <label>PRIVATE KEY-----` or `-----END …` at `i` (label:
@@ -272,5 +274,8 @@ mod tests {
         assert_none(PrivateKey, "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----");
         assert_none(PrivateKey, "-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----");
         assert_eq!(found(PrivateKey, &format!("{pkcs8}\n{pkcs8}")).len(), 2);
+        // As JSON text (tool-call arguments), line breaks are escaped.
+        let escaped = serde_json::to_string(pkcs8).unwrap();
+        assert_finds(PrivateKey, &format!("{{\"key\": {escaped}}}"), escaped.trim_matches('"'));
     }
 }
