@@ -1,0 +1,759 @@
+//! The scenarios of issue #8, each as A (Envoy without Wasm filters) against
+//! B (the same Envoy with filters), same mock, same request, alternating
+//! rounds A, B, A, B… The median of the rounds is reported.
+
+// serde_json::Value indexed by key: a missing key reads as Null (no panic), and writes go to objects
+// built here, so `value["key"]` is safe in this file.
+#![allow(clippy::indexing_slicing)]
+
+use crate::fleet::{Instance, Launcher, Spec};
+use crate::http;
+use crate::load::{run_rate, run_streams, RateResult, RateRun, StreamTiming};
+use crate::procfs::{self, WasmMemory};
+use crate::report::Table;
+use crate::stats::{median, percentile, summarize};
+use crate::workload;
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long and how hard each scenario runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub smoke: bool,
+    pub rounds: usize,
+    /// The fixed moderate rate for latency (requests/s) and its run length.
+    pub rate: f64,
+    pub duration_s: f64,
+    pub warmup_s: f64,
+    pub connections: usize,
+    /// Max-throughput search: start, growth factor, step length, p99 ceiling.
+    pub ladder_start: f64,
+    pub ladder_factor: f64,
+    pub step_s: f64,
+    pub ceiling_ms: f64,
+    pub max_connections: usize,
+    /// Streaming: concurrent streams per round, chunks per stream, pacing.
+    pub streams: usize,
+    pub stream_chunks: usize,
+    pub chunk_delay_ms: u64,
+    /// 100 KiB prompts: rate and run length.
+    pub large_bytes: usize,
+    pub large_rate: f64,
+    pub large_duration_s: f64,
+    /// Run scenarios 2, 3, 5 and the per-filter memory (not in smoke mode).
+    pub per_filter: bool,
+}
+
+impl Plan {
+    pub fn full() -> Plan {
+        Plan {
+            smoke: false,
+            rounds: 3,
+            rate: 300.0,
+            duration_s: 4.0,
+            warmup_s: 0.5,
+            connections: 32,
+            ladder_start: 400.0,
+            ladder_factor: 1.3,
+            step_s: 1.5,
+            ceiling_ms: 10.0,
+            max_connections: 64,
+            streams: 8,
+            stream_chunks: 200,
+            chunk_delay_ms: 10,
+            large_bytes: 100 * 1024,
+            large_rate: 20.0,
+            large_duration_s: 3.0,
+            per_filter: true,
+        }
+    }
+
+    /// A few hundred requests in seconds: checks that every part works.
+    pub fn smoke() -> Plan {
+        Plan {
+            smoke: true,
+            rounds: 1,
+            rate: 100.0,
+            duration_s: 1.0,
+            warmup_s: 0.2,
+            connections: 8,
+            ladder_start: 200.0,
+            ladder_factor: 2.0,
+            step_s: 0.5,
+            ceiling_ms: 10.0,
+            max_connections: 16,
+            streams: 2,
+            stream_chunks: 20,
+            chunk_delay_ms: 10,
+            large_bytes: 100 * 1024,
+            large_rate: 10.0,
+            large_duration_s: 0.5,
+            per_filter: false,
+        }
+    }
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s)
+}
+
+fn progress(message: &str) {
+    eprintln!("[aigw-bench] {message}");
+}
+
+/// One side of an A/B round at a fixed rate.
+#[derive(Debug, Clone, Serialize)]
+pub struct Side {
+    pub p50_us: f64,
+    pub p90_us: f64,
+    pub p99_us: f64,
+    pub ok: u64,
+    pub errors: u64,
+    pub achieved_rps: f64,
+    pub cpu_ms_per_1k: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_error: Option<String>,
+}
+
+/// A fixed-rate A/B comparison over several rounds.
+#[derive(Debug, Clone, Serialize)]
+pub struct AbRate {
+    pub a: String,
+    pub b: String,
+    pub rate_rps: f64,
+    pub rounds: Vec<[Side; 2]>,
+    pub a_p50_us: f64,
+    pub b_p50_us: f64,
+    /// Median over rounds of (B − A).
+    pub added_p50_us: f64,
+    pub a_p99_us: f64,
+    pub b_p99_us: f64,
+    pub added_p99_us: f64,
+    pub a_cpu_ms_per_1k: f64,
+    pub b_cpu_ms_per_1k: f64,
+    pub errors: u64,
+}
+
+fn side(result: &RateResult, cpu: Duration) -> Side {
+    Side {
+        p50_us: result.latency.p50_us,
+        p90_us: result.latency.p90_us,
+        p99_us: result.latency.p99_us,
+        ok: result.ok,
+        errors: result.errors,
+        achieved_rps: result.achieved_rps,
+        cpu_ms_per_1k: cpu.as_secs_f64() * 1e3 / result.sent_total.max(1) as f64 * 1e3,
+        first_error: result.first_error.clone(),
+    }
+}
+
+/// Everything a run needs.
+pub struct Bench {
+    pub plan: Plan,
+    launcher: Launcher,
+    shipped: BTreeMap<String, String>,
+    pub table: Table,
+    pub results: Map<String, Value>,
+    small: Arc<Vec<u8>>,
+    prompt_1k: String,
+    answer_2k: String,
+}
+
+impl Bench {
+    pub fn new(plan: Plan, launcher: Launcher) -> Result<Bench, String> {
+        let gateway_yaml = std::fs::read_to_string(aigw_e2e::repo_root().join("envoy-config/gateway.yaml"))
+            .map_err(|e| format!("gateway.yaml: {e}"))?;
+        let shipped: BTreeMap<String, String> = aigw_e2e::config::wasm_configs(&gateway_yaml)?.into_iter().collect();
+        let prompt_1k = workload::prose_with_pii(1024);
+        // The mock wraps the text in a chat.completion object (~300 bytes): 2 KiB of JSON in all.
+        let answer_2k = workload::answer_prose(1750);
+        let mode = format!("fixed:{answer_2k}");
+        let small = Arc::new(http::post(
+            "/v1/chat/completions",
+            &[("x-mock-mode", &mode)],
+            &workload::chat_body(&prompt_1k, false),
+        ));
+        Ok(Bench { plan, launcher, shipped, table: Table::default(), results: Map::new(), small, prompt_1k, answer_2k })
+    }
+
+    fn shipped(&self, filter: &str) -> Result<&str, String> {
+        self.shipped.get(filter).map(String::as_str).ok_or_else(|| format!("gateway.yaml has no {filter} filter"))
+    }
+
+    /// The overrides every filtered config gets (budgets raised, model-router routing to the mock).
+    fn common_overrides(&self) -> Result<BTreeMap<String, String>, String> {
+        let mut configs = BTreeMap::new();
+        configs.insert("token-counter".to_string(), workload::token_counter_config(self.shipped("token-counter")?)?);
+        configs.insert("model-router".to_string(), workload::model_router_config());
+        Ok(configs)
+    }
+
+    fn spec(&self, name: &str, only: Option<&[&str]>, extra: &[(&str, String)]) -> Result<Spec, String> {
+        let mut filter_configs = self.common_overrides()?;
+        if let Some(only) = only {
+            filter_configs.retain(|f, _| only.contains(&f.as_str()));
+        }
+        for (filter, config) in extra {
+            filter_configs.insert(filter.to_string(), config.clone());
+        }
+        Ok(Spec {
+            name: name.to_string(),
+            config_file: "gateway.yaml".to_string(),
+            only_filters: only.map(|o| o.iter().map(|s| s.to_string()).collect()),
+            filter_configs,
+        })
+    }
+
+    fn start(&self, spec: Spec) -> Result<Instance, String> {
+        progress(&format!("starting Envoy `{}`", spec.name));
+        let instance = Instance::start(&self.launcher, spec)?;
+        // Let start-up work (V8 tier-up, stats flush) settle before idle figures.
+        std::thread::sleep(Duration::from_millis(if self.plan.smoke { 200 } else { 1000 }));
+        Ok(instance)
+    }
+
+    fn check(&self, instance: &Instance, request: &[u8]) -> Result<usize, String> {
+        let mut conn = http::Conn::connect(instance.info.addr, Duration::from_secs(10)).map_err(|e| e.to_string())?;
+        conn.send(request).map_err(|e| e.to_string())?;
+        let mut body = Vec::new();
+        let info = conn
+            .read_response(&mut |_, _| {}, &mut |piece, _| body.extend_from_slice(piece))
+            .map_err(|e| e.to_string())?;
+        if info.status != 200 {
+            return Err(format!(
+                "`{}` answered {} to the benchmark request: {}",
+                instance.name(),
+                info.status,
+                String::from_utf8_lossy(&body)
+            ));
+        }
+        Ok(info.body_bytes)
+    }
+
+    fn rate_run(
+        &self,
+        addr: SocketAddr,
+        request: &Arc<Vec<u8>>,
+        rate: f64,
+        duration: f64,
+        connections: usize,
+    ) -> RateRun {
+        RateRun {
+            addr,
+            request: Arc::clone(request),
+            rate,
+            duration: secs(duration),
+            warmup: secs(self.plan.warmup_s),
+            connections,
+        }
+    }
+
+    /// Fixed-rate rounds A, B, A, B…
+    fn ab_rate(&self, a: &mut Instance, b: &mut Instance, request: &Arc<Vec<u8>>, rate: f64, duration: f64) -> AbRate {
+        let mut rounds = Vec::new();
+        for round in 0..self.plan.rounds {
+            let mut pair = Vec::new();
+            for instance in [&mut *a, &mut *b] {
+                let cpu_before = instance.cpu_time();
+                let result =
+                    run_rate(&self.rate_run(instance.info.addr, request, rate, duration, self.plan.connections));
+                let cpu = instance.cpu_time().saturating_sub(cpu_before);
+                instance.clear_mocks();
+                progress(&format!(
+                    "  round {} {:<16} p50 {:>8.1} µs  p99 {:>8.1} µs  {:>7.1} rps  errors {}",
+                    round + 1,
+                    instance.name(),
+                    result.latency.p50_us,
+                    result.latency.p99_us,
+                    result.achieved_rps,
+                    result.errors
+                ));
+                pair.push(side(&result, cpu));
+            }
+            if let [sa, sb] = pair.as_slice() {
+                rounds.push([sa.clone(), sb.clone()]);
+            }
+        }
+        let pick = |f: &dyn Fn(&[Side; 2]) -> f64| median(&rounds.iter().map(f).collect::<Vec<_>>());
+        AbRate {
+            a: a.name().to_string(),
+            b: b.name().to_string(),
+            rate_rps: rate,
+            a_p50_us: pick(&|r| r[0].p50_us),
+            b_p50_us: pick(&|r| r[1].p50_us),
+            added_p50_us: pick(&|r| r[1].p50_us - r[0].p50_us),
+            a_p99_us: pick(&|r| r[0].p99_us),
+            b_p99_us: pick(&|r| r[1].p99_us),
+            added_p99_us: pick(&|r| r[1].p99_us - r[0].p99_us),
+            a_cpu_ms_per_1k: pick(&|r| r[0].cpu_ms_per_1k),
+            b_cpu_ms_per_1k: pick(&|r| r[1].cpu_ms_per_1k),
+            errors: rounds.iter().map(|r| r[0].errors + r[1].errors).sum(),
+            rounds,
+        }
+    }
+
+    /// Highest offered rate whose p99 stays under the ceiling with no errors
+    /// and ≥ 95 % of the offered rate achieved. Geometric ladder, then two bisections.
+    fn max_throughput(&self, instance: &mut Instance, start: f64) -> Value {
+        let plan = &self.plan;
+        let mut steps = Vec::new();
+        let mut step = |rate: f64, instance: &mut Instance| -> (bool, Value) {
+            let cpu_before = instance.cpu_time();
+            let wall = Instant::now();
+            let result =
+                run_rate(&self.rate_run(instance.info.addr, &self.small, rate, plan.step_s, plan.max_connections));
+            let cpu = instance.cpu_time().saturating_sub(cpu_before).as_secs_f64();
+            let util = cpu / wall.elapsed().as_secs_f64().max(1e-9);
+            instance.clear_mocks();
+            let pass = result.errors == 0
+                && result.achieved_rps >= 0.95 * rate
+                && result.latency.p99_us <= plan.ceiling_ms * 1e3;
+            let record = json!({
+                "offered_rps": rate, "achieved_rps": result.achieved_rps, "p50_us": result.latency.p50_us,
+                "p99_us": result.latency.p99_us, "errors": result.errors, "envoy_cpu_util": util, "pass": pass,
+            });
+            steps.push(record.clone());
+            (pass, record)
+        };
+        let mut rate = start;
+        let mut best: Option<Value> = None;
+        let mut fail_rate = None;
+        for _ in 0..40 {
+            let (pass, record) = step(rate, instance);
+            if pass {
+                best = Some(record);
+                rate *= plan.ladder_factor;
+            } else if best.is_none() && rate > 50.0 {
+                rate /= 2.0;
+            } else {
+                fail_rate = Some(rate);
+                break;
+            }
+        }
+        if let (Some(mut hi), false) = (fail_rate, plan.smoke) {
+            for _ in 0..2 {
+                let lo = best.as_ref().and_then(|b| b["offered_rps"].as_f64()).unwrap_or(hi / 2.0);
+                let mid = (lo * hi).sqrt();
+                let (pass, record) = step(mid, instance);
+                if pass {
+                    best = Some(record);
+                } else {
+                    hi = mid;
+                }
+            }
+        }
+        let best = best.unwrap_or(Value::Null);
+        progress(&format!(
+            "  {:<16} max {:>7.0} rps (p99 {:.0} µs, Envoy CPU {:.0} %)",
+            instance.name(),
+            best["achieved_rps"].as_f64().unwrap_or(0.0),
+            best["p99_us"].as_f64().unwrap_or(0.0),
+            best["envoy_cpu_util"].as_f64().unwrap_or(0.0) * 100.0
+        ));
+        json!({"best": best, "steps": steps})
+    }
+
+    fn memory(&self, instance: &Instance) -> Value {
+        let memories = instance.wasm_memories();
+        json!({
+            "rss_kib": instance.rss_kib(),
+            "wasm_memories": memories,
+            "wasm_max_size_kib": memories.iter().map(|m| m.size_kib).max().unwrap_or(0),
+        })
+    }
+
+    /// Runs everything; the figures land in `self.results` and `self.table`.
+    pub fn run(&mut self) -> Result<(), String> {
+        let started = Instant::now();
+        let mut bare = self.start(Spec {
+            name: "bare".to_string(),
+            config_file: "bare.yaml".to_string(),
+            only_filters: None,
+            filter_configs: BTreeMap::new(),
+        })?;
+        let mut chain = self.start(self.spec("full-chain", None, &[])?)?;
+        let completion_bytes = self.check(&bare, &self.small)?;
+        let chain_completion_bytes = self.check(&chain, &self.small)?;
+        let mut memory = Map::new();
+        memory.insert("bare_idle".into(), self.memory(&bare));
+        memory.insert("full_chain_idle".into(), self.memory(&chain));
+        let mut ready = Map::new();
+        ready.insert("bare".into(), json!(bare.info.ready_ms));
+        ready.insert("full-chain".into(), json!(chain.info.ready_ms));
+        self.results.insert(
+            "request".into(),
+            json!({
+                "prompt_bytes": self.prompt_1k.len(),
+                "completion_text_bytes": self.answer_2k.len(),
+                "completion_json_bytes_bare": completion_bytes,
+                "completion_json_bytes_chain": chain_completion_bytes,
+                "request_bytes": self.small.len(),
+            }),
+        );
+
+        // (1) Full chain at a fixed moderate rate.
+        progress(&format!("(1) full chain, {} rps fixed rate", self.plan.rate));
+        let fixed = self.ab_rate(&mut bare, &mut chain, &self.small.clone(), self.plan.rate, self.plan.duration_s);
+        self.table.ab_latency("1 full chain", "latency", &fixed);
+        self.table.row(
+            "1 full chain",
+            "Envoy CPU ms / 1k req",
+            fixed.a_cpu_ms_per_1k,
+            fixed.b_cpu_ms_per_1k,
+            "ms",
+            Some(ratio(fixed.b_cpu_ms_per_1k, fixed.a_cpu_ms_per_1k)),
+        );
+        self.results.insert("full_chain_fixed_rate".into(), serde_json::to_value(&fixed).unwrap_or_default());
+
+        // (1) Max throughput under the p99 ceiling, alternating.
+        progress(&format!("(1) full chain, max throughput with p99 ≤ {} ms", self.plan.ceiling_ms));
+        let mut rounds = Vec::new();
+        let (mut start_a, mut start_b) = (self.plan.ladder_start, self.plan.ladder_start);
+        for _ in 0..self.plan.rounds {
+            let a = self.max_throughput(&mut bare, start_a);
+            let b = self.max_throughput(&mut chain, start_b);
+            let rps = |v: &Value| v["best"]["achieved_rps"].as_f64().unwrap_or(0.0);
+            // The next round starts below this round's result, to spend the time near the knee.
+            start_a = (rps(&a) * 0.6).max(self.plan.ladder_start / 2.0);
+            start_b = (rps(&b) * 0.6).max(self.plan.ladder_start / 2.0);
+            rounds.push(json!({"bare": a, "full_chain": b, "ratio": ratio(rps(&b), rps(&a))}));
+        }
+        let med = |key: &str| {
+            median(&rounds.iter().map(|r| r[key]["best"]["achieved_rps"].as_f64().unwrap_or(0.0)).collect::<Vec<_>>())
+        };
+        let tput_ratio = median(&rounds.iter().map(|r| r["ratio"].as_f64().unwrap_or(0.0)).collect::<Vec<_>>());
+        let util = |key: &str| {
+            median(&rounds.iter().map(|r| r[key]["best"]["envoy_cpu_util"].as_f64().unwrap_or(0.0)).collect::<Vec<_>>())
+        };
+        let (bare_rps, chain_rps) = (med("bare"), med("full_chain"));
+        let (bare_util, chain_util) = (util("bare"), util("full_chain"));
+        self.table.row("1 full chain", "max rps, p99 ≤ ceiling", bare_rps, chain_rps, "rps", Some(tput_ratio));
+        self.table.row("1 full chain", "Envoy CPU at max", bare_util * 100.0, chain_util * 100.0, "%", None);
+        self.results.insert(
+            "full_chain_max_throughput".into(),
+            json!({
+                "ceiling_p99_ms": self.plan.ceiling_ms, "bare_rps": bare_rps, "full_chain_rps": chain_rps,
+                "ratio": tput_ratio, "bare_envoy_cpu_util": bare_util, "full_chain_envoy_cpu_util": chain_util,
+                "rounds": rounds,
+            }),
+        );
+
+        // (4) Streaming through the full chain.
+        progress("(4) streaming SSE through the full chain");
+        let streaming = self.streaming(&mut bare, &mut chain);
+        self.results.insert("streaming".into(), streaming);
+
+        memory.insert("bare_after".into(), self.memory(&bare));
+        memory.insert("full_chain_after".into(), self.memory(&chain));
+        drop(chain);
+
+        let native = self.native_tokenizer();
+        self.results.insert("tokenizer_native".into(), native);
+        if self.plan.per_filter {
+            self.per_filter(&mut bare, &mut memory, &mut ready)?;
+        }
+        memory.insert("bare_end".into(), self.memory(&bare));
+        drop(bare);
+        self.results.insert("memory".into(), Value::Object(memory));
+        self.results.insert("ready_ms".into(), Value::Object(ready));
+        self.results.insert("elapsed_s".into(), json!(started.elapsed().as_secs_f64()));
+        Ok(())
+    }
+
+    fn streaming(&mut self, bare: &mut Instance, chain: &mut Instance) -> Value {
+        let plan = self.plan.clone();
+        let text = workload::answer_prose(plan.stream_chunks * 6);
+        let mode = format!("fixed:{text}");
+        let chunks = plan.stream_chunks.to_string();
+        let delay = plan.chunk_delay_ms.to_string();
+        let request = Arc::new(http::post(
+            "/v1/chat/completions",
+            &[("x-mock-mode", &mode), ("x-mock-chunks", &chunks), ("x-mock-chunk-delay-ms", &delay)],
+            &workload::chat_body(&self.prompt_1k, true),
+        ));
+        let mut rounds = Vec::new();
+        for round in 0..plan.rounds {
+            let mut pair = Map::new();
+            for instance in [&mut *bare, &mut *chain] {
+                let timings = run_streams(instance.info.addr, Arc::clone(&request), plan.streams, secs(0.1));
+                instance.clear_mocks();
+                let figures = stream_figures(&timings, &text);
+                progress(&format!(
+                    "  round {} {:<16} TTFT p50 {:>8.1} µs  gap p50 {:>8.1} µs p99 {:>8.1} µs  bad {}",
+                    round + 1,
+                    instance.name(),
+                    figures["first_token_p50_us"].as_f64().unwrap_or(0.0),
+                    figures["gap_p50_us"].as_f64().unwrap_or(0.0),
+                    figures["gap_p99_us"].as_f64().unwrap_or(0.0),
+                    figures["bad_streams"]
+                ));
+                pair.insert(if instance.name() == "bare" { "bare" } else { "full_chain" }.into(), figures);
+            }
+            rounds.push(Value::Object(pair));
+        }
+        let pick = |side: &str, key: &str| {
+            median(&rounds.iter().map(|r| r[side][key].as_f64().unwrap_or(f64::NAN)).collect::<Vec<_>>())
+        };
+        let added = |key: &str| {
+            median(
+                &rounds
+                    .iter()
+                    .map(|r| {
+                        r["full_chain"][key].as_f64().unwrap_or(f64::NAN) - r["bare"][key].as_f64().unwrap_or(f64::NAN)
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let mut out = json!({
+            "streams_per_round": plan.streams, "chunks": plan.stream_chunks, "chunk_delay_ms": plan.chunk_delay_ms,
+            "rounds": rounds,
+        });
+        for key in ["head_p50_us", "first_byte_p50_us", "first_token_p50_us", "gap_p50_us", "gap_p99_us"] {
+            out[format!("bare_{key}")] = json!(pick("bare", key));
+            out[format!("full_chain_{key}")] = json!(pick("full_chain", key));
+            out[format!("added_{key}")] = json!(added(key));
+        }
+        for (label, key) in [
+            ("time to first content token", "first_token_p50_us"),
+            ("time to first body byte", "first_byte_p50_us"),
+            ("inter-chunk gap p50", "gap_p50_us"),
+            ("inter-chunk gap p99", "gap_p99_us"),
+        ] {
+            self.table.row("4 streaming", label, pick("bare", key), pick("full_chain", key), "µs", None);
+        }
+        out
+    }
+
+    /// Scenarios 2, 3 and 5, and each filter's memory, one filter at a time.
+    fn per_filter(
+        &mut self,
+        bare: &mut Instance,
+        memory: &mut Map<String, Value>,
+        ready: &mut Map<String, Value>,
+    ) -> Result<(), String> {
+        let plan = self.plan.clone();
+        let large_prompt = workload::prose_with_pii(plan.large_bytes);
+        let large = Arc::new(http::post(
+            "/v1/chat/completions",
+            &[("x-mock-mode", "fixed:OK.")],
+            &workload::chat_body(&large_prompt, false),
+        ));
+        self.check(bare, &large)?;
+        let small = Arc::clone(&self.small);
+        let mut alone = Map::new();
+        let mut large_results = Map::new();
+        for filter in aigw_e2e::config::FILTERS {
+            let mut instance = self.start(self.spec(filter, Some(&[filter]), &[])?)?;
+            self.check(&instance, &small)?;
+            ready.insert(filter.into(), json!(instance.info.ready_ms));
+            memory.insert(format!("{filter}_alone_idle"), self.memory(&instance));
+            progress(&format!("(2) {filter} alone, {} rps fixed rate", plan.rate));
+            let ab = self.ab_rate(bare, &mut instance, &small, plan.rate, plan.duration_s);
+            self.table.ab_latency(&format!("2 {filter} alone"), "latency", &ab);
+            if filter == "pii-mask" {
+                let figures = self.large_prompt(
+                    bare,
+                    &mut instance,
+                    &large,
+                    large_prompt.len(),
+                    "shipped config (1 custom rule)",
+                )?;
+                large_results.insert("shipped_1_custom_rule".into(), figures);
+            }
+            if filter == "token-counter" {
+                let figures = self.token_counting(bare, &mut instance, &large, &large_prompt, ab.added_p50_us)?;
+                self.results.insert("token_counting".into(), figures);
+            }
+            memory.insert(format!("{filter}_alone_after"), self.memory(&instance));
+            alone.insert(filter.into(), serde_json::to_value(&ab).unwrap_or_default());
+        }
+        self.results.insert("filter_alone".into(), Value::Object(alone));
+
+        let shipped = self.shipped("pii-mask")?.to_string();
+        for (key, label, config) in [
+            ("builtin_only", "built-in scanners only", workload::pii_builtin_only(&shipped)?),
+            ("three_custom_rules", "3 custom regex rules", workload::pii_three_custom_rules(&shipped)?),
+        ] {
+            let name = format!("pii-mask {key}");
+            let mut instance = self.start(self.spec(&name, Some(&["pii-mask"]), &[("pii-mask", config)])?)?;
+            self.check(&instance, &large)?;
+            let figures = self.large_prompt(bare, &mut instance, &large, large_prompt.len(), label)?;
+            large_results.insert(key.into(), figures);
+        }
+        self.results.insert("large_prompt_pii_mask".into(), Value::Object(large_results));
+        Ok(())
+    }
+
+    /// (3) A 100 KiB prompt through pii-mask alone.
+    fn large_prompt(
+        &mut self,
+        bare: &mut Instance,
+        instance: &mut Instance,
+        large: &Arc<Vec<u8>>,
+        prompt_bytes: usize,
+        label: &str,
+    ) -> Result<Value, String> {
+        progress(&format!("(3) {} KiB prompt through pii-mask ({label})", prompt_bytes / 1024));
+        self.check(instance, large)?;
+        let ab = self.ab_rate(bare, instance, large, self.plan.large_rate, self.plan.large_duration_s);
+        let added_s = ab.added_p50_us / 1e6;
+        let mb_per_s = if added_s > 0.0 { prompt_bytes as f64 / added_s / 1e6 } else { f64::INFINITY };
+        self.table.ab_latency(&format!("3 100 KiB prompt, {label}"), "latency", &ab);
+        self.table.note(
+            &format!("3 100 KiB prompt, {label}"),
+            &format!("effective {mb_per_s:.1} MB/s (prompt bytes / p50 added)"),
+        );
+        Ok(json!({
+            "label": label, "prompt_bytes": prompt_bytes, "added_p50_ms": ab.added_p50_us / 1e3,
+            "added_p99_ms": ab.added_p99_us / 1e3, "effective_mb_per_s": mb_per_s, "ab": ab,
+        }))
+    }
+
+    /// (5) Tokens per second in the Wasm VM (token-counter alone, 100 KiB prompt) against native tiktoken-rs.
+    fn token_counting(
+        &mut self,
+        bare: &mut Instance,
+        instance: &mut Instance,
+        large: &Arc<Vec<u8>>,
+        prompt: &str,
+        added_1k_us: f64,
+    ) -> Result<Value, String> {
+        progress("(5) token counting: 100 KiB prompt through token-counter alone");
+        let bpe = tiktoken_rs::o200k_base().map_err(|e| format!("o200k_base: {e}"))?;
+        let tokens_large = bpe.encode_ordinary(prompt).len() as f64;
+        let tokens_1k = bpe.encode_ordinary(&self.prompt_1k).len() as f64;
+        self.check(instance, large)?;
+        let ab = self.ab_rate(bare, instance, large, self.plan.large_rate, self.plan.large_duration_s);
+        let effective = tokens_large / (ab.added_p50_us / 1e6);
+        let marginal = (tokens_large - tokens_1k) / ((ab.added_p50_us - added_1k_us) / 1e6);
+        let native = self.results.get("tokenizer_native").cloned().unwrap_or(Value::Null);
+        let native_tps = native["tokens_per_s"].as_f64().unwrap_or(f64::NAN);
+        self.table.ab_latency("5 token-counter, 100 KiB prompt", "latency", &ab);
+        self.table.row("5 tokenizer", "tokens/s (native vs Wasm, effective)", native_tps, effective, "tok/s", None);
+        self.table.row("5 tokenizer", "tokens/s (native vs Wasm, marginal)", native_tps, marginal, "tok/s", None);
+        Ok(json!({
+            "encoding": "o200k_base", "prompt_bytes": prompt.len(), "prompt_tokens": tokens_large,
+            "added_p50_ms": ab.added_p50_us / 1e3, "added_1k_prompt_p50_ms": added_1k_us / 1e3,
+            "wasm_tokens_per_s_effective": effective, "wasm_tokens_per_s_marginal": marginal,
+            "wasm_mb_per_s_effective": prompt.len() as f64 / (ab.added_p50_us / 1e6) / 1e6,
+            "native_tokens_per_s": native_tps, "wasm_vs_native": effective / native_tps, "ab": ab,
+        }))
+    }
+
+    /// Native tiktoken-rs (o200k_base, encode_ordinary, as token-counter uses) on the same 100 KiB text.
+    pub fn native_tokenizer(&self) -> Value {
+        let text = workload::prose_with_pii(self.plan.large_bytes);
+        let load = Instant::now();
+        let Ok(bpe) = tiktoken_rs::o200k_base() else { return json!({"error": "o200k_base did not load"}) };
+        let load_ms = load.elapsed().as_secs_f64() * 1e3;
+        let tokens = bpe.encode_ordinary(&text).len();
+        let iterations = if self.plan.smoke { 2 } else { 10 };
+        let started = Instant::now();
+        let mut sink = 0;
+        for _ in 0..iterations {
+            sink += bpe.encode_ordinary(&text).len();
+        }
+        let per = started.elapsed().as_secs_f64() / iterations as f64;
+        json!({
+            "encoding": "o200k_base", "bytes": text.len(), "tokens": tokens, "ms_per_prompt": per * 1e3,
+            "tokens_per_s": tokens as f64 / per, "mb_per_s": text.len() as f64 / per / 1e6,
+            "table_load_ms": load_ms, "checksum": sink,
+        })
+    }
+
+    /// Each target of issue #8: value, limit, met.
+    pub fn targets(&self) -> Vec<Value> {
+        let r = &self.results;
+        let num = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
+        let mut targets = vec![
+            target("full chain throughput ≥ 0.8× bare", num(&r["full_chain_max_throughput"]["ratio"]), 0.8, true, "×"),
+            target(
+                "full chain p50 added ≤ 0.2 ms",
+                num(&r["full_chain_fixed_rate"]["added_p50_us"]) / 1e3,
+                0.2,
+                false,
+                "ms",
+            ),
+            target("TTFT added ≤ 1 ms", num(&r["streaming"]["added_first_token_p50_us"]) / 1e3, 1.0, false, "ms"),
+        ];
+        if let Some(large) = r.get("large_prompt_pii_mask") {
+            targets.push(target(
+                "100 KiB prompt scanned ≤ 2 ms (pii-mask alone, shipped config, p50 added)",
+                num(&large["shipped_1_custom_rule"]["added_p50_ms"]),
+                2.0,
+                false,
+                "ms",
+            ));
+        }
+        for filter in aigw_e2e::config::FILTERS {
+            if let Some(after) = r.get("memory").and_then(|m| m.get(format!("{filter}_alone_after"))) {
+                targets.push(target(
+                    &format!("{filter} VM linear memory ≤ 32 MiB (after traffic)"),
+                    num(&after["wasm_max_size_kib"]) / 1024.0,
+                    32.0,
+                    false,
+                    "MiB",
+                ));
+            }
+        }
+        targets
+    }
+}
+
+fn target(name: &str, value: f64, limit: f64, at_least: bool, unit: &str) -> Value {
+    let met = if at_least { value >= limit } else { value <= limit };
+    json!({"target": name, "value": value, "limit": limit, "unit": unit, "met": met && !value.is_nan()})
+}
+
+/// B / A, NaN when A is zero.
+pub fn ratio(b: f64, a: f64) -> f64 {
+    if a == 0.0 {
+        f64::NAN
+    } else {
+        b / a
+    }
+}
+
+fn us(ns: u64) -> f64 {
+    ns as f64 / 1e3
+}
+
+/// Percentiles of one round of streams. A stream is bad if it failed, was
+/// not 200, or did not deliver exactly the text the mock sent.
+fn stream_figures(timings: &[StreamTiming], expected: &str) -> Value {
+    let good: Vec<&StreamTiming> = timings.iter().filter(|t| t.status == 200 && t.error.is_none()).collect();
+    let bad = timings.len() - good.iter().filter(|t| t.content == expected).count();
+    let p50 = |f: &dyn Fn(&StreamTiming) -> u64| {
+        let mut v: Vec<u64> = good.iter().map(|t| f(t)).collect();
+        v.sort_unstable();
+        us(percentile(&v, 50.0))
+    };
+    let gaps: Vec<u64> = good.iter().flat_map(|t| t.gaps_ns.iter().copied()).collect();
+    let gap = summarize(&gaps);
+    json!({
+        "streams": timings.len(), "bad_streams": bad,
+        "first_error": timings.iter().find_map(|t| t.error.clone()),
+        "content_events_p50": p50(&|t| t.content_events as u64 * 1000),
+        "head_p50_us": p50(&|t| t.head_ns), "first_byte_p50_us": p50(&|t| t.first_byte_ns),
+        "first_token_p50_us": p50(&|t| t.first_token_ns),
+        "gap_p50_us": gap.p50_us, "gap_p99_us": gap.p99_us, "gap_max_us": gap.max_us, "gaps": gap.count,
+    })
+}
+
+/// Wasm memories as JSON (for the serve child's report).
+pub fn memories_json(memories: &[WasmMemory]) -> Value {
+    serde_json::to_value(memories).unwrap_or_default()
+}
+
+/// Machine facts for the report.
+pub fn machine() -> Value {
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    json!({
+        "cpus": procfs::cpus(), "cpu_model": procfs::cpu_model(), "kernel": kernel.trim(),
+        "load_average_1m_at_start": procfs::load_average(),
+    })
+}

@@ -1,0 +1,146 @@
+//! The requests the scenarios send: prompts, completions and the filter
+//! configurations they run with.
+
+// serde_json::Value indexed by key: a missing key reads as Null (no panic), and writes go to objects
+// built here, so `value["key"]` is safe in this file.
+#![allow(clippy::indexing_slicing)]
+
+use serde_json::{json, Value};
+
+/// Business prose with a little PII, repeated to `target` bytes (cut at a char boundary).
+/// One in every four sentences carries an email, phone, card, SSN, IP or IBAN,
+/// so the PII scanner sees realistic hit density, not an empty fast path.
+pub fn prose_with_pii(target: usize) -> String {
+    let prose = "The quarterly report shows steady growth across all regions, with customer satisfaction \
+                 up three points and churn down slightly. Please summarise the key risks for the board, \
+                 including supply-chain delays, currency exposure and the pending migration to 2.0. ";
+    let pii = [
+        "Contact jane.doe@example.com for details. ",
+        "Call +1 415 555 0132 before Friday. ",
+        "Card on file: 4111 1111 1111 1111. ",
+        "SSN 123-45-6789 was redacted upstream. ",
+        "Server 10.20.30.40 failed at 12:30:45. ",
+        "Wire to DE89 3704 0044 0532 0130 00 today. ",
+    ];
+    let mut text = String::with_capacity(target + 512);
+    let mut i = 0;
+    while text.len() < target {
+        text.push_str(prose);
+        if i % 4 == 0 {
+            text.push_str(pii.get((i / 4) % pii.len()).copied().unwrap_or_default());
+        }
+        i += 1;
+    }
+    cut(text, target)
+}
+
+/// Completion prose without PII (a typical answer), `target` bytes.
+pub fn answer_prose(target: usize) -> String {
+    let prose = "Revenue grew in every region this quarter, led by strong demand for the new subscription \
+                 tiers. Margins held steady despite higher logistics costs. The main risks are supplier \
+                 concentration, exchange-rate swings and the timing of the platform migration. ";
+    let mut text = String::with_capacity(target + prose.len());
+    while text.len() < target {
+        text.push_str(prose);
+    }
+    cut(text, target)
+}
+
+fn cut(mut text: String, target: usize) -> String {
+    text.truncate(target);
+    while !text.is_char_boundary(text.len()) {
+        text.pop();
+    }
+    text.trim_end().to_string()
+}
+
+/// An OpenAI chat request with one user message.
+pub fn chat_body(prompt: &str, stream: bool) -> Vec<u8> {
+    let mut body = json!({
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": prompt}],
+    });
+    if stream {
+        body["stream"] = Value::Bool(true);
+    }
+    body.to_string().into_bytes()
+}
+
+/// token-counter's shipped configuration with every budget raised to 10^15
+/// tokens: the benchmark sends far more than the shipped 1M tokens/hour per
+/// client, and a 429 would measure the error path. The rules still run
+/// (reservation and settlement through shared data, headers, metrics).
+pub fn token_counter_config(shipped: &str) -> Result<String, String> {
+    let mut config: Value = serde_json::from_str(shipped).map_err(|e| format!("token-counter config: {e}"))?;
+    if let Some(rules) = config.get_mut("rules").and_then(Value::as_array_mut) {
+        for rule in rules {
+            if rule.get("limit").is_some() {
+                rule["limit"] = json!(1_000_000_000_000_000u64);
+            }
+        }
+    }
+    Ok(config.to_string())
+}
+
+/// model-router: `gpt-4o-mini` to the `mock` backend (OpenAI API), so the
+/// filter reads the body, picks a backend, sets `x-aigw-route`, clears the
+/// route cache and tags the response. The shipped `{}` would route nothing.
+pub fn model_router_config() -> String {
+    json!({
+        "backends": [{"name": "mock", "provider": "openai"}],
+        "models": [{"name": "gpt-4o-mini", "targets": [{"backend": "mock"}]}]
+    })
+    .to_string()
+}
+
+/// pii-mask's shipped configuration without custom rules (built-in scanners only).
+pub fn pii_builtin_only(shipped: &str) -> Result<String, String> {
+    let mut config: Value = serde_json::from_str(shipped).map_err(|e| format!("pii-mask config: {e}"))?;
+    if let Some(map) = config.as_object_mut() {
+        map.remove("custom_rules");
+    }
+    Ok(config.to_string())
+}
+
+/// pii-mask's shipped configuration plus two more custom regex rules (three in all).
+pub fn pii_three_custom_rules(shipped: &str) -> Result<String, String> {
+    let mut config: Value = serde_json::from_str(shipped).map_err(|e| format!("pii-mask config: {e}"))?;
+    let extra = [
+        json!({"name": "ORDER_ID", "pattern": "\\bORD-[A-Z]{2}[0-9]{8}\\b", "max_match_chars": 14}),
+        json!({"name": "INTERNAL_HOST", "pattern": "\\b[a-z0-9-]+\\.corp\\.example\\.net\\b", "max_match_chars": 80}),
+    ];
+    match config.get_mut("custom_rules").and_then(Value::as_array_mut) {
+        Some(rules) => rules.extend(extra),
+        None => config["custom_rules"] = Value::Array(extra.to_vec()),
+    }
+    Ok(config.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_shapes() {
+        let p = prose_with_pii(1024);
+        assert!(p.len() <= 1024 && p.len() > 1000);
+        assert!(p.contains("@example.com"));
+        let a = answer_prose(2000);
+        assert!(a.len() <= 2000 && a.len() > 1950);
+        let body: Value = serde_json::from_slice(&chat_body("hi", true)).unwrap();
+        assert_eq!(body["stream"], true);
+        assert_eq!(body["messages"][0]["content"], "hi");
+    }
+
+    #[test]
+    fn config_edits() {
+        let tc = token_counter_config(r#"{"rules":[{"name":"a","key":"client_address","limit":5,"window":"hour"}]}"#)
+            .unwrap();
+        assert!(tc.contains("1000000000000000"));
+        let three = pii_three_custom_rules(r#"{"custom_rules":[{"name":"X","pattern":"x"}]}"#).unwrap();
+        let v: Value = serde_json::from_str(&three).unwrap();
+        assert_eq!(v["custom_rules"].as_array().unwrap().len(), 3);
+        let builtin = pii_builtin_only(&three).unwrap();
+        assert!(!builtin.contains("custom_rules"));
+    }
+}
