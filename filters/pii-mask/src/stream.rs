@@ -222,8 +222,35 @@ impl SseMasker {
                 self.anthropic = true;
                 self.anthropic_event(event, &kind, &mut data, out);
             }
-            _ => out.extend(event.to_bytes()),
+            _ => self.generic_event(event, Value::Object(data), out),
         }
+    }
+
+    /// An event of another shape (OpenAI Responses API events, provider
+    /// errors): its strings are masked within the event. Values split across
+    /// such events are not joined; the chat shapes above are.
+    fn generic_event(&mut self, mut event: SseEvent, mut data: Value, out: &mut Vec<u8>) {
+        let mut local = Findings::default();
+        let mut changed = false;
+        crate::request::generic_texts_mut(&mut data, &mut |_, text| {
+            if let Some(masked) = self.scanner.mask(text, &self.hash, &mut local) {
+                *text = masked;
+                changed = true;
+            }
+        });
+        self.findings.merge(&local);
+        if let Some(rule) = local.reject {
+            let message = self.reject_message(rule);
+            let error = json!({"error": {"message": message, "type": "api_error", "code": "sensitive_data_detected"}});
+            out.extend(SseEvent::named("error", error.to_string()).to_bytes());
+            self.streams.clear();
+            self.stopped = true;
+            return;
+        }
+        if changed {
+            event.data = data.to_string();
+        }
+        out.extend(event.to_bytes());
     }
 
     fn push(&mut self, key: Key, piece: &str) -> Released {
@@ -738,6 +765,15 @@ mod tests {
 data: {\"z\":1,\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hello \"},\"finish_reason\":null}],\"a\":2}\n\n";
         let out = run_sse(&scanner, body, &[]);
         assert_eq!(String::from_utf8(out).unwrap(), String::from_utf8(body.to_vec()).unwrap());
+    }
+
+    #[test]
+    fn events_of_other_shapes_are_masked_within_the_event() {
+        let scanner = Rc::new(replace_all());
+        let body = b"event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"mail a@b.com \"}\n\n";
+        let out = String::from_utf8(run_sse(&scanner, body, &[])).unwrap();
+        assert!(out.contains("mail [EMAIL_ADDRESS] "), "{out}");
+        assert!(!out.contains("a@b.com"));
     }
 
     #[test]
