@@ -221,6 +221,11 @@ impl HttpContext for Filter {
         if end_of_stream || skipped || (config.request.is_empty() && config.moderation.is_none()) {
             return Action::Continue;
         }
+        if self.shape.is_none() && !is_json_content_type(self.get_http_request_header("content-type").as_deref()) {
+            // Uploads (multipart audio, files) on other API paths carry no prompt text to mask.
+            metrics::unreadable(&self.host, Direction::Request, "content_type", false);
+            return Action::Continue;
+        }
         let encoding = self.get_http_request_header("content-encoding");
         if !is_identity_encoding(encoding.as_deref()) {
             let reject = config.on_unreadable_request == UnreadableRequest::Reject;

@@ -606,3 +606,30 @@ fn wasm_throughput() {
         body.len() as f64 / per.as_secs_f64() / 1e6
     );
 }
+
+#[test]
+fn uploads_on_other_paths_pass_uninspected_and_counted() {
+    let harness = Harness::new();
+    let vm = start(&harness, "{}");
+    let mut s = vm.stream();
+    let action = s.send_request_headers(
+        &[
+            (":method", "POST"),
+            (":path", "/v1/audio/transcriptions"),
+            ("content-type", "multipart/form-data; boundary=x"),
+        ],
+        false,
+    );
+    assert_eq!(action, Action::Continue);
+    s.send_request_body(b"--x\r\nbinary a@b.com\r\n--x--", true);
+    assert_eq!(s.upstream_request_body(), b"--x\r\nbinary a@b.com\r\n--x--");
+    assert_eq!(vm.counter("aigw.pii_mask.pii_unreadable.direction.request.reason.content_type.passed"), 1);
+    // JSON bodies on other paths are scanned.
+    let mut s = vm.stream();
+    s.send_request_headers(
+        &[(":method", "POST"), (":path", "/v1/embeddings"), ("content-type", "application/json")],
+        false,
+    );
+    s.send_request_body(br#"{"model":"e","input":"mail a@b.com"}"#, true);
+    assert_eq!(upstream_json(&s)["input"], "mail [EMAIL_ADDRESS]");
+}
