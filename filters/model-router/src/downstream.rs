@@ -2,7 +2,8 @@
 //! complete, plan the route, hand it to Envoy's route table.
 
 use crate::config::{
-    Downstream, ATTEMPT_BACKEND_HEADER, BACKEND_HEADER, CLIENT_CREDENTIAL_HEADERS, HANDOFF_PROPERTY, ROUTE_HEADER,
+    Downstream, ATTEMPT_BACKEND_HEADER, BACKEND_HEADER, CLIENT_CREDENTIAL_HEADERS, ENDPOINT_METADATA_PATH,
+    HANDOFF_PROPERTY, ROUTE_HEADER,
 };
 use crate::plan::{backend_metric, plan};
 use crate::provider::{is_chat, prepare, Handoff};
@@ -21,6 +22,8 @@ pub struct DownstreamFilter {
     routing: bool,
     /// Primary backend, once routed.
     primary: Option<String>,
+    /// Whether the route has a single backend (then whoever answered is it).
+    single_target: bool,
     /// Set when this instance translated the request (no upstream instances).
     translate: Option<RequestInfo>,
     response: ResponseMode,
@@ -32,6 +35,7 @@ impl DownstreamFilter {
             config: config.clone(),
             routing: false,
             primary: None,
+            single_target: false,
             translate: None,
             response: ResponseMode::Untouched,
         }
@@ -157,6 +161,7 @@ impl HttpContext for DownstreamFilter {
                 1,
             );
         }
+        self.single_target = plan.decision.targets.len() == 1;
         self.primary = Some(plan.primary);
         Action::Continue
     }
@@ -166,9 +171,18 @@ impl HttpContext for DownstreamFilter {
         let show = self.config().is_some_and(|c| c.backend_header);
         let via_upstream =
             self.get_property(vec!["response", "code_details"]).is_some_and(|details| details == b"via_upstream");
-        // The upstream instance names the backend that answered; without one
-        // (OpenAI-only setups), the primary answered if anyone did.
-        let answered = self.get_http_response_header(BACKEND_HEADER).or_else(|| via_upstream.then(|| primary.clone()));
+        // Who answered: the upstream instance says so in a header; without
+        // one, the answering endpoint's metadata (`aigw.backend`) does; a
+        // single-backend route needs neither. Otherwise it stays unknown
+        // rather than guessed.
+        let answered = self.get_http_response_header(BACKEND_HEADER).or_else(|| {
+            if !via_upstream {
+                return None;
+            }
+            self.get_property(ENDPOINT_METADATA_PATH.to_vec())
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .or_else(|| self.single_target.then(|| primary.clone()))
+        });
         if let Some(answered) = &answered {
             if *answered != primary {
                 ProxyWasmHost.increment_counter(&backend_metric(&primary, "failovers"), 1);
