@@ -173,7 +173,35 @@ print(f"{head}.{body}.{b(sig)}")')
         | grep -E '^aigw_(tokens_(input|output)|cost_micro_usd|ratelimit_rejected|ratelimit_key_(rejected|tokens))\{' || true
 }
 
-STEPS=(chat stream provider_error pii_mask prompt_template token_counter)
+step_model_router() {
+    title "model-router: routing by model, Anthropic behind an OpenAI API, failover, allow-lists"
+    show_chat "An alias: \"fast\" is gpt-4o-mini on the mock; x-aigw-backend says where it went." \
+        '{"model":"fast","messages":[{"role":"user","content":"Which backend answers?"}]}'
+    show_chat "No catch-all: an unknown model is a 404 in OpenAI's shape; nothing reaches a provider." \
+        '{"model":"gpt-9-ultra-max","messages":[{"role":"user","content":"Hello?"}]}'
+    show_chat "claude-* goes to Anthropic: the provider gets /v1/messages (system, max_tokens), the client an OpenAI chat.completion." \
+        '{"model":"claude-sonnet-4-5","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Bonjour from an OpenAI client"}]}'
+    show_chat "The same streamed: Anthropic events become chat.completion.chunk events, usage chunk and [DONE] included." \
+        '{"model":"anthropic/claude-3-5-haiku","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Translate my stream"}]}' \
+        -H 'x-mock-split: 7'
+    show_chat "failover-demo: the first backend (mock) answers 503, Envoy retries on mock-secondary before the client saw a byte." \
+        '{"model":"failover-demo","stream":true,"messages":[{"role":"user","content":"Still here?"}]}' \
+        -H 'x-mock-status: 503' -H 'x-mock-fault-backend: mock'
+    # A demo JWT whose `llms` claim (the seed's shape) allows two models.
+    local token
+    token=$(python3 -c 'import base64,hashlib,hmac,json,time
+b=lambda d: base64.urlsafe_b64encode(d).rstrip(b"=").decode()
+head=b(json.dumps({"alg":"HS256","typ":"JWT","kid":"aigw-demo"}).encode())
+claims={"sub":"analyst","iss":"aigw-demo","aud":"aigw","exp":int(time.time())+3600,
+        "llms":{"openai":["gpt-4o-mini"],"anthropic":["claude-3-opus"]}}
+body=b(json.dumps(claims).encode())
+sig=hmac.new(b"aigw-demo-hs256-key-for-local-use-only",f"{head}.{body}".encode(),hashlib.sha256).digest()
+print(f"{head}.{body}.{b(sig)}")')
+    show_chat "A JWT with llms {openai: [gpt-4o-mini], anthropic: [claude-3-opus]} asks for claude-sonnet-4-5: 403." \
+        '{"model":"claude-sonnet-4-5","messages":[{"role":"user","content":"May I?"}]}' -H "authorization: Bearer $token"
+}
+
+STEPS=(chat stream provider_error pii_mask prompt_template token_counter model_router)
 
 main() {
     if ! curl -fsS "$url" -o /dev/null -m 2 2>/dev/null && ! curl -sS "$url" -o /dev/null -m 2 2>/dev/null; then
