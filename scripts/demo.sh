@@ -178,7 +178,7 @@ step_model_router() {
     show_chat "An alias: \"fast\" is gpt-4o-mini on the mock; x-aigw-backend says where it went." \
         '{"model":"fast","messages":[{"role":"user","content":"Which backend answers?"}]}'
     show_chat "No catch-all: an unknown model is a 404 in OpenAI's shape; nothing reaches a provider." \
-        '{"model":"gpt-9-ultra-max","messages":[{"role":"user","content":"Hello?"}]}'
+        '{"model":"llama-9000","messages":[{"role":"user","content":"Hello?"}]}'
     show_chat "claude-* goes to Anthropic: the provider gets /v1/messages (system, max_tokens), the client an OpenAI chat.completion." \
         '{"model":"claude-sonnet-4-5","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Bonjour from an OpenAI client"}]}'
     show_chat "The same streamed: Anthropic events become chat.completion.chunk events, usage chunk and [DONE] included." \
