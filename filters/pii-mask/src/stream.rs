@@ -768,6 +768,36 @@ data: {\"z\":1,\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hello \"},\"fi
     }
 
     #[test]
+    fn choices_are_masked_independently_when_interleaved() {
+        let scanner = Rc::new(replace_all());
+        let chunk = |index: u64, text: &str| {
+            format!(
+                "data: {}\n\n",
+                json!({"choices": [{"index": index, "delta": {"content": text}, "finish_reason": null}]})
+            )
+        };
+        let mut body = String::new();
+        body.push_str(&chunk(0, "a: jo"));
+        body.push_str(&chunk(1, "b: 123-4"));
+        body.push_str(&chunk(0, "hn@example.com"));
+        body.push_str(&chunk(1, "5-6789"));
+        body.push_str("data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"},{\"index\":1,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n");
+        let out = run_sse(&scanner, body.as_bytes(), &[]);
+        let mut texts = [String::new(), String::new()];
+        let mut parser = SseParser::default();
+        for event in parser.feed(&out).unwrap() {
+            let Ok(data) = serde_json::from_str::<Value>(&event.data) else { continue };
+            for choice in data["choices"].as_array().unwrap() {
+                let index = choice["index"].as_u64().unwrap() as usize;
+                if let Some(text) = choice.pointer("/delta/content").and_then(Value::as_str) {
+                    texts[index].push_str(text);
+                }
+            }
+        }
+        assert_eq!(texts, ["a: [EMAIL_ADDRESS]".to_string(), "b: [US_SSN]".to_string()]);
+    }
+
+    #[test]
     fn events_of_other_shapes_are_masked_within_the_event() {
         let scanner = Rc::new(replace_all());
         let body = b"event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"mail a@b.com \"}\n\n";
