@@ -43,6 +43,8 @@ pub struct DenyWords {
     phrases: Vec<String>,
     /// Longest entry in characters (the stream window for this rule).
     pub max_chars: usize,
+    /// Whether an entry has non-ASCII characters.
+    pub has_non_ascii: bool,
 }
 
 fn is_word_char(c: char) -> bool {
@@ -59,6 +61,7 @@ impl DenyWords {
                 return Err(i);
             }
             list.max_chars = list.max_chars.max(entry.chars().count());
+            list.has_non_ascii |= !entry.is_ascii();
             if entry.chars().all(is_word_char) {
                 let lower = entry.to_lowercase();
                 list.min_word_bytes = list.min_word_bytes.min(lower.len());

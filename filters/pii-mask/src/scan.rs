@@ -49,6 +49,10 @@ pub struct Scanner {
     /// Longest match, in characters, of rules that cannot report pending
     /// candidates themselves (custom regexes and deny words); 0 if none.
     fixed_window_chars: usize,
+    /// Whether a rule can match non-ASCII text (regexes, deny words with
+    /// non-ASCII letters). Built-in matches are ASCII, so otherwise a trailing
+    /// run of non-ASCII text (CJK prose, emoji) is never held back.
+    non_ascii_matches: bool,
 }
 
 /// What was found in a text, per rule.
@@ -101,7 +105,12 @@ impl Scanner {
             })
             .max()
             .unwrap_or(0);
-        Scanner { rules, fixed_window_chars }
+        let non_ascii_matches = rules.iter().any(|rule| match &rule.kind {
+            RuleKind::Builtin(_) => false,
+            RuleKind::Regex(_) => true,
+            RuleKind::Words(words) => words.has_non_ascii,
+        });
+        Scanner { rules, fixed_window_chars, non_ascii_matches }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -163,7 +172,7 @@ impl Scanner {
                 cut = cut.min(pending);
             }
             if !self.rules.is_empty() {
-                cut = cut.min(trailing_token_start(text));
+                cut = cut.min(trailing_token_start(text, self.non_ascii_matches));
                 if self.fixed_window_chars > 0 {
                     cut = cut.min(chars_back(text, self.fixed_window_chars));
                 }
@@ -224,12 +233,13 @@ impl Scanner {
     }
 }
 
-/// Start of the trailing run of non-whitespace bytes, at most
-/// [`TRAILING_TOKEN_MAX`] bytes back, on a char boundary.
-fn trailing_token_start(text: &str) -> usize {
+/// Start of the trailing run of non-whitespace bytes (ASCII only unless
+/// `non_ascii`), at most [`TRAILING_TOKEN_MAX`] bytes back, on a char boundary.
+fn trailing_token_start(text: &str, non_ascii: bool) -> usize {
     let bytes = text.as_bytes();
     let mut i = bytes.len();
-    while i > 0 && bytes.len() - i < TRAILING_TOKEN_MAX && bytes.get(i - 1).is_some_and(|b| !b.is_ascii_whitespace()) {
+    let in_token = |b: u8| !b.is_ascii_whitespace() && (non_ascii || b.is_ascii());
+    while i > 0 && bytes.len() - i < TRAILING_TOKEN_MAX && bytes.get(i - 1).copied().is_some_and(in_token) {
         i -= 1;
     }
     while i < bytes.len() && !text.is_char_boundary(i) {
@@ -301,9 +311,12 @@ mod tests {
 
     #[test]
     fn helpers() {
-        assert_eq!(trailing_token_start("ab cd"), 3);
-        assert_eq!(trailing_token_start("ab "), 3);
-        assert_eq!(trailing_token_start(&"x".repeat(200)), 200 - TRAILING_TOKEN_MAX);
+        assert_eq!(trailing_token_start("ab cd", false), 3);
+        assert_eq!(trailing_token_start("ab ", false), 3);
+        assert_eq!(trailing_token_start(&"x".repeat(200), false), 200 - TRAILING_TOKEN_MAX);
+        assert_eq!(trailing_token_start("日本語abc", false), "日本語".len());
+        assert_eq!(trailing_token_start("日本語abc", true), 0);
+        assert_eq!(trailing_token_start("日本語", false), "日本語".len());
         assert_eq!(chars_back("héllo", 2), 4);
         assert_eq!(chars_back("ab", 5), 0);
     }

@@ -641,6 +641,21 @@ mod tests {
     }
 
     #[test]
+    fn non_ascii_prose_is_not_held_back() {
+        let scanner = replace_all();
+        let mut stream = TextStream::default();
+        let mut findings = Findings::default();
+        let mut out = String::new();
+        for piece in ["日本語の", "文章です。", "メールは", "a@b.com", "です"] {
+            out.push_str(&stream.push(piece, &scanner, &hash(), &mut findings).text);
+            if !piece.is_ascii() {
+                assert_eq!(stream.held(), 0, "nothing held after {piece}");
+            }
+        }
+        assert_eq!(out, "日本語の文章です。メールは[EMAIL_ADDRESS]です");
+    }
+
+    #[test]
     fn reject_stops_before_the_value() {
         let scanner = scanner_with(|e| {
             if e == Entity::UsSsn {
