@@ -570,3 +570,51 @@ fn failover_across_providers_translates_each_attempt() {
     assert!(stats.contains("model_router.backend.xp-claude.attempt_errors: 4"), "{stats}");
     assert!(stats.contains("model_router.backend.xp-claude.failovers: 4"), "{stats}");
 }
+
+#[test]
+fn budget_fallback_routes_to_the_cheaper_model_once_token_counter_signals() {
+    let counter = json!({
+        "rules": [{"name": "team-hourly", "key": "header:x-team", "limit": 30, "window": "hour", "on_exceeded": "signal"}]
+    })
+    .to_string();
+    let router = json!({
+        "backends": [{"name": "mock"}, {"name": "anthropic", "provider": "anthropic"}],
+        "models": [
+            {"name": "gpt-4o-mini", "targets": [{"backend": "mock"}]},
+            {"prefix": "claude-", "targets": [{"backend": "anthropic"}]}
+        ],
+        "rules": [{"name": "budget", "when": {"source": "filter_state:aigw.budget.exceeded", "equals": "1"},
+                   "models": ["claude-*"], "model": "gpt-4o-mini"}]
+    })
+    .to_string();
+    let gw = Gateway::builder()
+        .only_filters(&["token-counter", "model-router"])
+        .filter_config("token-counter", counter)
+        .filter_config("model-router", router)
+        .start();
+    let body = json!({"model": "claude-sonnet-4-5", "max_tokens": 10,
+                      "messages": [{"role": "user", "content": "a question of about a dozen tokens for the budget"}]});
+    let mut landed = Vec::new();
+    for _ in 0..6 {
+        gw.clear_mocks();
+        let response = gw.chat_with(&[("x-team", "blue")], &body);
+        assert_eq!(response.status, 200, "a signal rule never rejects: {}", response.text());
+        landed.push(response.header("x-aigw-backend").unwrap_or("?").to_string());
+        if landed.last().map(String::as_str) == Some("mock") {
+            let sent = only_request(gw.mock("mock"));
+            assert_eq!(sent.body_json().unwrap()["model"], "gpt-4o-mini");
+            break;
+        }
+    }
+    assert_eq!(landed.first().map(String::as_str), Some("anthropic"), "{landed:?}");
+    assert_eq!(
+        landed.last().map(String::as_str),
+        Some("mock"),
+        "the spent budget never triggered the fallback: {landed:?}\n{}",
+        gw.stats().lines().filter(|l| l.contains("wasmcustom")).collect::<Vec<_>>().join("\n")
+    );
+    // Another team still gets the premium model.
+    let response = gw.chat_with(&[("x-team", "green")], &body);
+    assert_eq!(response.header("x-aigw-backend"), Some("anthropic"));
+    assert!(gw.stats().contains("model_router.rule.budget.matched"));
+}
