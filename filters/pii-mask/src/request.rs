@@ -63,7 +63,15 @@ pub fn mask_value(
         }
     };
     match shape {
-        Some(shape) => request_texts_mut(shape, value, &mut visit),
+        Some(shape) => {
+            request_texts_mut(shape, value, &mut visit);
+            // prompt-template runs after this filter and renders a templated
+            // request's `variables` into its messages: scan them here, or their
+            // values would reach the provider unchecked.
+            if let Some(variables) = value.get_mut("variables") {
+                generic_texts_mut(variables, &mut visit);
+            }
+        }
         None => generic_texts_mut(value, &mut visit),
     }
     changed
@@ -197,6 +205,16 @@ mod tests {
         assert_eq!(err.status, 400);
         assert_eq!(err.message, "No SSNs please.");
         assert!(!String::from_utf8(err.body()).unwrap().contains("6789"));
+    }
+
+    #[test]
+    fn template_variables_are_masked_before_prompt_template_renders_them() {
+        let body = br#"{"model":"m","template":"summary","variables":{"customer":"mail jo@example.com","nested":{"ssn":"078-05-1120"}}}"#;
+        let result = mask_request(body, Some(ApiShape::OpenAiChat), &config("{}"), false).unwrap();
+        let masked = String::from_utf8(result.body.expect("changed")).unwrap();
+        assert!(!masked.contains("jo@example.com"), "{masked}");
+        assert!(!masked.contains("078-05-1120"), "{masked}");
+        assert!(masked.contains("\"template\":\"summary\""), "{masked}");
     }
 
     #[test]
