@@ -113,7 +113,8 @@ impl HttpContext for DownstreamFilter {
         };
         let path = self.get_http_request_header(":path").unwrap_or_default();
         let mut new_body = plan.body.clone();
-        if !config.upstream_instances && is_chat(&path) {
+        let adapt_here = !config.upstream_instances && is_chat(&path);
+        if adapt_here {
             // No upstream instance will adapt the attempt: do it here, for the
             // primary backend (the config allows failover lists only within
             // one OpenAI-compatible API and model when this is the case).
@@ -140,7 +141,7 @@ impl HttpContext for DownstreamFilter {
             }
         }
         self.set_http_request_header(ROUTE_HEADER, Some(&plan.route));
-        let handoff = Handoff::encode(&plan.models, &path);
+        let handoff = Handoff::encode(&plan.models, &path, adapt_here);
         let _ = hostcalls::set_property(vec![HANDOFF_PROPERTY], Some(handoff.as_bytes()));
         if let Some(new_body) = &new_body {
             self.set_http_request_body(0, body_size, new_body);

@@ -40,11 +40,14 @@ pub struct Handoff {
     pub models: serde_json::Map<String, Value>,
     /// The request path as the client sent it.
     pub path: Option<String>,
+    /// The downstream instance already adapted the request (it was told no
+    /// upstream instances exist): an upstream instance must not do it again.
+    pub adapted: bool,
 }
 
 impl Handoff {
-    pub fn encode(models: &serde_json::Map<String, Value>, path: &str) -> String {
-        serde_json::json!({"models": models, "path": path}).to_string()
+    pub fn encode(models: &serde_json::Map<String, Value>, path: &str, adapted: bool) -> String {
+        serde_json::json!({"models": models, "path": path, "adapted": adapted}).to_string()
     }
 
     /// Reads the hand-off; anything unreadable counts as none.
@@ -58,7 +61,8 @@ impl Handoff {
             Some(Value::String(path)) => Some(path),
             _ => None,
         };
-        Handoff { models, path }
+        let adapted = value.get("adapted").and_then(Value::as_bool).unwrap_or(false);
+        Handoff { models, path, adapted }
     }
 
     pub fn model_for(&self, backend: &str) -> Option<&str> {
@@ -203,10 +207,11 @@ mod tests {
         assert_eq!(prepare(&b, "/v1/chat/completions", b"{}", None).unwrap_err().param.as_deref(), Some("model"));
         let models = serde_json::json!({"claude": "c-1", "mock": "m"});
         let handoff =
-            Handoff::decode(Handoff::encode(models.as_object().unwrap(), "/v1/chat/completions?x=1").as_bytes());
+            Handoff::decode(Handoff::encode(models.as_object().unwrap(), "/v1/chat/completions?x=1", true).as_bytes());
         assert_eq!(handoff.model_for("claude"), Some("c-1"));
         assert_eq!(handoff.model_for("other"), None);
         assert_eq!(handoff.path.as_deref(), Some("/v1/chat/completions?x=1"));
+        assert!(handoff.adapted);
         assert_eq!(Handoff::decode(b"garbage"), Handoff::default());
         assert!(is_chat("/v1/chat/completions"));
         assert!(!is_chat("/v1/models"));

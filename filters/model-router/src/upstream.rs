@@ -89,7 +89,9 @@ impl HttpContext for UpstreamFilter {
             Some(path) => path.clone(),
             None => self.get_http_request_header(":path").unwrap_or_default(),
         };
-        let needs = !end_of_stream && is_chat(&path);
+        // When the downstream instance already adapted the request (configured
+        // without upstream instances), adapting again would translate twice.
+        let needs = !end_of_stream && is_chat(&path) && !self.handoff.adapted;
         self.backend = Some(backend);
         self.count("attempts");
         if !needs {

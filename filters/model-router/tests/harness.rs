@@ -113,7 +113,7 @@ fn routes_by_model_and_hands_envoy_the_route() {
     assert_eq!(s.property_str(&["aigw.route.backend"]).as_deref(), Some("mock"));
     assert_eq!(s.property_str(&["aigw.route.model"]).as_deref(), Some("gpt-4o-mini"));
     let handoff: Value = serde_json::from_str(&s.property_str(&["aigw.route.handoff"]).unwrap()).unwrap();
-    assert_eq!(handoff, json!({"models": {"mock": "gpt-4o-mini"}, "path": "/v1/chat/completions"}));
+    assert_eq!(handoff, json!({"models": {"mock": "gpt-4o-mini"}, "path": "/v1/chat/completions", "adapted": true}));
     assert_eq!(vm.counter("aigw.model_router.backend.mock.requests"), 1);
 }
 
@@ -405,6 +405,17 @@ fn upstream_instance_adapts_each_attempt_to_its_backend() {
 
     assert_eq!(vm.counter("aigw.model_router.backend.gpt.attempts"), 1);
     assert_eq!(vm.counter("aigw.model_router.backend.azure.attempt_errors"), 1);
+
+    // A request the downstream instance already adapted (no upstream instances configured there) is
+    // not adapted twice.
+    let mut s = vm.stream();
+    s.set_property(&["xds", "upstream_host_metadata", "filter_metadata", "aigw", "backend"], b"claude");
+    let handoff = json!({"models": {"claude": "claude-x"}, "path": "/v1/chat/completions", "adapted": true});
+    s.set_property(&["aigw.route.handoff"], handoff.to_string().as_bytes());
+    let anthropic_body = json!({"model": "claude-x", "max_tokens": 5, "messages": []}).to_string();
+    assert_eq!(s.send_request_headers(&[(":method", "POST"), (":path", "/v1/messages")], false), Action::Continue);
+    s.send_request_body(anthropic_body.as_bytes(), true);
+    assert_eq!(s.upstream_request_body(), anthropic_body.as_bytes());
 
     // An endpoint that names no configured backend is a configuration error: 500, logged.
     let mut s = vm.stream();
