@@ -474,6 +474,8 @@ route:
     retry_on: 5xx,reset,connect-failure,retriable-status-codes
     retriable_status_codes: [429]
     num_retries: 1
+    # A backend that has sent no response headers within 2 s counts as failed (kept short for the test).
+    per_try_timeout: 2s
     retry_priority:
       name: envoy.retry_priorities.previous_priorities
       typed_config:
@@ -569,6 +571,22 @@ fn failover_across_providers_translates_each_attempt() {
     let stats = gw.stats();
     assert!(stats.contains("model_router.backend.xp-claude.attempt_errors: 4"), "{stats}");
     assert!(stats.contains("model_router.backend.xp-claude.failovers: 4"), "{stats}");
+
+    // A primary too slow to answer: the per-try timeout moves the request to the next backend.
+    gpt.clear_requests();
+    let headers = [("x-mock-delay-ms", "10000"), ("x-mock-fault-backend", "xp-claude")];
+    let response = gw.chat_with(&headers, &chat_body("best-effort", "too slow", true));
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(response.header("x-aigw-backend"), Some("xp-gpt"));
+    assert_eq!(openai_stream_text(&response.text()), "too slow");
+
+    // A primary that is down (connection refused): straight to the next backend.
+    drop(claude);
+    gpt.clear_requests();
+    let response = gw.chat(&chat_body("best-effort", "primary down", false));
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(response.header("x-aigw-backend"), Some("xp-gpt"));
+    assert_eq!(only_request(&gpt).body_json().unwrap()["model"], "gpt-4o");
 }
 
 #[test]
