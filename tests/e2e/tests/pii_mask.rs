@@ -209,3 +209,24 @@ fn detections_are_counted_per_entity_and_direction() {
         "{stats}"
     );
 }
+
+/// prompt-template runs after pii-mask and renders a templated request's `variables` into messages, so
+/// pii-mask must mask the variables: the provider sees the rendered template with the values masked.
+#[test]
+fn template_variables_are_masked_before_they_are_rendered() {
+    let gw = Gateway::builder().only_filters(&["pii-mask", "prompt-template"]).start();
+    let body = json!({
+        "model": "gpt-4o-mini",
+        "template": "sentiment-fr",
+        "variables": {"text": format!("Great service, write to me at {EMAIL} or call {PHONE}!")}
+    });
+    let response = gw.chat(&body);
+    assert_eq!(response.status, 200, "{}", response.text());
+    let upstream = only_upstream(&gw);
+    assert_absent("the provider's request", &upstream.body, &[EMAIL, PHONE]);
+    let sent = upstream.body_json().unwrap();
+    let messages = sent["messages"].as_array().unwrap();
+    let user = messages.iter().find(|m| m["role"] == "user").expect("the template's user message");
+    assert_eq!(user["content"], "Great service, write to me at [EMAIL_ADDRESS] or call [PHONE_NUMBER]!");
+    assert!(sent.get("variables").is_none() && sent.get("template").is_none(), "{sent}");
+}
