@@ -18,7 +18,7 @@ pub mod stream;
 
 use aigw_shared::api::ApiShape;
 use aigw_shared::body::{check_body_size, is_event_stream, is_identity_encoding, is_json_content_type};
-use aigw_shared::host::{log, ProxyWasmHost};
+use aigw_shared::host::{log, replace_request_body, send_error, ProxyWasmHost};
 use aigw_shared::ApiError;
 use config::{Config, FailMode, OtherPaths, UnreadableRequest, UnreadableResponse};
 use metrics::Direction;
@@ -106,9 +106,7 @@ struct Filter {
 
 impl Filter {
     fn reply(&self, err: &ApiError) {
-        let headers = err.headers();
-        let pairs: Vec<(&str, &str)> = headers.iter().map(|(name, value)| (*name, value.as_str())).collect();
-        self.send_http_response(err.status, pairs, Some(&err.body()));
+        send_error(err, &[]);
     }
 
     /// Makes the response an error at the headers stage (the status can still change).
@@ -280,14 +278,10 @@ impl HttpContext for Filter {
                 return Action::Pause;
             }
         }
-        let length = match &result.body {
-            Some(new_body) => {
-                self.set_http_request_body(0, body_size, new_body);
-                new_body.len()
-            }
-            None => body_size,
-        };
-        self.set_http_request_header("content-length", Some(&length.to_string()));
+        match &result.body {
+            Some(new_body) => replace_request_body(body_size, new_body),
+            None => self.set_http_request_header("content-length", Some(&body_size.to_string())),
+        }
         // Moderation sees the masked texts: no PII leaves through it either.
         self.moderate(&config, &result.texts)
     }

@@ -18,7 +18,7 @@ pub mod variables;
 
 use aigw_shared::api::ApiShape;
 use aigw_shared::body::is_identity_encoding;
-use aigw_shared::host::{log, Host, ProxyWasmHost};
+use aigw_shared::host::{log, replace_request_body, send_error, Host, ProxyWasmHost};
 use aigw_shared::ApiError;
 use config::Config;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -93,7 +93,7 @@ impl Filter {
         match request::process(&config, config.set(&tenant), shape, &body, &ProxyWasmHost) {
             Ok(Outcome::Unchanged) => Action::Continue,
             Ok(Outcome::Rewritten(new_body)) => {
-                self.replace_body(body_size, &new_body);
+                replace_request_body(body_size, &new_body);
                 Action::Continue
             }
             Ok(Outcome::Retrieve { call, pending }) => self.start_retrieval(&config, body_size, call, pending),
@@ -107,15 +107,8 @@ impl Filter {
     fn reject(&mut self, err: &ApiError) {
         ProxyWasmHost.increment_counter(&metrics::rejected(err.code), 1);
         log(LogLevel::Debug, &format!("prompt-template: rejected request: {} {}", err.status, err.code));
-        let headers = err.headers();
-        let headers: Vec<(&str, &str)> = headers.iter().map(|(name, value)| (*name, value.as_str())).collect();
-        self.send_http_response(err.status, headers, Some(&err.body()));
+        send_error(err, &[]);
         self.state = State::PassThrough;
-    }
-
-    fn replace_body(&mut self, body_size: usize, body: &[u8]) {
-        self.set_http_request_body(0, body_size, body);
-        self.set_http_request_header("content-length", Some(&body.len().to_string()));
     }
 
     fn start_retrieval(
@@ -135,7 +128,7 @@ impl Filter {
                 log(LogLevel::Warn, "prompt-template: could not dispatch the retrieval call (is the cluster defined?)");
                 match request::complete(config, pending, Answer::Failed(RetrievalError::Dispatch), &ProxyWasmHost) {
                     Ok(body) => {
-                        self.replace_body(body_size, &body);
+                        replace_request_body(body_size, &body);
                         self.state = State::PassThrough;
                         Action::Continue
                     }
@@ -165,7 +158,7 @@ impl Context for Filter {
         let answer = Answer::Response { status: status.as_deref(), body: body.as_deref() };
         match request::complete(&config, pending, answer, &ProxyWasmHost) {
             Ok(new_body) => {
-                self.replace_body(request_size, &new_body);
+                replace_request_body(request_size, &new_body);
                 self.resume_http_request();
             }
             Err(err) => self.reject(&err),

@@ -15,7 +15,7 @@ pub mod tokenize;
 pub mod usage;
 
 use aigw_shared::body::is_json_content_type;
-use aigw_shared::host::{log, Host, ProxyWasmHost};
+use aigw_shared::host::{log, replace_request_body, Host, ProxyWasmHost};
 use config::Config;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
@@ -91,8 +91,7 @@ impl Filter {
         match action {
             RequestAction::Forward { new_body } => {
                 if let (Some(bytes), Some(size)) = (new_body, body_size) {
-                    self.set_http_request_body(0, size, &bytes);
-                    self.set_http_request_header("content-length", Some(&bytes.len().to_string()));
+                    replace_request_body(size, &bytes);
                 }
                 Action::Continue
             }
