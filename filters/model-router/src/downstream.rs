@@ -49,7 +49,7 @@ impl DownstreamFilter {
     }
 
     fn fail(&mut self, error: &ApiError) -> Action {
-        ProxyWasmHost.increment_counter(&format!("aigw.model_router.rejected.{}", error.code), 1);
+        ProxyWasmHost.increment_counter(&format!("aigw.model_router.routing_rejected.code.{}", error.code), 1);
         self.routing = false;
         crate::reply(self, error);
         Action::Pause
@@ -155,10 +155,10 @@ impl HttpContext for DownstreamFilter {
                 "model-router: clear_route_cache is unavailable; the route chosen before the body was read stays",
             );
         }
-        ProxyWasmHost.increment_counter(&backend_metric(&plan.primary, "requests"), 1);
+        ProxyWasmHost.increment_counter(&backend_metric(&plan.primary, "routed_requests"), 1);
         if let Some(rule) = &plan.decision.rule {
             ProxyWasmHost.increment_counter(
-                &format!("aigw.model_router.rule.{}.matched", aigw_shared::host::metric_segment(rule)),
+                &format!("aigw.model_router.rule_matched.rule.{}", aigw_shared::host::metric_segment(rule)),
                 1,
             );
         }
@@ -191,7 +191,8 @@ impl HttpContext for DownstreamFilter {
         }
         let status = self.get_http_response_header(":status").and_then(|s| s.parse::<u32>().ok()).unwrap_or(0);
         if status >= 500 || status == 429 {
-            ProxyWasmHost.increment_counter(&backend_metric(answered.as_deref().unwrap_or(&primary), "errors"), 1);
+            ProxyWasmHost
+                .increment_counter(&backend_metric(answered.as_deref().unwrap_or(&primary), "upstream_errors"), 1);
         }
         if show {
             self.set_http_response_header(BACKEND_HEADER, answered.as_deref());

@@ -52,7 +52,7 @@ impl UpstreamFilter {
     }
 
     fn fail_request(&mut self, error: &ApiError) -> Action {
-        self.count("rejected");
+        self.count("attempt_rejected");
         self.preparing = false;
         crate::reply(self, error);
         Action::Pause

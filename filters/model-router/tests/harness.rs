@@ -114,7 +114,7 @@ fn routes_by_model_and_hands_envoy_the_route() {
     assert_eq!(s.property_str(&["aigw.route.model"]).as_deref(), Some("gpt-4o-mini"));
     let handoff: Value = serde_json::from_str(&s.property_str(&["aigw.route.handoff"]).unwrap()).unwrap();
     assert_eq!(handoff, json!({"models": {"mock": "gpt-4o-mini"}, "path": "/v1/chat/completions", "adapted": true}));
-    assert_eq!(vm.counter("aigw.model_router.backend.mock.requests"), 1);
+    assert_eq!(vm.counter("aigw.model_router.backend.mock.routed_requests"), 1);
 }
 
 #[test]
@@ -179,8 +179,8 @@ fn local_replies_in_openai_shape() {
     let reply = s.local_reply().expect("403");
     assert_eq!(reply.status, 403);
     assert_eq!(reply.json()["error"]["code"], "model_not_allowed");
-    assert_eq!(vm.counter("aigw.model_router.rejected.model_not_allowed"), 1);
-    assert_eq!(vm.counter("aigw.model_router.rejected.model_not_found"), 1);
+    assert_eq!(vm.counter("aigw.model_router.routing_rejected.code.model_not_allowed"), 1);
+    assert_eq!(vm.counter("aigw.model_router.routing_rejected.code.model_not_found"), 1);
 
     // A body-less request (GET /v1/models) passes without a route header, and a spoofed one is dropped.
     let mut s = vm.stream();
@@ -200,7 +200,7 @@ fn content_signal_and_budget_rules() {
     s.send_request_body(body.as_bytes(), true);
     assert_eq!(header(&s.upstream_request_headers().unwrap(), "x-aigw-route"), Some("mock-b"));
     assert_eq!(upstream_json(&s)["model"], "llama-private");
-    assert_eq!(vm.counter("aigw.model_router.rule.pii.matched"), 1);
+    assert_eq!(vm.counter("aigw.model_router.rule_matched.rule.pii"), 1);
 
     let body = chat("anthropic/claude-opus-4").to_string();
     let mut s = vm.stream();
@@ -321,7 +321,7 @@ fn anthropic_json_reply_and_errors_are_translated() {
     let body: Value = serde_json::from_slice(&s.client_response_body()).unwrap();
     assert_eq!(body["error"]["code"], "overloaded");
     assert_eq!(header(&s.client_response_headers().unwrap(), ":status"), Some("529"));
-    assert_eq!(vm.counter("aigw.model_router.backend.claude.errors"), 1);
+    assert_eq!(vm.counter("aigw.model_router.backend.claude.upstream_errors"), 1);
 
     // An unreadable 200 becomes a 502 for the client.
     let mut s = send(&vm, &[], &chat("anthropic/claude-x"));

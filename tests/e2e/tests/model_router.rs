@@ -215,7 +215,7 @@ fn routes_by_model_with_provider_keys_and_openai_errors() {
 
     // Keys are not in the metrics either.
     assert!(!gw.stats().contains("sk-"));
-    assert!(gw.stats().contains("model_router.backend.openai.requests"));
+    assert!(gw.stats().contains("model_router.backend.openai.routed_requests"));
 }
 
 #[test]
@@ -571,6 +571,14 @@ fn failover_across_providers_translates_each_attempt() {
     let stats = gw.stats();
     assert!(stats.contains("model_router.backend.xp-claude.attempt_errors: 4"), "{stats}");
     assert!(stats.contains("model_router.backend.xp-claude.failovers: 4"), "{stats}");
+    // In Prometheus the backend is a label (gateway.yaml's stats_tags).
+    let prometheus = gw.prometheus();
+    assert!(
+        prometheus
+            .lines()
+            .any(|l| l.starts_with("aigw_failovers{") && l.contains("backend=\"xp-claude\"") && l.ends_with(" 4")),
+        "{prometheus}"
+    );
 
     // A primary too slow to answer: the per-try timeout moves the request to the next backend.
     gpt.clear_requests();
@@ -634,5 +642,5 @@ fn budget_fallback_routes_to_the_cheaper_model_once_token_counter_signals() {
     // Another team still gets the premium model.
     let response = gw.chat_with(&[("x-team", "green")], &body);
     assert_eq!(response.header("x-aigw-backend"), Some("anthropic"));
-    assert!(gw.stats().contains("model_router.rule.budget.matched"));
+    assert!(gw.stats().contains("model_router.rule_matched.rule.budget"));
 }
