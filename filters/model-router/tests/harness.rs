@@ -115,6 +115,8 @@ fn routes_by_model_and_hands_envoy_the_route() {
     let handoff: Value = serde_json::from_str(&s.property_str(&["aigw.route.handoff"]).unwrap()).unwrap();
     assert_eq!(handoff, json!({"models": {"mock": "gpt-4o-mini"}, "path": "/v1/chat/completions", "adapted": true}));
     assert_eq!(vm.counter("aigw.model_router.backend.mock.routed_requests"), 1);
+    vm.assert_no_log_contains("client-secret");
+    vm.assert_no_log_contains("client-key");
 }
 
 #[test]

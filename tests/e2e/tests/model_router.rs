@@ -213,8 +213,9 @@ fn routes_by_model_with_provider_keys_and_openai_errors() {
     assert_eq!(refused.status, 403);
     assert!(gw.upstream_requests().is_empty());
 
-    // Keys are not in the metrics either.
+    // Keys are not in the metrics or the logs either.
     assert!(!gw.stats().contains("sk-"));
+    assert!(!gw.envoy_log().contains(OPENAI_KEY) && !gw.envoy_log().contains("sk-openai-e2e-key-0002"));
     assert!(gw.stats().contains("model_router.backend.openai.routed_requests"));
 }
 
