@@ -645,3 +645,29 @@ fn budget_fallback_routes_to_the_cheaper_model_once_token_counter_signals() {
     assert_eq!(response.header("x-aigw-backend"), Some("anthropic"));
     assert!(gw.stats().contains("model_router.rule_matched.rule.budget"));
 }
+
+#[test]
+fn azure_openai_backend_gets_its_deployment_path() {
+    let router = json!({
+        "backends": [{"name": "azure", "provider": "azure_openai", "route": "openai",
+                      "deployment": "prod-{model}", "api_version": "2024-10-21"}],
+        "models": [{"prefix": "gpt-", "targets": [{"backend": "azure"}]}]
+    })
+    .to_string();
+    let gw = Gateway::builder().only_filters(&["model-router"]).filter_config("model-router", router).start();
+    for stream in [false, true] {
+        gw.clear_mocks();
+        let response = gw.chat(&chat_body("gpt-4o", "to azure", stream));
+        assert_eq!(response.status, 200, "{}", response.text());
+        let text = response.text();
+        let content = if stream {
+            openai_stream_text(&text)
+        } else {
+            response.json()["choices"][0]["message"]["content"].as_str().unwrap().to_string()
+        };
+        assert_eq!(content, "to azure");
+        let sent = only_request(gw.mock("openai"));
+        assert_eq!(sent.path, "/openai/deployments/prod-gpt-4o/chat/completions?api-version=2024-10-21");
+        assert_eq!(sent.body_json().unwrap()["model"], "gpt-4o");
+    }
+}
