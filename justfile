@@ -67,6 +67,11 @@ up: build
 demo *steps:
     scripts/demo.sh {{steps}}
 
-# Benchmarks: the filter chain against the same Envoy without it.
-bench: build
-    @echo "just bench lands with issue #8." >&2; exit 1
+# Benchmarks: the filter chain against the same Envoy without it, in alternating rounds (BENCHMARKS.md).
+# About 10 minutes; a table on stdout, the figures in bench-results/latest.json. `just bench --smoke`: seconds.
+# The load generator is our own (tests/bench, open-loop with SSE timing), built here with the mock in it.
+bench *args: build
+    cargo build --profile bench-tools -p aigw-bench
+    @# regex vs regex-lite inside Wasm (run by Node's V8 when node is installed; skipped otherwise).
+    cargo build --release --target wasm32-wasip1 --manifest-path tests/bench/regex-probe/Cargo.toml --target-dir target/regex-probe
+    target/bench-tools/aigw-bench {{args}}

@@ -124,9 +124,16 @@ pub fn tight_timer_slack() -> bool {
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong, 0, 0, 0) == 0 }
 }
 
-/// Number of online CPUs.
+/// Number of online CPUs (of the machine, not of this process's affinity mask).
+#[allow(unsafe_code)]
 pub fn cpus() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    if n > 0 {
+        n as usize
+    } else {
+        1
+    }
 }
 
 /// `model name` from /proc/cpuinfo.
