@@ -22,10 +22,18 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};
 use std::rc::Rc;
 
+// The Wasm entry point (`_initialize`). Only built for Wasm: natively the
+// crate is a library whose logic the tests call directly.
+#[cfg(target_arch = "wasm32")]
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { config: None }) });
+    proxy_wasm::set_root_context(|_| new_root());
 }}
+
+/// A new root context: one per VM and plugin configuration.
+pub fn new_root() -> Box<dyn RootContext> {
+    Box::new(Root { config: None })
+}
 
 struct Root {
     config: Option<Rc<Config>>,

@@ -30,10 +30,18 @@ use serde::Deserialize;
 use std::rc::Rc;
 use std::time::Duration;
 
+// The Wasm entry point (`_initialize`). Only built for Wasm: natively the
+// crate is a library whose logic the tests call directly.
+#[cfg(target_arch = "wasm32")]
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Trace);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
+    proxy_wasm::set_root_context(|_| new_root());
 }}
+
+/// A new root context: one per VM and plugin configuration.
+pub fn new_root() -> Box<dyn RootContext> {
+    Box::new(Root::default())
+}
 
 const ACTION_HEADER: &str = "x-fixture-action";
 const COUNTER_KEY: &str = "fixture.count";
