@@ -51,7 +51,7 @@ impl DownstreamFilter {
     fn fail(&mut self, error: &ApiError) -> Action {
         ProxyWasmHost.increment_counter(&format!("aigw.model_router.routing_rejected.code.{}", error.code), 1);
         self.routing = false;
-        crate::reply(self, error);
+        aigw_shared::host::send_error(error, &[]);
         Action::Pause
     }
 }
@@ -144,8 +144,7 @@ impl HttpContext for DownstreamFilter {
         let handoff = Handoff::encode(&plan.models, &path, adapt_here);
         let _ = hostcalls::set_property(vec![HANDOFF_PROPERTY], Some(handoff.as_bytes()));
         if let Some(new_body) = &new_body {
-            self.set_http_request_body(0, body_size, new_body);
-            self.set_http_request_header("content-length", Some(&new_body.len().to_string()));
+            aigw_shared::host::replace_request_body(body_size, new_body);
         }
         let _ = hostcalls::set_property(vec!["aigw.route.backend"], Some(plan.primary.as_bytes()));
         let _ = hostcalls::set_property(vec!["aigw.route.model"], Some(plan.primary_model.as_bytes()));

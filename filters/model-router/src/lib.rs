@@ -99,13 +99,6 @@ struct Passthrough;
 impl Context for Passthrough {}
 impl HttpContext for Passthrough {}
 
-/// Sends an OpenAI-style error as a local reply.
-fn reply(ctx: &dyn HttpContext, error: &aigw_shared::ApiError) {
-    let headers = error.headers();
-    let pairs: Vec<(&str, &str)> = headers.iter().map(|(name, value)| (*name, value.as_str())).collect();
-    ctx.send_http_response(error.status, pairs, Some(&error.body()));
-}
-
 /// Unix time in seconds from the host clock.
 fn unix_seconds(ctx: &dyn Context) -> u64 {
     ctx.get_current_time().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)

@@ -54,7 +54,7 @@ impl UpstreamFilter {
     fn fail_request(&mut self, error: &ApiError) -> Action {
         self.count("attempt_rejected");
         self.preparing = false;
-        crate::reply(self, error);
+        aigw_shared::host::send_error(error, &[]);
         Action::Pause
     }
 }
@@ -136,14 +136,10 @@ impl HttpContext for UpstreamFilter {
         for (header, value) in &prepared.set_headers {
             self.set_http_request_header(header, Some(value));
         }
-        let length = match &prepared.body {
-            Some(new_body) => {
-                self.set_http_request_body(0, body_size, new_body);
-                new_body.len()
-            }
-            None => body_size,
-        };
-        self.set_http_request_header("content-length", Some(&length.to_string()));
+        match &prepared.body {
+            Some(new_body) => aigw_shared::host::replace_request_body(body_size, new_body),
+            None => self.set_http_request_header("content-length", Some(&body_size.to_string())),
+        }
         self.translate = prepared.translate;
         Action::Continue
     }
