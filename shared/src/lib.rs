@@ -12,5 +12,7 @@ pub mod counter;
 pub mod error;
 pub mod host;
 pub mod sse;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use error::ApiError;

@@ -4,28 +4,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
+use aigw_shared::testing;
 use model_router::config::{from_json, Config};
 use serde_json::Value;
-use std::path::Path;
 
 fn read(relative: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(relative);
-    std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
+    testing::read_file(env!("CARGO_MANIFEST_DIR"), relative)
 }
 
 /// The JSON blocks that follow an `<!-- example: config -->` marker.
 fn readme_examples() -> Vec<String> {
-    let readme = read("README.md");
-    let mut out = Vec::new();
-    let mut rest = readme.as_str();
-    while let Some(at) = rest.find("<!-- example: config -->") {
-        rest = &rest[at..];
-        let start = rest.find("```json\n").expect("a ```json block after the marker") + "```json\n".len();
-        let end = rest[start..].find("```").expect("closing fence") + start;
-        out.push(rest[start..end].to_string());
-        rest = &rest[end..];
-    }
-    out
+    testing::readme_config_examples(&read("README.md"))
 }
 
 #[test]
@@ -39,14 +28,9 @@ fn readme_examples_parse() {
     }
 }
 
-/// The `configuration.value` block between the BEGIN/END markers of gateway.yaml.
+/// The configuration block of this filter in envoy-config/gateway.yaml.
 fn gateway_config() -> String {
-    let yaml = read("../../envoy-config/gateway.yaml");
-    let begin = yaml.find("# BEGIN model-router configuration").expect("BEGIN marker");
-    let end = yaml.find("# END model-router configuration").expect("END marker");
-    let block = &yaml[begin..end];
-    let value = block.find("value: |").expect("a `value: |` literal block") + "value: |".len();
-    block[value..].lines().map(str::trim_end).collect::<Vec<_>>().join("\n")
+    testing::gateway_config(&read("../../envoy-config/gateway.yaml"), "model-router")
 }
 
 #[test]

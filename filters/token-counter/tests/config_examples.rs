@@ -3,38 +3,17 @@
 //! block in the reference gateway.yaml parse with `config::from_json`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
+use aigw_shared::testing;
 use serde_json::{json, Value};
-use std::path::Path;
 use token_counter::config::from_json;
 
 fn read(relative: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(relative);
-    std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
-}
-
-fn json_blocks(markdown: &str) -> Vec<String> {
-    let mut blocks = Vec::new();
-    let mut current: Option<String> = None;
-    for line in markdown.lines() {
-        match (&mut current, line.trim_start()) {
-            (None, "```json") => current = Some(String::new()),
-            (Some(block), "```") => {
-                blocks.push(std::mem::take(block));
-                current = None;
-            }
-            (Some(block), _) => {
-                block.push_str(line);
-                block.push('\n');
-            }
-            _ => {}
-        }
-    }
-    blocks
+    testing::read_file(env!("CARGO_MANIFEST_DIR"), relative)
 }
 
 #[test]
 fn readme_json_blocks_are_valid_configs() {
-    let blocks = json_blocks(&read("README.md"));
+    let blocks = testing::json_blocks(&read("README.md"));
     assert!(blocks.len() >= 3, "expected the README's config examples, found {}", blocks.len());
     for block in blocks {
         if let Err(err) = from_json(Some(block.as_bytes())) {
@@ -45,7 +24,7 @@ fn readme_json_blocks_are_valid_configs() {
 
 #[test]
 fn readme_seed_example_is_the_500_tokens_per_hour_rule() {
-    let blocks = json_blocks(&read("README.md"));
+    let blocks = testing::json_blocks(&read("README.md"));
     let config = from_json(Some(blocks[0].as_bytes())).unwrap();
     assert_eq!(config.rules.len(), 1);
     assert_eq!(config.rules[0].limit, 500);
@@ -106,14 +85,7 @@ fn schema_properties_match_the_parser_and_the_readme() {
 /// The `configuration` block of token-counter in envoy-config/gateway.yaml.
 #[test]
 fn reference_gateway_config_is_valid() {
-    let gateway = read("../../envoy-config/gateway.yaml");
-    let start = gateway.find("# BEGIN token-counter configuration").expect("BEGIN marker");
-    let end = gateway.find("# END token-counter configuration").expect("END marker");
-    let section = &gateway[start..end];
-    let value_at = section.find("value: |").expect("a StringValue block") + "value: |".len();
-    let lines: Vec<&str> = section[value_at..].lines().skip(1).filter(|l| !l.trim().is_empty()).collect();
-    let indent = lines.iter().map(|l| l.len() - l.trim_start().len()).min().unwrap();
-    let text: String = lines.iter().map(|l| format!("{}\n", &l[indent..])).collect();
+    let text = testing::gateway_config(&read("../../envoy-config/gateway.yaml"), "token-counter");
     let config = from_json(Some(text.as_bytes())).unwrap_or_else(|err| panic!("{err}\n{text}"));
     let names: Vec<&str> = config.rules.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, ["per-client", "per-sub"]);
