@@ -134,6 +134,15 @@ impl Instance {
         }
     }
 
+    /// The last request the `mock` backend received (what the filters forwarded).
+    pub fn last_upstream_request(&mut self) -> Option<aigw_e2e::RecordedRequest> {
+        let stdin = self.stdin.as_mut()?;
+        writeln!(stdin, "last").and_then(|_| stdin.flush()).ok()?;
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).ok()?;
+        serde_json::from_str(line.trim()).ok().flatten()
+    }
+
     pub fn cpu_time(&self) -> Duration {
         procfs::cpu_time(self.info.envoy_pid).unwrap_or_default()
     }
@@ -195,9 +204,17 @@ pub fn serve(spec_json: &str) -> Result<(), String> {
     let stdin = std::io::stdin();
     for line in stdin.lock().lines() {
         let Ok(line) = line else { break };
-        if line.trim() == "clear" {
-            gateway.clear_mocks();
-            println!("ok");
+        match line.trim() {
+            "clear" => {
+                gateway.clear_mocks();
+                println!("ok");
+            }
+            // The last request the `mock` backend received, as one JSON line.
+            "last" => {
+                let last = gateway.mock("mock").requests().pop();
+                println!("{}", serde_json::to_string(&last).unwrap_or_else(|_| "null".to_string()));
+            }
+            _ => println!("error: unknown command"),
         }
     }
     drop(gateway);

@@ -388,6 +388,20 @@ impl Bench {
         let mut chain = self.start(self.spec("full-chain", None, &[])?)?;
         let completion_bytes = self.check(&bare, &self.small)?;
         let chain_completion_bytes = self.check(&chain, &self.small)?;
+        let mut effects = chain_effects(&mut chain);
+        let mode = format!("fixed:{}", self.answer_2k);
+        if let Ok(response) = aigw_e2e::http::request(
+            chain.info.addr,
+            "POST",
+            "/v1/chat/completions",
+            &[("content-type", "application/json"), ("x-mock-mode", &mode)],
+            &workload::chat_body(&self.prompt_1k, false),
+        ) {
+            effects["response_x_aigw_backend"] = json!(response.header("x-aigw-backend"));
+            effects["response_x_ratelimit_remaining_tokens"] = json!(response.header("x-ratelimit-remaining-tokens"));
+        }
+        progress(&format!("full chain did its work upstream: {effects}"));
+        self.results.insert("full_chain_effects".into(), effects);
         let mut memory = Map::new();
         memory.insert("bare_idle".into(), self.memory(&bare));
         memory.insert("full_chain_idle".into(), self.memory(&chain));
@@ -801,6 +815,24 @@ impl Bench {
         }
         targets
     }
+}
+
+/// What the full chain changed in the request the provider received, as
+/// evidence that every filter was active (not a silent pass-through).
+fn chain_effects(chain: &mut Instance) -> Value {
+    let Some(request) = chain.last_upstream_request() else { return json!({"error": "no upstream request recorded"}) };
+    let body = request.body_json().unwrap_or_default();
+    let messages = body["messages"].as_array().cloned().unwrap_or_default();
+    let user =
+        messages.iter().rev().find(|m| m["role"] == "user").map(|m| m["content"].to_string()).unwrap_or_default();
+    json!({
+        "pii_masked": !user.contains("jane.doe@example.com") && user.contains("EMAIL_ADDRESS"),
+        "system_prompt_prepended": messages.first().is_some_and(|m| m["role"] == "system"),
+        "route_header": request.header("x-aigw-route"),
+        "stream_options_or_usage_added": body.get("stream_options").is_some(),
+        "messages_upstream": messages.len(),
+        "upstream_header_names": request.headers.iter().map(|(n, _)| n.as_str()).filter(|n| !n.starts_with("x-mock")).collect::<Vec<_>>(),
+    })
 }
 
 fn target(name: &str, value: f64, limit: f64, at_least: bool, unit: &str) -> Value {
