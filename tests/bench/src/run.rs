@@ -501,6 +501,7 @@ impl Bench {
         }
         memory.insert("bare_end".into(), self.memory(&bare));
         drop(bare);
+        self.memory_rows(&memory, &ready);
         self.results.insert("memory".into(), Value::Object(memory));
         self.results.insert("ready_ms".into(), Value::Object(ready));
         self.results.insert("elapsed_s".into(), json!(started.elapsed().as_secs_f64()));
@@ -570,6 +571,61 @@ impl Bench {
             self.table.row(scenario, label, pick("bare", key), pick("filtered", key), "µs", None);
         }
         out
+    }
+
+    /// (6) Table rows for memory and start-up.
+    fn memory_rows(&mut self, memory: &Map<String, Value>, ready: &Map<String, Value>) {
+        let mib = |key: &str, field: &str| memory.get(key).and_then(|m| m[field].as_f64()).unwrap_or(f64::NAN) / 1024.0;
+        let ms = |key: &str| ready.get(key).and_then(Value::as_f64).unwrap_or(f64::NAN);
+        self.table.row(
+            "6 memory, full chain",
+            "Envoy RSS idle",
+            mib("bare_idle", "rss_kib"),
+            mib("full_chain_idle", "rss_kib"),
+            "MiB",
+            None,
+        );
+        self.table.row(
+            "6 memory, full chain",
+            "Envoy RSS after traffic",
+            mib("bare_after", "rss_kib"),
+            mib("full_chain_after", "rss_kib"),
+            "MiB",
+            None,
+        );
+        self.table.row("6 start-up, full chain", "Envoy start to ready", ms("bare"), ms("full-chain"), "ms", None);
+        for filter in aigw_e2e::config::FILTERS {
+            let (idle, after) = (format!("{filter}_alone_idle"), format!("{filter}_alone_after"));
+            if !memory.contains_key(&idle) {
+                continue;
+            }
+            let scenario = format!("6 memory, {filter} alone");
+            self.table.row(
+                &scenario,
+                "Envoy RSS after traffic",
+                mib("bare_after", "rss_kib"),
+                mib(&after, "rss_kib"),
+                "MiB",
+                None,
+            );
+            self.table.row(
+                &scenario,
+                "largest VM linear memory",
+                f64::NAN,
+                mib(&after, "wasm_max_size_kib"),
+                "MiB",
+                None,
+            );
+            self.table.note(&scenario, &format!("idle {:.1} MiB; limit 32 MiB", mib(&idle, "wasm_max_size_kib")));
+            self.table.row(
+                &format!("6 start-up, {filter} alone"),
+                "Envoy start to ready",
+                ms("bare"),
+                ms(filter),
+                "ms",
+                None,
+            );
+        }
     }
 
     /// Scenarios 2, 3 and 5, and each filter's memory, one filter at a time.
