@@ -2,9 +2,13 @@
 # `just up`: the mock LLM and Envoy with envoy-config/gateway.yaml, in the foreground. Ctrl-C stops both.
 #
 # Providers: when OPENAI_API_KEY / ANTHROPIC_API_KEY is set, the key is written to .run/keys/openai /
-# .run/keys/anthropic (mode 600, git-ignored) for model-router, and the `openai` / `anthropic` clusters go
-# to the real service. Otherwise those clusters point at local mock backends named `openai` / `anthropic`,
-# and nothing leaves the machine.
+# .run/keys/anthropic (mode 600, git-ignored; atomically, before Envoy starts), where the credential_injector
+# on the `openai` / `anthropic` cluster reads it (through envoy-config/secrets/<provider>.yaml), and that
+# cluster goes to the real service. Otherwise the key file is removed, the cluster points at a local mock
+# backend named `openai` / `anthropic`, and nothing leaves the machine. Envoy runs from the repository root:
+# the SDS and key file paths in gateway.yaml are relative to it.
+# Rotate a key while it runs: write the new one aside and rename it over the old file, e.g.
+#   (umask 077 && printf %s "$NEW_KEY" > .run/keys/.openai.tmp) && mv -f .run/keys/.openai.tmp .run/keys/openai
 #
 # Environment: AIGW_PORT (10000), AIGW_ADMIN_PORT (9901), AIGW_MOCK_PORT (18080; the mock backends use
 # this port and the next three), AIGW_LOG_LEVEL (info: the filters' logs), ENVOY_BIN, AIGW_DIST.
@@ -30,7 +34,10 @@ providers=()
 for provider in openai anthropic; do
     var=$(echo "$provider" | tr '[:lower:]' '[:upper:]')_API_KEY
     if [ -n "${!var:-}" ]; then
-        (umask 077 && printf '%s' "${!var}" > ".run/keys/$provider")
+        # Written aside (mode 600) and renamed over the key file, so no reader ever sees a partial key.
+        tmp=$(umask 077 && mktemp ".run/keys/.$provider.XXXXXX")
+        printf '%s' "${!var}" > "$tmp"
+        mv -f "$tmp" ".run/keys/$provider"
         providers+=("$provider: the real service (key in .run/keys/$provider)")
     else
         rm -f ".run/keys/$provider"

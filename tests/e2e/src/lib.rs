@@ -20,6 +20,11 @@
 //!   clusters are pointed at the mocks (plain HTTP, no TLS), so no test ever leaves the machine;
 //! - renders gateway.yaml into a temp dir with free ports, absolute `dist/*.wasm` paths and any
 //!   overrides, and starts Envoy (`ENVOY_BIN`, else `.tools/bin/envoy`) with `--concurrency 2`;
+//! - renders the SDS files the config reads (`envoy-config/secrets/*.yaml`) into `<temp dir>/secrets/`,
+//!   with their key files in `<temp dir>/secrets/keys/` instead of the repository's `.run/keys/`:
+//!   [`GatewayBuilder::provider_key`] writes a key there before Envoy starts, and
+//!   [`Gateway::write_provider_key`] replaces it (atomic rename) while Envoy runs. Without a key the
+//!   provider clusters send requests without one, as `just up` does without API keys;
 //! - waits until the admin `/ready` says LIVE and the listener accepts;
 //! - on drop, kills Envoy and waits for it, and stops the mocks. Envoy also dies with the test
 //!   process (PR_SET_PDEATHSIG), so nothing outlives `cargo test`.
@@ -95,7 +100,7 @@ pub fn shipped_configs() -> Vec<PathBuf> {
 /// repository root); `Err` carries Envoy's output.
 pub fn validate_config(path: &Path) -> Result<(), String> {
     let source = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let options = RenderOptions { dist_dir: Some(dist_dir()), ..RenderOptions::default() };
+    let options = RenderOptions { dist_dir: Some(dist_dir()), base_dir: Some(repo_root()), ..RenderOptions::default() };
     let rendered = config::render(&source, &options)?;
     let instance = INSTANCE.fetch_add(1, Ordering::Relaxed);
     let copy = std::env::temp_dir().join(format!("aigw-validate-{}-{instance}.yaml", std::process::id()));
@@ -119,6 +124,36 @@ pub fn validate_config(path: &Path) -> Result<(), String> {
     }
 }
 
+/// Where a gateway's rendered SDS files go, inside its temp dir (key files in `keys/` below).
+const SECRETS_DIR: &str = "secrets";
+
+/// The directory of a gateway's key files.
+fn key_dir(gateway_dir: &Path) -> PathBuf {
+    gateway_dir.join(SECRETS_DIR).join("keys")
+}
+
+/// Replaces a key file the way a secret mount does: write a new file aside (mode 600), rename it
+/// over the old one. Envoy notices the rename (not an in-place rewrite).
+fn write_key_file(gateway_dir: &Path, name: &str, key: &str) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if name.is_empty() || name.contains('/') || name.starts_with('.') {
+        return Err(format!("bad key file name {name:?}"));
+    }
+    let dir = key_dir(gateway_dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let (tmp, target) = (dir.join(format!(".{name}.tmp")), dir.join(name));
+    let _ = std::fs::remove_file(&tmp);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| format!("{}: {e}", tmp.display()))?;
+    file.write_all(key.as_bytes()).and_then(|()| file.sync_all()).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, &target).map_err(|e| format!("{}: {e}", target.display()))
+}
+
 static ENVOY_LOCK: Mutex<()> = Mutex::new(());
 static INSTANCE: AtomicU32 = AtomicU32::new(0);
 
@@ -135,6 +170,7 @@ pub struct GatewayBuilder {
     config: PathBuf,
     options: RenderOptions,
     log_level: String,
+    provider_keys: BTreeMap<String, String>,
 }
 
 impl GatewayBuilder {
@@ -161,6 +197,13 @@ impl GatewayBuilder {
     pub fn only_filters(mut self, filters: &[&str]) -> Self {
         self.options.remove_filters =
             config::FILTERS.iter().filter(|f| !filters.contains(f)).map(|f| f.to_string()).collect();
+        self
+    }
+
+    /// A provider key, written before Envoy starts to the key file `name` (the file name in the SDS
+    /// resource: `openai` for `.run/keys/openai`, `anthropic`), in the gateway's own key directory.
+    pub fn provider_key(mut self, name: &str, key: &str) -> Self {
+        self.provider_keys.insert(name.to_string(), key.to_string());
         self
     }
 
@@ -200,6 +243,8 @@ impl GatewayBuilder {
             mocks.insert(name.to_string(), mock);
         }
         options.dist_dir = Some(dist);
+        // Relative paths in the shipped configs are relative to the repository root.
+        options.base_dir = Some(repo_root());
         let source = std::fs::read_to_string(&self.config).map_err(|e| format!("{}: {e}", self.config.display()))?;
         // Another config may lack some clusters; point only those it has.
         let clusters = config::cluster_names(&source)?;
@@ -233,11 +278,19 @@ impl GatewayBuilder {
         let (listener_port, admin_port) = (free_port(), free_port());
         options.listener_port = Some(listener_port);
         options.admin_port = Some(admin_port);
-        let rendered = config::render(source, options)?;
-
         let instance = INSTANCE.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("aigw-e2e-{}-{instance}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        options.secrets_dir = Some(dir.join(SECRETS_DIR));
+        let rendered = config::render_all(source, options)?;
+        rendered.write_files()?;
+        // The keys exist before Envoy reads the SDS files, so the first request carries them. (Envoy
+        // watches the key directory, which `write_files` created: a key renamed into it later is
+        // picked up too.)
+        for (name, key) in &self.provider_keys {
+            write_key_file(&dir, name, key)?;
+        }
+        let rendered = rendered.config;
         let config_path = dir.join("envoy.yaml");
         std::fs::write(&config_path, &rendered).map_err(|e| e.to_string())?;
         let stderr = std::fs::File::create(dir.join("envoy.log")).map_err(|e| e.to_string())?;
@@ -346,6 +399,7 @@ impl Gateway {
             config: repo_root().join("envoy-config/gateway.yaml"),
             options: RenderOptions::default(),
             log_level: "warn".to_string(),
+            provider_keys: BTreeMap::new(),
         }
     }
 
@@ -479,6 +533,20 @@ impl Gateway {
             }
             std::thread::sleep(Duration::from_millis(25));
         }
+    }
+
+    /// Replaces (or creates) the key file `name` (see [`GatewayBuilder::provider_key`]) by an atomic
+    /// rename, as a Kubernetes secret mount does. Envoy picks up the new key without a restart, within
+    /// moments (poll for it rather than expect it on the very next request).
+    pub fn write_provider_key(&self, name: &str, key: &str) {
+        if let Err(err) = write_key_file(&self.dir, name, key) {
+            panic!("cannot write key file {name}: {err}");
+        }
+    }
+
+    /// The directory of this gateway's key files (what `.run/keys/` is for `just up`).
+    pub fn key_dir(&self) -> PathBuf {
+        key_dir(&self.dir)
     }
 
     /// The temp dir with the rendered config and logs (kept when a test fails).

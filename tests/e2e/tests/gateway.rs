@@ -1,7 +1,8 @@
 //! The gateway as shipped, through a real Envoy: configs validate, the four
 //! filters load, requests and streams pass through to the mock and back, a
-//! stream crosses Envoy chunk by chunk, and the routes, failover and JWT
-//! wiring of gateway.yaml work.
+//! stream crosses Envoy chunk by chunk, the routes, failover and JWT wiring of
+//! gateway.yaml work, and the provider clusters attach the keys from their
+//! key files (and only those).
 
 #![allow(clippy::unwrap_used, clippy::panic)] // test helpers outside #[test] fns
 
@@ -155,6 +156,9 @@ fn routes_failover_and_jwt_wiring() {
     // Provider routes (the providers are mocks in tests; Host is rewritten to the cluster's host).
     let response = chat(&[("x-aigw-route", "openai")], "to-openai");
     assert_eq!((response.status, response.header("x-mock-backend")), (200, Some("openai")));
+    // No key file (like `just up` without OPENAI_API_KEY): the credential_injector lets the request
+    // through without a key.
+    assert_eq!(upstream_with(&gw, "to-openai").header("authorization"), None);
 
     // Failover: the primary answers 503 / 429, Envoy retries once on the secondary.
     for status in ["503", "429"] {
@@ -208,6 +212,83 @@ fn routes_failover_and_jwt_wiring() {
     let response = chat(&[("authorization", &format!("Bearer {forged}"))], "forged-jwt");
     assert_eq!(response.status, 401);
     assert!(gw.upstream_requests().iter().all(|r| !r.body.contains("forged-jwt")));
+}
+
+/// The provider keys in gateway.yaml's `openai` and `anthropic` clusters: Envoy's credential_injector
+/// reads them through the shipped SDS files from the key files (rendered into the gateway's temp dir by
+/// the fixture), with the shipped configuration of every filter.
+#[test]
+fn provider_keys_from_key_files_reach_only_their_provider() {
+    const OPENAI_KEY: &str = "sk-openai-shipped-e2e-7f3a9c";
+    const ANTHROPIC_KEY: &str = "sk-ant-shipped-e2e-41be02";
+    let gw = Gateway::builder().provider_key("openai", OPENAI_KEY).provider_key("anthropic", ANTHROPIC_KEY).start();
+    // The key files are mode 600, written before Envoy started.
+    let mode = |name: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(gw.key_dir().join(name)).unwrap().permissions().mode() & 0o777
+    };
+    assert_eq!((mode("openai"), mode("anthropic")), (0o600, 0o600));
+
+    // The client's own credentials: a gateway JWT as its API key (jwt_authn verifies and consumes it),
+    // plus provider-style keys of its own.
+    let token = jwt::demo_token(json!({"sub": "key-test"}));
+    let client = [
+        ("authorization", format!("Bearer {token}")),
+        ("x-api-key", "client-x-api-key-must-not-leak".to_string()),
+        ("api-key", "client-api-key-must-not-leak".to_string()),
+    ];
+    let client: Vec<(&str, &str)> = client.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let leaked = |r: &RecordedRequest| r.headers.iter().any(|(_, v)| v.contains("must-not-leak") || v.contains(&token));
+
+    // `gpt-4o` → the openai cluster (a mock here): `authorization: Bearer <key from the key file>`.
+    let openai_reply = gw.chat_with(
+        &client,
+        &json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "to the openai provider"}]}),
+    );
+    assert_eq!(openai_reply.status, 200, "{}", openai_reply.text());
+    assert_eq!(openai_reply.header("x-aigw-backend"), Some("openai"));
+    let sent = only(gw.mock("openai").requests());
+    assert_eq!(sent.header("authorization"), Some(format!("Bearer {OPENAI_KEY}").as_str()));
+    assert_eq!((sent.header("x-api-key"), sent.header("api-key")), (None, None));
+    assert!(!leaked(&sent), "a client credential reached OpenAI: {:?}", sent.headers);
+    assert!(sent.headers.iter().all(|(_, v)| !v.contains(ANTHROPIC_KEY)));
+
+    // `claude-sonnet-4-5` → the anthropic cluster: `x-api-key: <key>`, no Authorization at all.
+    let anthropic_reply = gw.chat_with(
+        &client,
+        &json!({"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "to the anthropic provider"}]}),
+    );
+    assert_eq!(anthropic_reply.status, 200, "{}", anthropic_reply.text());
+    assert_eq!(anthropic_reply.header("x-aigw-backend"), Some("anthropic"));
+    let sent = only(gw.mock("anthropic").requests());
+    assert_eq!(sent.path, "/v1/messages");
+    assert_eq!(sent.header("x-api-key"), Some(ANTHROPIC_KEY));
+    assert_eq!((sent.header("authorization"), sent.header("api-key")), (None, None));
+    assert!(!leaked(&sent), "a client credential reached Anthropic: {:?}", sent.headers);
+    assert!(sent.headers.iter().all(|(_, v)| !v.contains(OPENAI_KEY)));
+
+    // The keys go nowhere else: not to the client, the access log, the stats, Envoy's log or config dump.
+    let access_log = gw.access_log_entries(2);
+    assert!(access_log.len() >= 2, "{access_log:?}");
+    let places = [
+        ("the OpenAI-routed response", format!("{:?}{}", openai_reply.headers, openai_reply.text())),
+        ("the Anthropic-routed response", format!("{:?}{}", anthropic_reply.headers, anthropic_reply.text())),
+        ("the access log", gw.access_log()),
+        ("/stats", gw.stats()),
+        ("/stats/prometheus", gw.prometheus()),
+        ("Envoy's log", gw.envoy_log()),
+        ("/config_dump", gw.config_dump().to_string()),
+    ];
+    for (place, text) in places {
+        for key in [OPENAI_KEY, ANTHROPIC_KEY] {
+            assert!(!text.contains(key), "a provider key is in {place}");
+        }
+    }
+}
+
+fn only(requests: Vec<RecordedRequest>) -> RecordedRequest {
+    assert_eq!(requests.len(), 1, "{requests:#?}");
+    requests.into_iter().next().unwrap()
 }
 
 /// A filter that rejects its configuration stops Envoy from starting

@@ -8,7 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use aigw_e2e::http::{openai_stream_text, sse_data};
-use aigw_e2e::{dist_dir, jwt, repo_root, Gateway, MockServer, RecordedRequest};
+use aigw_e2e::{jwt, repo_root, Gateway, GatewayBuilder, MockServer, RecordedRequest};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
@@ -40,77 +40,10 @@ impl Drop for TempDir {
     }
 }
 
-/// Replaces a key file the way a secret mount does: write aside, rename over.
-fn write_key(dir: &Path, provider: &str, key: &str) {
-    let tmp = dir.join(format!(".{provider}.tmp"));
-    std::fs::write(&tmp, key).unwrap();
-    std::fs::rename(&tmp, dir.join(provider)).unwrap();
-}
-
-/// The SDS resource for one provider key, pointing at the key file in `dir`.
-fn sds_file(dir: &Path, provider: &str) -> PathBuf {
-    let path = dir.join(format!("{provider}-sds.yaml"));
-    std::fs::write(
-        &path,
-        format!(
-            "resources:\n- \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret\n  name: {provider}-key\n  generic_secret:\n    secret:\n      filename: {}\n",
-            dir.join(provider).display()
-        ),
-    )
-    .unwrap();
-    path
-}
-
-/// The credential filters of filters/model-router/README.md#credentials for one provider cluster:
-/// Envoy's credential_injector with the key from an SDS file, then the upstream codec.
-fn credential_filters(provider: &str, sds: &Path) -> serde_yaml::Value {
-    let (header, prefix) = match provider {
-        "openai" => ("Authorization", "Bearer "),
-        _ => ("x-api-key", ""),
-    };
-    serde_yaml::from_str(&format!(
-        r#"
-- name: envoy.filters.http.credential_injector
-  typed_config:
-    "@type": type.googleapis.com/envoy.extensions.filters.http.credential_injector.v3.CredentialInjector
-    overwrite: true
-    allow_request_without_credential: true
-    credential:
-      name: envoy.http.injected_credentials.generic
-      typed_config:
-        "@type": type.googleapis.com/envoy.extensions.http.injected_credentials.generic.v3.Generic
-        credential:
-          name: {provider}-key
-          sds_config:
-            path_config_source:
-              path: {sds}
-        header: {header}
-        header_value_prefix: "{prefix}"
-- name: envoy.filters.http.upstream_codec
-  typed_config:
-    "@type": type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec
-"#,
-        sds = sds.display()
-    ))
-    .unwrap()
-}
-
-/// gateway.yaml with the README's credential filters on the `openai` and
-/// `anthropic` clusters, reading key files from `dir` (SDS paths absolute:
-/// the fixture runs Envoy in a temp dir).
-fn gateway_with_keys(dir: &Path) -> PathBuf {
-    let source = std::fs::read_to_string(repo_root().join("envoy-config/gateway.yaml")).unwrap();
-    let mut root: serde_yaml::Value = serde_yaml::from_str(&source).unwrap();
-    let clusters = root["static_resources"]["clusters"].as_sequence_mut().unwrap();
-    for provider in ["openai", "anthropic"] {
-        let sds = sds_file(dir, provider);
-        let cluster = clusters.iter_mut().find(|c| c["name"].as_str() == Some(provider)).unwrap();
-        cluster["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
-            ["http_filters"] = credential_filters(provider, &sds);
-    }
-    let out = dir.join("gateway.yaml");
-    std::fs::write(&out, serde_yaml::to_string(&root).unwrap()).unwrap();
-    out
+/// gateway.yaml (whose `openai` and `anthropic` clusters carry the credential injectors of
+/// filters/model-router/README.md#credentials) with both provider keys in the gateway's key files.
+fn with_keys(builder: GatewayBuilder) -> GatewayBuilder {
+    builder.provider_key("openai", OPENAI_KEY).provider_key("anthropic", ANTHROPIC_KEY)
 }
 
 fn only_request(mock: &MockServer) -> RecordedRequest {
@@ -121,13 +54,7 @@ fn only_request(mock: &MockServer) -> RecordedRequest {
 
 #[test]
 fn routes_by_model_with_provider_keys_and_openai_errors() {
-    let keys = TempDir::new("routing");
-    write_key(keys.path(), "openai", OPENAI_KEY);
-    write_key(keys.path(), "anthropic", ANTHROPIC_KEY);
-    let gw = Gateway::builder()
-        .config_file(gateway_with_keys(keys.path()).to_str().unwrap())
-        .only_filters(&["model-router"])
-        .start();
+    let gw = with_keys(Gateway::builder()).only_filters(&["model-router"]).start();
 
     // Exact name → the mock, model untouched.
     let response = gw.chat(&chat_body("gpt-4o-mini", "exact", false));
@@ -167,7 +94,7 @@ fn routes_by_model_with_provider_keys_and_openai_errors() {
     assert!(response.headers.iter().all(|(_, v)| !v.contains(OPENAI_KEY)));
 
     // Rotating the key file (atomic rename) takes effect without a restart.
-    write_key(keys.path(), "openai", "sk-openai-e2e-key-0002");
+    gw.write_provider_key("openai", "sk-openai-e2e-key-0002");
     let mut rotated = false;
     for _ in 0..50 {
         gw.clear_mocks();
@@ -221,13 +148,7 @@ fn routes_by_model_with_provider_keys_and_openai_errors() {
 
 #[test]
 fn anthropic_backed_model_answers_an_openai_client() {
-    let keys = TempDir::new("anthropic");
-    write_key(keys.path(), "anthropic", ANTHROPIC_KEY);
-    write_key(keys.path(), "openai", OPENAI_KEY);
-    let gw = Gateway::builder()
-        .config_file(gateway_with_keys(keys.path()).to_str().unwrap())
-        .only_filters(&["model-router"])
-        .start();
+    let gw = with_keys(Gateway::builder()).only_filters(&["model-router"]).start();
 
     let body = json!({
         "model": "claude-sonnet-4-5",
@@ -317,8 +238,8 @@ fn failover_on_503_and_429_for_json_and_streams() {
             assert_eq!(response.status, 200, "{}", response.text());
             assert_eq!(response.header("x-mock-backend"), Some("mock-secondary"));
             // Without upstream instances the answering backend is known from the endpoint's metadata
-            // (which the test fixture's rebuilt endpoints lack); it is never guessed wrong.
-            assert_ne!(response.header("x-aigw-backend"), Some("mock"));
+            // (`aigw.backend`, kept by the fixture when it points the clusters at its mocks).
+            assert_eq!(response.header("x-aigw-backend"), Some("mock-secondary"));
             if stream {
                 assert_eq!(openai_stream_text(&response.text()), text);
                 assert_eq!(sse_data(&response.text()).last().map(String::as_str), Some("[DONE]"));
@@ -336,12 +257,11 @@ fn failover_on_503_and_429_for_json_and_streams() {
     assert_eq!(gw.chat_with(&headers, &chat_body("failover-demo", "both down", false)).status, 503);
 }
 
-/// Extra mocks for cross-provider failover: the fixture points the shipped
-/// clusters at its own mocks and rebuilds their endpoints, so this test brings
-/// two clusters of its own whose endpoints keep the `aigw.backend` metadata.
+/// gateway.yaml plus the aggregate cluster of filters/model-router/README.md#failover-design-and-limits
+/// over two clusters of the test's own (mocks it can stop, to test a primary that is down), with paths
+/// as in the README: relative `dist/model-router.wasm` and the shipped SDS files, which the fixture
+/// renders like gateway.yaml's own.
 fn cross_provider_config(dir: &Path, claude: &MockServer, gpt: &MockServer) -> PathBuf {
-    let wasm = dist_dir().join("model-router.wasm");
-    let (openai_sds, anthropic_sds) = (sds_file(dir, "openai"), sds_file(dir, "anthropic"));
     let cluster = |name: &str, port: u16| {
         format!(
             r#"
@@ -361,7 +281,7 @@ load_assignment:
 "#
         )
     };
-    let injector = |backend: &str, secret: &str, sds: &Path, header: &str, prefix: &str| {
+    let injector = |backend: &str, provider: &str, header: &str, prefix: &str| {
         format!(
             r#"
 name: credentials-{backend}
@@ -376,7 +296,7 @@ typed_config:
         name: envoy.http.injected_credentials.generic
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.http.injected_credentials.generic.v3.Generic
-          credential: {{ name: {secret}, sds_config: {{ path_config_source: {{ path: {sds} }} }} }}
+          credential: {{ name: {provider}-key, sds_config: {{ path_config_source: {{ path: envoy-config/secrets/{provider}.yaml }} }} }}
           header: {header}
           header_value_prefix: "{prefix}"
   xds_matcher:
@@ -396,8 +316,7 @@ typed_config:
             name: skip
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.common.matcher.action.v3.SkipFilter
-"#,
-            sds = sds.display()
+"#
         )
     };
     let upstream_config = json!({
@@ -429,7 +348,7 @@ typed_extension_protocol_options:
           vm_config:
             vm_id: model-router
             runtime: envoy.wasm.runtime.v8
-            code: {{ local: {{ filename: {wasm} }} }}
+            code: {{ local: {{ filename: dist/model-router.wasm }} }}
           allow_on_headers_stop_iteration: true
           failure_policy: FAIL_CLOSED
           configuration:
@@ -445,23 +364,10 @@ typed_extension_protocol_options:
       typed_config:
         "@type": type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec
 "#,
-        wasm = wasm.display(),
-        openai_injector = serde_json::to_string(&yaml_to_json(&injector(
-            "xp-gpt",
-            "openai-key",
-            &openai_sds,
-            "Authorization",
-            "Bearer "
-        )))
-        .unwrap(),
-        anthropic_injector = serde_json::to_string(&yaml_to_json(&injector(
-            "xp-claude",
-            "anthropic-key",
-            &anthropic_sds,
-            "x-api-key",
-            ""
-        )))
-        .unwrap(),
+        openai_injector =
+            serde_json::to_string(&yaml_to_json(&injector("xp-gpt", "openai", "Authorization", "Bearer "))).unwrap(),
+        anthropic_injector =
+            serde_json::to_string(&yaml_to_json(&injector("xp-claude", "anthropic", "x-api-key", ""))).unwrap(),
     );
     let route = r#"
 name: xp-failover
@@ -506,8 +412,6 @@ fn yaml_to_json(text: &str) -> Value {
 #[test]
 fn failover_across_providers_translates_each_attempt() {
     let dir = TempDir::new("cross");
-    write_key(dir.path(), "openai", OPENAI_KEY);
-    write_key(dir.path(), "anthropic", ANTHROPIC_KEY);
     let claude = MockServer::start("xp-claude").unwrap();
     let gpt = MockServer::start("xp-gpt").unwrap();
     let config = cross_provider_config(dir.path(), &claude, &gpt);
@@ -520,7 +424,7 @@ fn failover_across_providers_translates_each_attempt() {
         ]
     })
     .to_string();
-    let gw = Gateway::builder()
+    let gw = with_keys(Gateway::builder())
         .config_file(config.to_str().unwrap())
         .only_filters(&["model-router"])
         .filter_config("model-router", router)
