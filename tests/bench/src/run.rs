@@ -676,6 +676,17 @@ impl Bench {
             memory.insert(format!("{filter}_alone_after"), self.memory(&instance));
             alone.insert(filter.into(), serde_json::to_value(&ab).unwrap_or_default());
         }
+        // token-counter is the most expensive filter per request: how much of it is the budgets
+        // (reservation and settlement through shared data, rate-limit headers)?
+        let no_rules = workload::token_counter_without_rules(self.shipped("token-counter")?)?;
+        let name = "token-counter no-rules";
+        let mut instance = self.start(self.spec(name, Some(&["token-counter"]), &[("token-counter", no_rules)])?)?;
+        self.check(&instance, &small)?;
+        progress(&format!("(2) {name}, {} rps fixed rate", plan.rate));
+        let ab = self.ab_rate(bare, &mut instance, &small, plan.rate, plan.duration_s);
+        self.table.ab_latency("2 token-counter, no budget rules", "latency", &ab);
+        alone.insert("token-counter-without-rules".into(), serde_json::to_value(&ab).unwrap_or_default());
+        drop(instance);
         self.results.insert("filter_alone".into(), Value::Object(alone));
         self.results.insert("streaming_filter_alone".into(), Value::Object(streaming_alone));
 

@@ -82,6 +82,16 @@ pub fn token_counter_config(shipped: &str) -> Result<String, String> {
     Ok(config.to_string())
 }
 
+/// token-counter's shipped configuration without budget rules: counting,
+/// usage, cost, metrics and filter state only (to separate the budgets' cost).
+pub fn token_counter_without_rules(shipped: &str) -> Result<String, String> {
+    let mut config: Value = serde_json::from_str(shipped).map_err(|e| format!("token-counter config: {e}"))?;
+    if let Some(map) = config.as_object_mut() {
+        map.insert("rules".to_string(), Value::Array(Vec::new()));
+    }
+    Ok(config.to_string())
+}
+
 /// model-router: `gpt-4o-mini` to the `mock` backend (OpenAI API), so the
 /// filter reads the body, picks a backend, sets `x-aigw-route`, clears the
 /// route cache and tags the response. The shipped `{}` would route nothing.
