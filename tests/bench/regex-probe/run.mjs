@@ -1,5 +1,5 @@
 // Runs a wasm32-wasip1 command in Node's V8 with WASI (stdin/stdout passed through).
-// Usage: node run.mjs <module.wasm>
+// Usage: node --no-liftoff run.mjs <module.wasm>   (TurboFan only, as Envoy runs Wasm)
 import { readFile } from "node:fs/promises";
 import { WASI } from "node:wasi";
 import { argv } from "node:process";
