@@ -326,7 +326,7 @@ pub fn from_json(bytes: Option<&[u8]>) -> Result<Config, ConfigError> {
         let build = || -> Result<RuleKind, ConfigError> {
             match (&rule.pattern, &rule.words) {
                 (Some(pattern), None) => {
-                    let regex = regex_lite::Regex::new(pattern)
+                    let regex = regex::Regex::new(pattern)
                         .map_err(|err| ConfigError::new(join(&path, "pattern"), format!("invalid regex: {err}")))?;
                     if regex.is_match("") {
                         return Err(ConfigError::new(join(&path, "pattern"), "the pattern matches the empty string"));

@@ -54,7 +54,7 @@ impl RootContext for Root {
             // Build the BPE tables now rather than on the first request.
             let host = ProxyWasmHost;
             let started = host.now_nanos();
-            let encodings = config.models.encodings();
+            let encodings = config.models.preload_encodings();
             let mut names = Vec::new();
             for encoding in &encodings {
                 if tokenize::bpe(*encoding).is_some() {

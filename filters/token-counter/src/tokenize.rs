@@ -172,10 +172,12 @@ impl<T> ModelTable<T> {
     }
 }
 
-/// Factor applied to `cl100k_base` counts for Anthropic's Claude models, whose
+/// Factor applied to `o200k_base` counts for Anthropic's Claude models, whose
 /// tokenizer is not public. Claude's tokenizer yields noticeably more tokens
 /// than OpenAI's for the same English text; 1.2 errs on the side of reserving
-/// a little too much rather than too little.
+/// a little too much rather than too little. (`o200k_base`, not `cl100k_base`:
+/// the approximation is as good with either, and sharing the table current
+/// OpenAI models use keeps a VM to one BPE table, ~25 MB instead of ~37 MB.)
 pub const CLAUDE_FACTOR: f64 = 1.2;
 
 /// The built-in model map. Config entries are consulted first.
@@ -194,7 +196,7 @@ pub fn builtin_models() -> ModelTable<Counting> {
         ("gpt-4*", cl100k),
         ("gpt-3.5*", cl100k),
         ("gpt-35*", cl100k),
-        ("claude*", Counting::approximate(Encoding::Cl100kBase, CLAUDE_FACTOR)),
+        ("claude*", Counting::approximate(Encoding::O200kBase, CLAUDE_FACTOR)),
     ];
     ModelTable::new(
         entries
@@ -219,7 +221,7 @@ impl Default for ModelMap {
         ModelMap {
             overrides: ModelTable::default(),
             builtins: builtin_models(),
-            unknown: Counting::approximate(Encoding::Cl100kBase, 1.0),
+            unknown: Counting::approximate(Encoding::O200kBase, 1.0),
         }
     }
 }
@@ -234,6 +236,20 @@ impl ModelMap {
     }
 
     /// Every encoding some model may select.
+    /// The encodings worth building when the VM starts: `o200k_base` (current
+    /// OpenAI models, and the base of the approximations) and whatever the
+    /// configuration names. `cl100k_base`, needed only for exact counts of
+    /// legacy gpt-4 / gpt-3.5 models, is built on the first such request.
+    pub fn preload_encodings(&self) -> Vec<Encoding> {
+        let mut out = vec![Encoding::O200kBase];
+        for counting in self.overrides.values().chain(std::iter::once(&self.unknown)) {
+            if !out.contains(&counting.encoding) {
+                out.push(counting.encoding);
+            }
+        }
+        out
+    }
+
     pub fn encodings(&self) -> Vec<Encoding> {
         let mut out: Vec<Encoding> = Vec::new();
         for counting in self.overrides.values().chain(self.builtins.values()).chain(std::iter::once(&self.unknown)) {
@@ -438,9 +454,12 @@ mod tests {
         assert!(known);
         assert!(!claude.exact);
         assert_eq!(claude.factor, CLAUDE_FACTOR);
+        assert_eq!(claude.encoding, Encoding::O200kBase);
         let (unknown, known) = map.resolve("llama-3-70b");
         assert!(!known);
         assert!(!unknown.exact);
+        // Only o200k_base is built at start-up unless the config asks for more.
+        assert_eq!(map.preload_encodings(), vec![Encoding::O200kBase]);
     }
 
     #[test]
