@@ -60,6 +60,38 @@ pub fn gateway_config(gateway_yaml: &str, filter: &str) -> String {
     lines.iter().map(|l| format!("{}\n", l.get(indent..).unwrap_or("").trim_end())).collect()
 }
 
+/// Business prose with a little PII, repeated to `target` bytes (cut at a
+/// char boundary): one sentence in four carries an e-mail, phone, card, SSN,
+/// IP or IBAN, so a scanner sees a realistic hit density. The benchmark and
+/// pii-mask's throughput example measure the same text.
+pub fn prose_with_pii(target: usize) -> String {
+    let prose = "The quarterly report shows steady growth across all regions, with customer satisfaction \
+                 up three points and churn down slightly. Please summarise the key risks for the board, \
+                 including supply-chain delays, currency exposure and the pending migration to 2.0. ";
+    let pii = [
+        "Contact jane.doe@example.com for details. ",
+        "Call +1 415 555 0132 before Friday. ",
+        "Card on file: 4111 1111 1111 1111. ",
+        "SSN 123-45-6789 was redacted upstream. ",
+        "Server 10.20.30.40 failed at 12:30:45. ",
+        "Wire to DE89 3704 0044 0532 0130 00 today. ",
+    ];
+    let mut text = String::with_capacity(target + 512);
+    let mut i = 0;
+    while text.len() < target {
+        text.push_str(prose);
+        if i % 4 == 0 {
+            text.push_str(pii.get((i / 4) % pii.len()).copied().unwrap_or_default());
+        }
+        i += 1;
+    }
+    text.truncate(target);
+    while !text.is_char_boundary(text.len()) {
+        text.pop();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,6 +101,13 @@ mod tests {
         let md = "x\n<!-- example: config -->\n```json\n{\"a\": 1}\n```\n```json\n{\"b\": 2}\n```\n";
         assert_eq!(readme_config_examples(md), vec!["{\"a\": 1}\n"]);
         assert_eq!(json_blocks(md), vec!["{\"a\": 1}\n", "{\"b\": 2}\n"]);
+    }
+
+    #[test]
+    fn prose_has_the_requested_size_and_pii() {
+        let text = prose_with_pii(10_000);
+        assert_eq!(text.len(), 10_000);
+        assert!(text.contains("jane.doe@example.com"));
     }
 
     #[test]

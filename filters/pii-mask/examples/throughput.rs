@@ -16,31 +16,7 @@ use pii_mask::stream::TextStream;
 use std::time::Instant;
 
 fn prompt(target: usize) -> String {
-    let prose = "The quarterly report shows steady growth across all regions, with customer satisfaction \
-                 up three points and churn down slightly. Please summarise the key risks for the board, \
-                 including supply-chain delays, currency exposure and the pending migration to 2.0. ";
-    let pii = [
-        "Contact jane.doe@example.com for details. ",
-        "Call +1 415 555 0132 before Friday. ",
-        "Card on file: 4111 1111 1111 1111. ",
-        "SSN 123-45-6789 was redacted upstream. ",
-        "Server 10.20.30.40 failed at 12:30:45. ",
-        "Wire to DE89 3704 0044 0532 0130 00 today. ",
-    ];
-    let mut text = String::with_capacity(target + 512);
-    let mut i = 0;
-    while text.len() < target {
-        text.push_str(prose);
-        if i % 4 == 0 {
-            text.push_str(pii[(i / 4) % pii.len()]);
-        }
-        i += 1;
-    }
-    text.truncate(target);
-    while !text.is_char_boundary(text.len()) {
-        text.pop();
-    }
-    text
+    aigw_shared::testing::prose_with_pii(target)
 }
 
 fn time<F: FnMut() -> usize>(label: &str, bytes: usize, rounds: usize, mut f: F) {

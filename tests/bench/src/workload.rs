@@ -7,32 +7,9 @@
 
 use serde_json::{json, Value};
 
-/// Business prose with a little PII, repeated to `target` bytes (cut at a char boundary).
-/// One in every four sentences carries an email, phone, card, SSN, IP or IBAN,
-/// so the PII scanner sees realistic hit density, not an empty fast path.
-pub fn prose_with_pii(target: usize) -> String {
-    let prose = "The quarterly report shows steady growth across all regions, with customer satisfaction \
-                 up three points and churn down slightly. Please summarise the key risks for the board, \
-                 including supply-chain delays, currency exposure and the pending migration to 2.0. ";
-    let pii = [
-        "Contact jane.doe@example.com for details. ",
-        "Call +1 415 555 0132 before Friday. ",
-        "Card on file: 4111 1111 1111 1111. ",
-        "SSN 123-45-6789 was redacted upstream. ",
-        "Server 10.20.30.40 failed at 12:30:45. ",
-        "Wire to DE89 3704 0044 0532 0130 00 today. ",
-    ];
-    let mut text = String::with_capacity(target + 512);
-    let mut i = 0;
-    while text.len() < target {
-        text.push_str(prose);
-        if i % 4 == 0 {
-            text.push_str(pii.get((i / 4) % pii.len()).copied().unwrap_or_default());
-        }
-        i += 1;
-    }
-    cut(text, target)
-}
+/// Business prose with a little PII (see `aigw_shared::testing::prose_with_pii`):
+/// the same text pii-mask's throughput example scans.
+pub use aigw_shared::testing::prose_with_pii;
 
 /// Completion prose without PII (a typical answer), `target` bytes.
 pub fn answer_prose(target: usize) -> String {
