@@ -49,6 +49,9 @@ struct RawEntity {
     response: Option<bool>,
 }
 
+/// Repeats `RawEntity`'s fields rather than flattening it: serde's
+/// `flatten` does not work with `deny_unknown_fields`, and unknown fields must
+/// be refused.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawCustomRule {

@@ -27,6 +27,9 @@ const RESERVED_FIELDS: [&str; 4] = ["messages", "system", "template", "variables
 // ---------------------------------------------------------------------------
 // Raw form, as written by the operator.
 
+/// The top level repeats `RawSet`'s fields rather than flattening it: serde's
+/// `flatten` does not work with `deny_unknown_fields`, and unknown fields must
+/// be refused.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
