@@ -11,7 +11,32 @@
 //! an error rather than a silently ignored line.
 
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use std::fmt;
+
+/// What a filter does when something it depends on fails (a moderation or
+/// retrieval call, the shared counters): the one vocabulary of every filter's
+/// `failure_mode` option. Each filter documents its own default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureMode {
+    /// Go on without it (counted in a metric and logged).
+    Open,
+    /// Refuse the request (503 in the client's dialect).
+    Closed,
+}
+
+impl FailureMode {
+    /// serde default for options whose default is `closed` (guardrails).
+    pub fn closed() -> Self {
+        FailureMode::Closed
+    }
+
+    /// serde default for options whose default is `open`.
+    pub fn open() -> Self {
+        FailureMode::Open
+    }
+}
 
 /// A configuration error: the dotted path of the offending field and why.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,11 +1,30 @@
-//! OpenAI-style error replies.
+//! Error replies in the client's dialect.
 //!
-//! Every error a filter sends to a client goes through [`ApiError`], so all of
-//! them share one shape: `{"error":{"message":…,"type":…,"param":null,"code":…}}`
-//! with the matching HTTP status. Clients that already handle OpenAI errors
-//! handle ours without change.
+//! Every error a filter sends to a client goes through [`ApiError`] and is
+//! rendered in the shape the client's SDK parses: OpenAI's
+//! `{"error":{"message":…,"type":…,"param":…,"code":…}}`, or Anthropic's
+//! `{"type":"error","error":{"type":"not_found_error","message":…}}` on
+//! Anthropic paths ([`ErrorDialect`]), always with the matching HTTP status.
 
 use serde_json::json;
+
+/// The error body shape a client expects, chosen from the request path
+/// ([`crate::api::Endpoint::error_dialect`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ErrorDialect {
+    /// OpenAI's shape: chat completions, Responses, embeddings, completions, and any other path.
+    #[default]
+    OpenAi,
+    /// Anthropic's shape: `/v1/messages` and `/v1/messages/count_tokens`.
+    Anthropic,
+}
+
+impl ErrorDialect {
+    /// The dialect of a request path; OpenAI's for paths that are no known LLM endpoint.
+    pub fn from_path(path: &str) -> Self {
+        crate::api::Endpoint::from_path(path).map(crate::api::Endpoint::error_dialect).unwrap_or_default()
+    }
+}
 
 /// An error reply for the client, in the shape of OpenAI's API errors.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,8 +111,49 @@ impl ApiError {
         self
     }
 
-    /// The JSON body of the reply.
+    /// 502 for an upstream body the gateway cannot read (compressed, not the
+    /// declared type, too large to inspect): withheld rather than passed unchecked.
+    /// One constructor, so every filter and route answers the same condition alike.
+    pub fn unreadable_upstream(reason: &str) -> Self {
+        Self::bad_gateway(
+            "unreadable_response",
+            format!("The gateway could not inspect the upstream response ({reason}) and withheld it."),
+        )
+    }
+
+    /// 502 for an upstream body over the gateway's inspection limit: withheld.
+    pub fn upstream_too_large() -> Self {
+        Self::bad_gateway(
+            "response_too_large",
+            "The upstream response exceeded the gateway's inspection limit and was withheld.",
+        )
+    }
+
+    /// 405 for a method an LLM endpoint does not take.
+    pub fn method_not_allowed(method: &str) -> Self {
+        Self::new(
+            405,
+            "invalid_request_error",
+            "method_not_allowed",
+            format!("The method {method} is not allowed on this endpoint; use POST."),
+        )
+    }
+
+    /// The JSON body of the reply, in OpenAI's shape.
     pub fn body(&self) -> Vec<u8> {
+        self.body_for(ErrorDialect::OpenAi)
+    }
+
+    /// The JSON body of the reply in the client's dialect.
+    pub fn body_for(&self, dialect: ErrorDialect) -> Vec<u8> {
+        if dialect == ErrorDialect::Anthropic {
+            return json!({
+                "type": "error",
+                "error": {"type": self.anthropic_type(), "message": self.message}
+            })
+            .to_string()
+            .into_bytes();
+        }
         json!({
             "error": {
                 "message": self.message,
@@ -104,6 +164,20 @@ impl ApiError {
         })
         .to_string()
         .into_bytes()
+    }
+
+    /// Anthropic's error `type` for this status (docs: "HTTP errors").
+    fn anthropic_type(&self) -> &'static str {
+        match self.status {
+            400 | 405 | 415 => "invalid_request_error",
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            413 => "request_too_large",
+            429 => "rate_limit_error",
+            503 | 529 => "overloaded_error",
+            _ => "api_error",
+        }
     }
 
     /// Headers of the reply, beside the status.
@@ -161,6 +235,21 @@ mod tests {
         assert_eq!(err.status, 429);
         assert!(err.headers().contains(&("retry-after", "12".to_string())));
         assert!(ApiError::payload_too_large(10).headers().iter().all(|(name, _)| *name != "retry-after"));
+    }
+
+    #[test]
+    fn anthropic_shape() {
+        let err = ApiError::model_not_found("gpt-9");
+        let body: Value = serde_json::from_slice(&err.body_for(ErrorDialect::Anthropic)).unwrap();
+        assert_eq!(body["type"], "error");
+        assert_eq!(body["error"]["type"], "not_found_error");
+        assert!(body["error"]["message"].as_str().unwrap().contains("gpt-9"));
+        let limited: Value =
+            serde_json::from_slice(&ApiError::rate_limited("x", 1).body_for(ErrorDialect::Anthropic)).unwrap();
+        assert_eq!(limited["error"]["type"], "rate_limit_error");
+        assert_eq!(ErrorDialect::from_path("/v1/messages"), ErrorDialect::Anthropic);
+        assert_eq!(ErrorDialect::from_path("/v1/chat/completions"), ErrorDialect::OpenAi);
+        assert_eq!(ErrorDialect::from_path("/other"), ErrorDialect::OpenAi);
     }
 
     #[test]

@@ -105,24 +105,6 @@ pub fn log(level: proxy_wasm::types::LogLevel, message: &str) {
     let _ = hostcalls::log(level, message);
 }
 
-/// Answers the client with `err` as a local reply (Envoy's
-/// `send_local_response`), in OpenAI's error shape, with `extra_headers`
-/// (e.g. rate-limit headers) beside the error's own.
-pub fn send_error(err: &crate::ApiError, extra_headers: &[(&str, &str)]) {
-    let own = err.headers();
-    let mut headers: Vec<(&str, &str)> = own.iter().map(|(name, value)| (*name, value.as_str())).collect();
-    headers.extend_from_slice(extra_headers);
-    let _ = hostcalls::send_http_response(err.status, headers, Some(&err.body()));
-}
-
-/// Replaces the whole buffered request body (`buffered` bytes) and sets the
-/// matching `content-length`. Only valid while the request headers are still
-/// paused, which is why the filters that rewrite bodies pause them.
-pub fn replace_request_body(buffered: usize, body: &[u8]) {
-    let _ = hostcalls::set_buffer(proxy_wasm::types::BufferType::HttpRequestBody, 0, buffered, body);
-    let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, "content-length", Some(&body.len().to_string()));
-}
-
 /// Makes a value safe as one segment of a metric name: Envoy splits names on
 /// `.` and tag extraction regexes expect `[A-Za-z0-9_-]`. Long values are cut.
 pub fn metric_segment(value: &str) -> String {

@@ -1,18 +1,21 @@
 //! Code shared by the four aigw filters.
 //!
-//! Everything here is pure Rust that runs natively in unit tests; the only
-//! proxy-wasm dependency is [`host::ProxyWasmHost`], the real side of the
-//! host seam.
+//! Everything here is pure Rust that runs natively in unit tests, except the
+//! proxy-wasm side of the seams: [`host::ProxyWasmHost`] and [`glue`] (the
+//! filter skeleton that turns the pure modules' decisions into host calls).
 
 pub mod api;
 pub mod attributes;
 pub mod body;
 pub mod config;
+pub mod contract;
 pub mod counter;
 pub mod error;
+pub mod gate;
+pub mod glue;
 pub mod host;
 pub mod sse;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
-pub use error::ApiError;
+pub use error::{ApiError, ErrorDialect};

@@ -19,24 +19,12 @@ use regex_lite::Regex;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-/// Request headers that carry client credentials. They are removed before
-/// the provider sees the request; the gateway attaches its own key.
-pub const CLIENT_CREDENTIAL_HEADERS: [&str; 4] = ["authorization", "x-api-key", "api-key", "proxy-authorization"];
-
-/// Headers the filter owns. Client-sent copies are removed before acting.
-pub const ROUTE_HEADER: &str = "x-aigw-route";
-/// Filter state the downstream instance leaves for the upstream instance:
-/// `{"models": {backend: model}, "path": original path}`. Filter state, not
-/// a header: Envoy's upstream filters share one header map across attempts,
-/// and an internal header would reach the provider.
-pub const HANDOFF_PROPERTY: &str = "aigw.route.handoff";
-pub const BACKEND_HEADER: &str = "x-aigw-backend";
-/// Set by the upstream instance on each attempt: the backend it goes to, so
-/// that per-backend Envoy filters after it (credential injectors behind a
-/// matcher) can act on it. Remove it before the codec (header_mutation).
-pub const ATTEMPT_BACKEND_HEADER: &str = "x-aigw-attempt-backend";
-/// Endpoint metadata naming an endpoint's backend: `filter_metadata.aigw.backend`.
-pub const ENDPOINT_METADATA_PATH: [&str; 5] = ["xds", "upstream_host_metadata", "filter_metadata", "aigw", "backend"];
+// The names shared with the other filters and Envoy's config live in one place.
+pub use aigw_shared::contract::{
+    CLIENT_ADDRESS_HEADERS, CLIENT_CREDENTIAL_HEADERS, ENDPOINT_BACKEND_METADATA as ENDPOINT_METADATA_PATH,
+    HEADER_ATTEMPT_BACKEND as ATTEMPT_BACKEND_HEADER, HEADER_BACKEND as BACKEND_HEADER, HEADER_ROUTE as ROUTE_HEADER,
+    INTERNAL_REQUEST_HEADERS, STATE_ROUTE_HANDOFF as HANDOFF_PROPERTY,
+};
 
 /// Longest model name the filter accepts or produces.
 pub const MAX_MODEL_LEN: usize = 256;
@@ -82,6 +70,8 @@ struct RawConfig {
     max_event_bytes: Option<usize>,
     #[serde(default)]
     upstream_instances: bool,
+    #[serde(default)]
+    forward_client_address: bool,
 }
 
 fn yes() -> bool {
@@ -126,6 +116,8 @@ struct RawBackend {
     anthropic_version: Option<String>,
     #[serde(default)]
     default_max_tokens: Option<u64>,
+    #[serde(default)]
+    upstream_instance: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -230,6 +222,20 @@ pub struct Backend {
     pub api_version: String,
     pub anthropic_version: String,
     pub default_max_tokens: u64,
+    /// A model-router upstream instance runs on this backend's cluster and
+    /// adapts every attempt (default: the config's `upstream_instances`).
+    pub upstream_instance: bool,
+}
+
+impl Backend {
+    /// Whether a request for this backend needs another path or headers than
+    /// the client sent. Only an upstream instance can make those changes:
+    /// once the body is read, Envoy no longer lets a filter edit the request
+    /// headers (they continued so that the body could arrive, see
+    /// aigw_shared::gate), but the upstream instance sees them first.
+    pub fn changes_head(&self) -> bool {
+        self.provider != Provider::Openai || !self.path_prefix.is_empty()
+    }
 }
 
 /// One backend in a failover list, with the model name it gets. `model` is a
@@ -325,6 +331,10 @@ pub struct Downstream {
     /// (path, model, Anthropic translation), so a failover list must stay
     /// within one OpenAI-compatible API and one model name.
     pub upstream_instances: bool,
+    /// Send the client's address headers (`x-forwarded-for`, `x-real-ip`,
+    /// `forwarded`) to providers. Off by default: providers need not know who
+    /// the gateway's clients are.
+    pub forward_client_address: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -355,7 +365,7 @@ pub fn from_json(bytes: Option<&[u8]>) -> Result<Config, ConfigError> {
 }
 
 fn upstream(raw: RawConfig, max_body_bytes: usize) -> Result<Upstream, ConfigError> {
-    let only_downstream: [(&str, bool); 8] = [
+    let only_downstream: [(&str, bool); 9] = [
         ("aliases", !raw.aliases.is_empty()),
         ("models", !raw.models.is_empty()),
         ("rules", !raw.rules.is_empty()),
@@ -364,17 +374,18 @@ fn upstream(raw: RawConfig, max_body_bytes: usize) -> Result<Upstream, ConfigErr
         ("split_key", raw.split_key.is_some()),
         ("strip_request_headers", !raw.strip_request_headers.is_empty()),
         ("upstream_instances", raw.upstream_instances),
+        ("forward_client_address", raw.forward_client_address),
     ];
     if let Some((field, _)) = only_downstream.iter().find(|(_, set)| *set) {
         return Err(ConfigError::new(*field, "only allowed in downstream mode"));
     }
     let backends = match (raw.backend, raw.backends.is_empty()) {
-        (Some(backend), true) => vec![backend_of(backend, "backend")?],
+        (Some(backend), true) => vec![backend_of(backend, "backend", true)?],
         (None, false) => {
             let mut backends: Vec<Backend> = Vec::with_capacity(raw.backends.len());
             for (i, backend) in raw.backends.into_iter().enumerate() {
                 let path = index("backends", i);
-                let backend = backend_of(backend, &path)?;
+                let backend = backend_of(backend, &path, true)?;
                 if backends.iter().any(|b| b.name == backend.name) {
                     return Err(ConfigError::new(join(&path, "name"), format!("duplicate backend `{}`", backend.name)));
                 }
@@ -406,7 +417,7 @@ fn check_name(value: &str, path: &str, what: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn backend_of(raw: RawBackend, path: &str) -> Result<Backend, ConfigError> {
+fn backend_of(raw: RawBackend, path: &str, upstream_instances: bool) -> Result<Backend, ConfigError> {
     check_name(&raw.name, &join(path, "name"), "a backend name")?;
     let route = raw.route.unwrap_or_else(|| raw.name.clone());
     check_name(&route, &join(path, "route"), "a route value")?;
@@ -463,6 +474,7 @@ fn backend_of(raw: RawBackend, path: &str) -> Result<Backend, ConfigError> {
             .anthropic_version
             .unwrap_or_else(|| aigw_shared::api::anthropic::API_VERSION.to_string()),
         default_max_tokens,
+        upstream_instance: raw.upstream_instance.unwrap_or(upstream_instances),
     })
 }
 
@@ -482,13 +494,26 @@ fn downstream(raw: RawConfig, max_body_bytes: usize) -> Result<Downstream, Confi
     let mut by_name = HashMap::new();
     for (i, backend) in raw.backends.into_iter().enumerate() {
         let path = index("backends", i);
-        let backend = backend_of(backend, &path)?;
+        let backend = backend_of(backend, &path, raw.upstream_instances)?;
+        if !backend.upstream_instance && backend.changes_head() {
+            return Err(ConfigError::new(
+                join(&path, "upstream_instance"),
+                format!(
+                    "backend `{}` ({}{}) needs another request path and headers, which only a model-router \
+                     upstream instance on its cluster can set: set `upstream_instance: true` and add the \
+                     upstream filter to the cluster (filters/model-router/README.md#upstream-instances)",
+                    backend.name,
+                    backend.provider.as_str(),
+                    if backend.path_prefix.is_empty() { "" } else { ", path_prefix" }
+                ),
+            ));
+        }
         if by_name.insert(backend.name.clone(), i).is_some() {
             return Err(ConfigError::new(join(&path, "name"), format!("duplicate backend `{}`", backend.name)));
         }
         backends.push(backend);
     }
-    let ctx = Ctx { backends: &backends, by_name: &by_name, upstream_instances: raw.upstream_instances };
+    let ctx = Ctx { backends: &backends, by_name: &by_name };
 
     let mut exact = HashMap::new();
     let mut patterns = Vec::new();
@@ -621,6 +646,7 @@ fn downstream(raw: RawConfig, max_body_bytes: usize) -> Result<Downstream, Confi
         max_body_bytes,
         max_event_bytes,
         upstream_instances: raw.upstream_instances,
+        forward_client_address: raw.forward_client_address,
     })
 }
 
@@ -698,7 +724,6 @@ fn template_references(template: &str) -> Vec<String> {
 struct Ctx<'a> {
     backends: &'a [Backend],
     by_name: &'a HashMap<String, usize>,
-    upstream_instances: bool,
 }
 
 impl Ctx<'_> {
@@ -730,7 +755,9 @@ impl Ctx<'_> {
             }
             targets.push(Target { backend, model: target.model });
         }
-        if !self.upstream_instances && targets.len() > 1 {
+        let all_adapted_upstream =
+            targets.iter().all(|t| self.backends.get(t.backend).is_some_and(|b| b.upstream_instance));
+        if !all_adapted_upstream && targets.len() > 1 {
             // Without per-attempt adaptation every backend gets the request
             // exactly as adapted for the first one.
             let first = targets.first().map(|t| t.model.clone()).unwrap_or_default();

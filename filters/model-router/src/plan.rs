@@ -2,12 +2,97 @@
 //! function over the body and the host seam (headers, claims, filter state).
 
 use crate::access::{self, Subject};
-use crate::config::Downstream;
+use crate::config::{Downstream, CLIENT_ADDRESS_HEADERS, CLIENT_CREDENTIAL_HEADERS, INTERNAL_REQUEST_HEADERS};
+use crate::provider::{adapt_body, is_chat, Handoff};
 use crate::route::Decision;
+use crate::translate::request::RequestInfo;
 use aigw_shared::body::parse_json_object;
+use aigw_shared::contract::{STATE_ROUTE, STATE_ROUTE_BACKEND, STATE_ROUTE_HANDOFF, STATE_ROUTE_MODEL};
+use aigw_shared::glue::RequestEdits;
 use aigw_shared::host::{metric_segment, Host};
 use aigw_shared::ApiError;
 use serde_json::{Map, Value};
+
+/// Request headers removed before anything else: the gateway's internal
+/// headers (a client cannot pick the cluster), the client's credentials (the
+/// provider gets the gateway's key, never the client's), the client's address
+/// unless configured, and the operator's own list. On chat completions also
+/// `anthropic-version` (an OpenAI backend has no use for it, and an Anthropic
+/// one gets the configured version from its upstream instance), and
+/// `accept-encoding` (a translated reply must arrive readable).
+pub fn headers_to_strip(config: &Downstream, path: &str) -> Vec<String> {
+    let mut names: Vec<String> =
+        INTERNAL_REQUEST_HEADERS.iter().chain(CLIENT_CREDENTIAL_HEADERS.iter()).map(|h| h.to_string()).collect();
+    if is_chat(path) {
+        names.extend(["anthropic-version".to_string(), "accept-encoding".to_string()]);
+    }
+    if !config.forward_client_address {
+        names.extend(CLIENT_ADDRESS_HEADERS.iter().map(|h| h.to_string()));
+    }
+    names.extend(config.strip_request_headers.iter().cloned());
+    names
+}
+
+/// The downstream instance's decision for a complete request body: the edits
+/// that send it to its route, and what the response side needs to know.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Routed {
+    pub edits: RequestEdits,
+    /// The primary backend's name.
+    pub primary: String,
+    /// The route has a single backend (then whoever answered is it).
+    pub single_target: bool,
+    /// The routing rule that matched, if any.
+    pub rule: Option<String>,
+    /// Set when this instance translated the request (no upstream instances).
+    pub translate: Option<RequestInfo>,
+}
+
+/// Plans the route for `body` sent to `path`, and when no upstream instance
+/// will adapt the attempt, adapts it here for the primary backend.
+pub fn route_request(config: &Downstream, host: &dyn Host, path: &str, body: &[u8]) -> Result<Routed, ApiError> {
+    let plan = plan(config, body, host)?;
+    let mut edits = RequestEdits::default();
+    let mut new_body = plan.body.clone();
+    let mut translate = None;
+    let primary_backend = plan.decision.primary().and_then(|(b, _)| config.backends.get(*b));
+    // A backend without an upstream instance gets the request adapted here;
+    // the config guarantees such a backend needs no other path or headers
+    // (`Backend::changes_head`), since those can no longer change now.
+    let adapt_here = is_chat(path) && primary_backend.is_some_and(|b| !b.upstream_instance);
+    if let Some(backend) = primary_backend.filter(|_| adapt_here) {
+        let current = new_body.as_deref().unwrap_or(body);
+        let adapted = adapt_body(backend, current, Some(&plan.primary_model))?;
+        if adapted.body.is_some() {
+            new_body = adapted.body;
+        }
+        translate = adapted.translate;
+    }
+    // Envoy's routes match this filter state (`filter_state` route matcher):
+    // unlike a header, it can still be set once the body was read.
+    edits.set_state(STATE_ROUTE, plan.route.clone());
+    edits.body = new_body;
+    edits.set_state(STATE_ROUTE_HANDOFF, Handoff::encode(&plan.models, path, adapt_here));
+    edits.set_state(STATE_ROUTE_BACKEND, plan.primary.clone());
+    edits.set_state(STATE_ROUTE_MODEL, plan.primary_model.clone());
+    edits.clear_route_cache = true;
+    host.increment_counter(&backend_metric(&plan.primary, "routed_requests"), 1);
+    if let Some(rule) = &plan.decision.rule {
+        host.increment_counter(&format!("aigw.model_router.rule_matched.rule.{}", metric_segment(rule)), 1);
+    }
+    Ok(Routed {
+        edits,
+        single_target: plan.decision.targets.len() == 1,
+        rule: plan.decision.rule.clone(),
+        primary: plan.primary,
+        translate,
+    })
+}
+
+/// `aigw.model_router.routing_rejected.code.<code>`.
+pub fn rejected_metric(error: &ApiError) -> String {
+    format!("aigw.model_router.routing_rejected.code.{}", error.code)
+}
 
 /// What to do with the request.
 #[derive(Debug, Clone, PartialEq)]

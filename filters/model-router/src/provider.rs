@@ -70,65 +70,105 @@ impl Handoff {
     }
 }
 
-/// Prepares an OpenAI chat request (`path`, `body`) for `backend`.
-/// `handoff_model` is the model the downstream instance chose for this
-/// backend; without it the body's own `model` is used.
-pub fn prepare(backend: &Backend, path: &str, body: &[u8], handoff_model: Option<&str>) -> Result<Prepared, ApiError> {
+/// The path and headers a request for `backend` needs, from the client's
+/// `path` and the `model` the backend gets. No body needed: an upstream
+/// instance applies these in its headers callback, the only time Envoy lets a
+/// filter edit request headers when headers are not paused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub path: String,
+    pub set_headers: Vec<(&'static str, String)>,
+    pub remove_headers: Vec<&'static str>,
+}
+
+pub fn adapt_head(backend: &Backend, path: &str, model: Option<&str>) -> Result<Head, ApiError> {
+    let mut head = Head { path: String::new(), set_headers: Vec::new(), remove_headers: Vec::new() };
+    match backend.provider {
+        Provider::Openai => {
+            head.path = format!("{}{}", backend.path_prefix, path);
+            head.remove_headers.push("anthropic-version");
+        }
+        Provider::AzureOpenai => {
+            // The deployment is named after the model, which only the downstream hand-off knows here.
+            let Some(model) = model else {
+                return Err(ApiError::internal(
+                    "The Azure OpenAI backend needs the model from model-router's downstream instance.",
+                ));
+            };
+            let deployment = backend.deployment.replace("{model}", model);
+            head.path = format!(
+                "{}/openai/deployments/{}/chat/completions?api-version={}",
+                backend.path_prefix, deployment, backend.api_version
+            );
+            head.remove_headers.push("anthropic-version");
+        }
+        Provider::Anthropic => {
+            head.path = format!("{}/v1/messages", backend.path_prefix);
+            head.set_headers.push(("anthropic-version", backend.anthropic_version.clone()));
+            head.set_headers.push(("content-type", "application/json".to_string()));
+            // The reply is translated, so it must arrive readable.
+            head.remove_headers.push("accept-encoding");
+        }
+    }
+    Ok(head)
+}
+
+/// The body a backend gets, and what the response side must translate back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdaptedBody {
+    /// The new body, when it changes.
+    pub body: Option<Vec<u8>>,
+    /// Set when the response must be translated back (Anthropic chat).
+    pub translate: Option<RequestInfo>,
+}
+
+/// Adapts an OpenAI chat `body` for `backend`: the model name, and for
+/// Anthropic the whole request. `model` is the model the downstream instance
+/// chose for this backend; without it the body's own `model` is used.
+pub fn adapt_body(backend: &Backend, body: &[u8], model: Option<&str>) -> Result<AdaptedBody, ApiError> {
     let mut value = parse_json_object(body)?;
     let body_model = value.get("model").and_then(Value::as_str).map(str::to_string);
-    let model = match (handoff_model, body_model) {
+    let model = match (model, body_model) {
         (Some(model), _) => model.to_string(),
         (None, Some(model)) => model,
         (None, None) => {
             return Err(ApiError::bad_request("invalid_request", "The request has no `model`.").with_param("model"))
         }
     };
-    let mut prepared = Prepared {
-        path: None,
-        set_headers: Vec::new(),
-        remove_headers: Vec::new(),
-        body: None,
-        translate: None,
-        model: Some(model.clone()),
-    };
     match backend.provider {
-        Provider::Openai => {
-            prepared.path = Some(format!("{}{}", backend.path_prefix, path));
-            prepared.remove_headers.push("anthropic-version");
-            if value.get("model").and_then(Value::as_str) != Some(model.as_str()) {
-                if let Some(object) = value.as_object_mut() {
-                    object.insert("model".into(), Value::String(model));
-                }
-                prepared.body = Some(value.to_string().into_bytes());
+        Provider::Openai | Provider::AzureOpenai => {
+            if value.get("model").and_then(Value::as_str) == Some(model.as_str()) {
+                return Ok(AdaptedBody { body: None, translate: None });
             }
-        }
-        Provider::AzureOpenai => {
-            let deployment = backend.deployment.replace("{model}", &model);
-            prepared.path = Some(format!(
-                "{}/openai/deployments/{}/chat/completions?api-version={}",
-                backend.path_prefix, deployment, backend.api_version
-            ));
-            prepared.remove_headers.push("anthropic-version");
-            if value.get("model").and_then(Value::as_str) != Some(model.as_str()) {
-                if let Some(object) = value.as_object_mut() {
-                    object.insert("model".into(), Value::String(model));
-                }
-                prepared.body = Some(value.to_string().into_bytes());
+            if let Some(object) = value.as_object_mut() {
+                object.insert("model".into(), Value::String(model));
             }
+            Ok(AdaptedBody { body: Some(value.to_string().into_bytes()), translate: None })
         }
         Provider::Anthropic => {
             let options = Options { default_max_tokens: backend.default_max_tokens };
             let translated = to_anthropic(&value, &model, &options)?;
-            prepared.translate = Some(request_info(&value));
-            prepared.body = Some(translated.to_string().into_bytes());
-            prepared.path = Some(format!("{}/v1/messages", backend.path_prefix));
-            prepared.set_headers.push(("anthropic-version", backend.anthropic_version.clone()));
-            prepared.set_headers.push(("content-type", "application/json".to_string()));
-            // The reply is translated, so it must arrive readable.
-            prepared.remove_headers.push("accept-encoding");
+            Ok(AdaptedBody { body: Some(translated.to_string().into_bytes()), translate: Some(request_info(&value)) })
         }
     }
-    Ok(prepared)
+}
+
+/// Head and body together (as one attempt needs them), for tests and tools.
+pub fn prepare(backend: &Backend, path: &str, body: &[u8], handoff_model: Option<&str>) -> Result<Prepared, ApiError> {
+    let adapted = adapt_body(backend, body, handoff_model)?;
+    let model = match handoff_model {
+        Some(model) => model.to_string(),
+        None => parse_json_object(body)?.get("model").and_then(Value::as_str).unwrap_or_default().to_string(),
+    };
+    let head = adapt_head(backend, path, Some(&model))?;
+    Ok(Prepared {
+        path: Some(head.path),
+        set_headers: head.set_headers,
+        remove_headers: head.remove_headers,
+        body: adapted.body,
+        translate: adapted.translate,
+        model: Some(model),
+    })
 }
 
 /// The backend an attempt goes to: the one named by the endpoint's metadata,

@@ -94,16 +94,11 @@ pub fn on_body(
                 return (Action::Pause, ResponseMode::Json { status }, false);
             }
             let body = ctx.get_http_response_body(0, body_size).unwrap_or_default();
+            // The same conditions give the same errors as pii-mask's on every route.
             let translated = if status == 0 {
-                Err(ApiError::bad_gateway(
-                    "upstream_invalid_response",
-                    "The model's backend sent an encoded reply the gateway cannot read.",
-                ))
+                Err(ApiError::unreadable_upstream("encoded"))
             } else if body_size > max_body_bytes {
-                Err(ApiError::bad_gateway(
-                    "upstream_response_too_large",
-                    "The model's backend sent a reply larger than the gateway accepts.",
-                ))
+                Err(ApiError::upstream_too_large())
             } else {
                 response::to_openai(status, &body, created)
             };

@@ -1,27 +1,33 @@
 //! Glue for the upstream instance: runs on a provider cluster (or an
 //! aggregate cluster over several), once per attempt, so a retry that lands on
 //! another backend is adapted to that backend: path, model, Anthropic
-//! translation both ways, and the header that selects its credentials.
+//! translation both ways, and the header that selects its credentials. The
+//! body is read through the shared gate; Envoy's `buffer` filter after this
+//! one in the cluster's upstream filters holds the headers until it is done.
 
 use crate::config::{
     Backend, Upstream, ATTEMPT_BACKEND_HEADER, BACKEND_HEADER, CLIENT_CREDENTIAL_HEADERS, ENDPOINT_METADATA_PATH,
     HANDOFF_PROPERTY, ROUTE_HEADER,
 };
 use crate::plan::backend_metric;
-use crate::provider::{attempt_backend, is_chat, prepare, Handoff};
+use crate::provider::{adapt_body, adapt_head, attempt_backend, is_chat, Handoff};
 use crate::respond::{self, ResponseMode, Translation};
 use crate::translate::request::RequestInfo;
+use aigw_shared::gate::{BodyGate, GatePolicy};
+use aigw_shared::glue::{self, BodyReader, Head, RequestDecision, RequestEdits};
 use aigw_shared::host::{log, Host, ProxyWasmHost};
-use aigw_shared::ApiError;
+use aigw_shared::{ApiError, ErrorDialect};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel};
 use std::rc::Rc;
 
 pub struct UpstreamFilter {
     config: Rc<crate::config::Config>,
+    gate: BodyGate,
+    dialect: ErrorDialect,
     backend: Option<Backend>,
     handoff: Handoff,
-    preparing: bool,
+    path: String,
     translate: Option<RequestInfo>,
     response: ResponseMode,
 }
@@ -30,9 +36,11 @@ impl UpstreamFilter {
     pub fn new(config: &Rc<crate::config::Config>) -> Self {
         UpstreamFilter {
             config: config.clone(),
+            gate: BodyGate::default(),
+            dialect: ErrorDialect::OpenAi,
             backend: None,
             handoff: Handoff::default(),
-            preparing: false,
+            path: String::new(),
             translate: None,
             response: ResponseMode::Untouched,
         }
@@ -47,15 +55,40 @@ impl UpstreamFilter {
 
     fn count(&self, what: &str) {
         if let Some(backend) = &self.backend {
-            ProxyWasmHost.increment_counter(&backend_metric(&backend.name, what), 1);
+            self.count_for(&backend.name, what);
         }
     }
 
-    fn fail_request(&mut self, error: &ApiError) -> Action {
+    fn count_for(&self, backend: &str, what: &str) {
+        ProxyWasmHost.increment_counter(&backend_metric(backend, what), 1);
+    }
+}
+
+impl BodyReader for UpstreamFilter {
+    fn gate(&mut self) -> &mut BodyGate {
+        &mut self.gate
+    }
+    fn dialect(&self) -> ErrorDialect {
+        self.dialect
+    }
+    fn on_gate_reject(&mut self, _error: &ApiError) {
         self.count("attempt_rejected");
-        self.preparing = false;
-        aigw_shared::host::send_error(error, &[]);
-        Action::Pause
+    }
+    fn on_request_complete(&mut self, size: usize) -> Action {
+        let Some(backend) = self.backend.clone() else { return Action::Continue };
+        let body = glue::request_body_bytes(size);
+        let model = self.handoff.model_for(&backend.name).map(str::to_string);
+        match adapt_body(&backend, &body, model.as_deref()) {
+            Ok(adapted) => {
+                self.translate = adapted.translate;
+                let edits = RequestEdits { body: adapted.body, ..RequestEdits::default() };
+                glue::apply_request(&RequestDecision::Forward(edits), size, self.dialect)
+            }
+            Err(error) => {
+                self.on_gate_reject(&error);
+                glue::reply(&error, self.dialect, &[])
+            }
+        }
     }
 }
 
@@ -64,18 +97,24 @@ impl Context for UpstreamFilter {}
 impl HttpContext for UpstreamFilter {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let Some(config) = self.config() else { return Action::Continue };
+        let policy = GatePolicy::strict(config.max_body_bytes);
         let endpoint =
             self.get_property(ENDPOINT_METADATA_PATH.to_vec()).and_then(|bytes| String::from_utf8(bytes).ok());
-        let Some(backend) = attempt_backend(&config.backends, endpoint.as_deref()).cloned() else {
+        let backend = attempt_backend(&config.backends, endpoint.as_deref()).cloned();
+        let head = Head::read(end_of_stream);
+        self.handoff =
+            self.get_property(vec![HANDOFF_PROPERTY]).map(|bytes| Handoff::decode(&bytes)).unwrap_or_default();
+        self.path = self.handoff.path.clone().unwrap_or_else(|| head.path.clone());
+        self.dialect = ErrorDialect::from_path(&self.path);
+        let Some(backend) = backend else {
             ProxyWasmHost.increment_counter("aigw.model_router.upstream.unknown_endpoint", 1);
             log(
                 LogLevel::Error,
                 "model-router: the attempt's endpoint names no configured backend (endpoint metadata aigw.backend)",
             );
-            return self.fail_request(&ApiError::internal("The gateway has no backend configured for this endpoint."));
+            let error = ApiError::internal("The gateway has no backend configured for this endpoint.");
+            return glue::reply(&error, self.dialect, &[]);
         };
-        self.handoff =
-            self.get_property(vec![HANDOFF_PROPERTY]).map(|bytes| Handoff::decode(&bytes)).unwrap_or_default();
         // Envoy hands every attempt the same header map: whatever an earlier
         // attempt set (another provider's key, its path) is still there.
         // Start each attempt clean; the credential injector after this
@@ -85,63 +124,40 @@ impl HttpContext for UpstreamFilter {
         }
         self.set_http_request_header(ROUTE_HEADER, None);
         self.set_http_request_header(ATTEMPT_BACKEND_HEADER, Some(&backend.name));
-        let path = match &self.handoff.path {
-            Some(path) => path.clone(),
-            None => self.get_http_request_header(":path").unwrap_or_default(),
-        };
         // When the downstream instance already adapted the request (configured
         // without upstream instances), adapting again would translate twice.
-        let needs = !end_of_stream && is_chat(&path) && !self.handoff.adapted;
-        self.backend = Some(backend);
-        self.count("attempts");
-        if !needs {
-            return Action::Continue;
+        let needs = is_chat(&self.path) && !self.handoff.adapted;
+        self.count_for(&backend.name, "attempts");
+        if needs {
+            // Path and headers now, while Envoy still lets this filter edit them; the body when it is complete.
+            let model = self.handoff.model_for(&backend.name).map(str::to_string);
+            match adapt_head(&backend, &self.path, model.as_deref()) {
+                Ok(adapted) => {
+                    self.set_http_request_header(":path", Some(&adapted.path));
+                    for header in &adapted.remove_headers {
+                        self.set_http_request_header(header, None);
+                    }
+                    for (header, value) in &adapted.set_headers {
+                        self.set_http_request_header(header, Some(value));
+                    }
+                }
+                Err(error) => {
+                    self.backend = Some(backend);
+                    self.on_gate_reject(&error);
+                    return glue::reply(&error, self.dialect, &[]);
+                }
+            }
         }
-        self.preparing = true;
-        // The path and headers depend on the body (Azure's deployment, the
-        // Anthropic API): hold them until it is complete. Needs
-        // `allow_on_headers_stop_iteration: true` in the plugin config.
-        Action::Pause
+        self.backend = Some(backend);
+        glue::open_gate(self, &head, needs, policy)
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if !self.preparing {
-            return Action::Continue;
-        }
-        let (Some(config), Some(backend)) = (self.config(), self.backend.clone()) else { return Action::Continue };
-        let max = config.max_body_bytes;
-        if body_size > max {
-            return self.fail_request(&ApiError::payload_too_large(max));
-        }
-        if !end_of_stream {
-            return Action::Pause;
-        }
-        self.preparing = false;
-        let body = self.get_http_request_body(0, body_size).unwrap_or_default();
-        let path = match &self.handoff.path {
-            Some(path) => path.clone(),
-            None => self.get_http_request_header(":path").unwrap_or_default(),
-        };
-        let model = self.handoff.model_for(&backend.name).map(str::to_string);
-        let prepared = match prepare(&backend, &path, &body, model.as_deref()) {
-            Ok(prepared) => prepared,
-            Err(error) => return self.fail_request(&error),
-        };
-        if let Some(path) = &prepared.path {
-            self.set_http_request_header(":path", Some(path));
-        }
-        for header in &prepared.remove_headers {
-            self.set_http_request_header(header, None);
-        }
-        for (header, value) in &prepared.set_headers {
-            self.set_http_request_header(header, Some(value));
-        }
-        match &prepared.body {
-            Some(new_body) => aigw_shared::host::replace_request_body(body_size, new_body),
-            None => self.set_http_request_header("content-length", Some(&body_size.to_string())),
-        }
-        self.translate = prepared.translate;
-        Action::Continue
+        glue::request_body(self, body_size, end_of_stream)
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        glue::request_trailers(self)
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {

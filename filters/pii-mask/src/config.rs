@@ -118,13 +118,8 @@ pub enum OtherPaths {
     Skip,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum FailMode {
-    Open,
-    #[default]
-    Closed,
-}
+/// Moderation's `failure_mode` (default `closed`).
+pub use aigw_shared::config::FailureMode;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -135,8 +130,8 @@ struct RawModeration {
     authority: Option<String>,
     #[serde(default = "default_moderation_timeout")]
     timeout_ms: u64,
-    #[serde(default)]
-    failure_mode: FailMode,
+    #[serde(default = "FailureMode::closed")]
+    failure_mode: FailureMode,
     model: Option<String>,
     #[serde(default)]
     headers: BTreeMap<String, String>,
@@ -183,7 +178,7 @@ pub struct Moderation {
     pub path: String,
     pub authority: String,
     pub timeout_ms: u64,
-    pub failure_mode: FailMode,
+    pub failure_mode: FailureMode,
     pub model: Option<String>,
     pub headers: Vec<(String, String)>,
     pub message: String,
@@ -517,6 +512,6 @@ mod tests {
         assert_eq!(m.path, "/v1/moderations");
         assert_eq!(m.authority, "moderation");
         assert_eq!(m.timeout_ms, 2000);
-        assert_eq!(m.failure_mode, FailMode::Closed);
+        assert_eq!(m.failure_mode, FailureMode::Closed);
     }
 }

@@ -165,7 +165,7 @@ struct RawRetrieval {
     headers: BTreeMap<String, String>,
     #[serde(default = "default_timeout_ms")]
     timeout_ms: u64,
-    #[serde(default)]
+    #[serde(default = "FailureMode::open")]
     failure_mode: FailureMode,
     #[serde(default = "default_variable")]
     variable: String,

@@ -58,7 +58,7 @@ fn system_not_allowed() -> ApiError {
 }
 
 fn is_system_message(message: &Value) -> bool {
-    matches!(message.get("role").and_then(Value::as_str), Some("system" | "developer"))
+    message.get("role").and_then(Value::as_str).is_some_and(aigw_shared::api::is_system_role)
 }
 
 fn decorate_openai(

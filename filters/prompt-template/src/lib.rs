@@ -1,11 +1,10 @@
 //! prompt-template: governed system prompts and named templates for chat
 //! requests (OpenAI chat completions and Anthropic messages).
 //!
-//! This file is proxy-wasm glue only: it pauses chat requests until their body
-//! is complete, hands the body to [`request::process`], and applies the
-//! outcome (new body and `content-length`, a retrieval call, or an
-//! OpenAI-style error reply). The logic lives in the other modules and is
-//! tested natively. See README.md for the configuration.
+//! Wiring only: the shared skeleton (`aigw_shared::glue`) reads the request
+//! body through the gate, [`request::process`] decides (new body, a retrieval
+//! call, or an error), and the skeleton carries it out. See README.md for the
+//! configuration and DESIGN.md for the callbacks.
 
 pub mod config;
 pub mod decorate;
@@ -17,208 +16,154 @@ pub mod tenant;
 pub mod variables;
 
 use aigw_shared::api::ApiShape;
-use aigw_shared::body::is_identity_encoding;
-use aigw_shared::host::{log, replace_request_body, send_error, Host, ProxyWasmHost};
-use aigw_shared::ApiError;
+use aigw_shared::gate::{BodyGate, GatePolicy};
+use aigw_shared::glue::{self, BodyReader, Head, Plugin, SideCall};
+use aigw_shared::host::{Host, ProxyWasmHost};
+use aigw_shared::{ApiError, ErrorDialect};
 use config::Config;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel};
+use proxy_wasm::types::Action;
 use request::{Answer, Outcome, Pending};
 use retrieval::RetrievalError;
 use std::rc::Rc;
 
-// The Wasm entry point (`_initialize`). Only built for Wasm: natively the
-// crate is a library whose logic the tests call directly.
 #[cfg(target_arch = "wasm32")]
 proxy_wasm::main! {{
-    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
     proxy_wasm::set_root_context(|_| new_root());
 }}
 
 /// A new root context: one per VM and plugin configuration.
 pub fn new_root() -> Box<dyn RootContext> {
-    Box::new(Root { config: None })
+    glue::root::<PromptTemplate>()
 }
 
-struct Root {
-    config: Option<Rc<Config>>,
-}
+struct PromptTemplate;
 
-impl Context for Root {}
-
-impl RootContext for Root {
-    fn on_configure(&mut self, _size: usize) -> bool {
-        match config::from_json(self.get_plugin_configuration().as_deref()) {
-            Ok(config) => {
-                let templates: usize = config.default_set.templates.len()
-                    + config.tenants.values().map(|t| t.templates.len()).sum::<usize>();
-                log(
-                    LogLevel::Info,
-                    &format!("prompt-template: configured {} tenant(s), {templates} template(s)", config.tenants.len()),
-                );
-                self.config = Some(Rc::new(config));
-                true
-            }
-            Err(err) => {
-                log(LogLevel::Error, &format!("prompt-template: invalid configuration: {err}"));
-                false
-            }
-        }
+impl Plugin for PromptTemplate {
+    type Config = Config;
+    const NAME: &'static str = "prompt-template";
+    fn parse(bytes: Option<&[u8]>) -> Result<Config, aigw_shared::config::ConfigError> {
+        config::from_json(bytes)
     }
-
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Filter { config: self.config.clone(), state: State::PassThrough }))
+    fn summary(config: &Config) -> String {
+        let templates: usize =
+            config.default_set.templates.len() + config.tenants.values().map(|t| t.templates.len()).sum::<usize>();
+        format!("{} tenant(s), {templates} template(s)", config.tenants.len())
     }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+    fn http_context(config: &Rc<Config>) -> Box<dyn HttpContext> {
+        Box::new(Filter { config: config.clone(), gate: BodyGate::default(), dialect: ErrorDialect::OpenAi, state: None })
     }
 }
 
 enum State {
-    /// Not a chat request, or already handled.
-    PassThrough,
-    /// Headers paused; collecting the body (`body_size`: buffered so far).
-    Buffering { shape: ApiShape, tenant: String, body_size: usize },
-    /// Body paused; waiting for the retrieval service.
-    Retrieving { token: u32, body_size: usize, pending: Pending },
+    /// Collecting the body of a chat request for this tenant.
+    Collecting { shape: ApiShape, tenant: String },
+    /// Waiting for the retrieval service (`size`: the buffered request body).
+    Retrieving { token: u32, size: usize, pending: Pending },
 }
 
 struct Filter {
-    config: Option<Rc<Config>>,
-    state: State,
+    config: Rc<Config>,
+    gate: BodyGate,
+    dialect: ErrorDialect,
+    state: Option<State>,
 }
 
 impl Filter {
-    /// The whole request body is in Envoy's buffer (end of stream, or trailers
-    /// arrived): process it.
-    fn on_complete_body(&mut self, body_size: usize) -> Action {
-        let State::Buffering { shape, tenant, .. } = std::mem::replace(&mut self.state, State::PassThrough) else {
-            return Action::Continue;
-        };
-        let Some(config) = self.config.clone() else { return Action::Continue };
-        let body = self.get_http_request_body(0, body_size).unwrap_or_default();
-        match request::process(&config, config.set(&tenant), shape, &body, &ProxyWasmHost) {
-            Ok(Outcome::Unchanged) => Action::Continue,
-            Ok(Outcome::Rewritten(new_body)) => {
-                replace_request_body(body_size, &new_body);
-                Action::Continue
-            }
-            Ok(Outcome::Retrieve { call, pending }) => self.start_retrieval(&config, body_size, call, pending),
-            Err(err) => {
-                self.reject(&err);
-                Action::Pause
-            }
-        }
-    }
-
-    fn reject(&mut self, err: &ApiError) {
+    fn reject(&mut self, err: &ApiError) -> Action {
         ProxyWasmHost.increment_counter(&metrics::rejected(err.code), 1);
-        log(LogLevel::Debug, &format!("prompt-template: rejected request: {} {}", err.status, err.code));
-        send_error(err, &[]);
-        self.state = State::PassThrough;
+        self.state = None;
+        glue::reply(err, self.dialect, &[])
     }
 
-    fn start_retrieval(
-        &mut self,
-        config: &Config,
-        body_size: usize,
-        call: retrieval::Call,
-        pending: Pending,
-    ) -> Action {
-        let headers: Vec<(&str, &str)> = call.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-        match self.dispatch_http_call(&pending.cluster, headers, Some(&call.body), vec![], pending.timeout) {
-            Ok(token) => {
-                self.state = State::Retrieving { token, body_size, pending };
-                Action::Pause
-            }
-            Err(_) => {
-                log(LogLevel::Warn, "prompt-template: could not dispatch the retrieval call (is the cluster defined?)");
-                match request::complete(config, pending, Answer::Failed(RetrievalError::Dispatch), &ProxyWasmHost) {
-                    Ok(body) => {
-                        replace_request_body(body_size, &body);
-                        self.state = State::PassThrough;
-                        Action::Continue
-                    }
-                    Err(err) => {
-                        self.reject(&err);
-                        Action::Pause
-                    }
-                }
-            }
-        }
-    }
-}
-
-impl Context for Filter {
-    fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
-        if !matches!(&self.state, State::Retrieving { token, .. } if *token == token_id) {
-            return;
-        }
-        let State::Retrieving { body_size: request_size, pending, .. } =
-            std::mem::replace(&mut self.state, State::PassThrough)
-        else {
-            return;
-        };
-        let Some(config) = self.config.clone() else { return };
-        let status = self.get_http_call_response_header(":status");
-        let body = self.get_http_call_response_body(0, body_size);
-        let answer = Answer::Response { status: status.as_deref(), body: body.as_deref() };
-        match request::complete(&config, pending, answer, &ProxyWasmHost) {
-            Ok(new_body) => {
-                replace_request_body(request_size, &new_body);
-                self.resume_http_request();
+    /// Finishes a request whose retrieval answered, failed or could not start.
+    fn complete(&mut self, size: usize, pending: Pending, answer: Answer<'_>) -> Action {
+        match request::complete(&self.config, pending, answer, &ProxyWasmHost) {
+            Ok(body) => {
+                glue::replace_request_body(size, &body);
+                Action::Continue
             }
             Err(err) => self.reject(&err),
         }
     }
 }
 
+impl BodyReader for Filter {
+    fn gate(&mut self) -> &mut BodyGate {
+        &mut self.gate
+    }
+    fn dialect(&self) -> ErrorDialect {
+        self.dialect
+    }
+    fn on_request_complete(&mut self, size: usize) -> Action {
+        let Some(State::Collecting { shape, tenant }) = self.state.take() else { return Action::Continue };
+        let body = glue::request_body_bytes(size);
+        let config = self.config.clone();
+        match request::process(&config, config.set(&tenant), shape, &body, &ProxyWasmHost) {
+            Ok(Outcome::Unchanged) => Action::Continue,
+            Ok(Outcome::Rewritten(new_body)) => {
+                glue::replace_request_body(size, &new_body);
+                Action::Continue
+            }
+            Ok(Outcome::Retrieve { call, pending }) => {
+                let side_call = SideCall {
+                    cluster: pending.cluster.clone(),
+                    headers: call.headers,
+                    body: call.body,
+                    timeout: pending.timeout,
+                };
+                match glue::dispatch(&side_call) {
+                    Some(token) => {
+                        self.state = Some(State::Retrieving { token, size, pending });
+                        Action::Pause
+                    }
+                    None => self.complete(size, pending, Answer::Failed(RetrievalError::Dispatch)),
+                }
+            }
+            Err(err) => self.reject(&err),
+        }
+    }
+}
+
+impl Context for Filter {
+    fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
+        let Some(State::Retrieving { token, .. }) = &self.state else { return };
+        if *token != token_id {
+            return;
+        }
+        let Some(State::Retrieving { size, pending, .. }) = self.state.take() else { return };
+        let status = self.get_http_call_response_header(":status");
+        let body = self.get_http_call_response_body(0, body_size);
+        let answer = Answer::Response { status: status.as_deref(), body: body.as_deref() };
+        if self.complete(size, pending, answer) == Action::Continue {
+            self.resume_http_request();
+        }
+    }
+}
+
 impl HttpContext for Filter {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        let Some(config) = self.config.clone() else { return Action::Continue };
-        if end_of_stream || self.get_http_request_header(":method").as_deref() != Some("POST") {
-            return Action::Continue;
-        }
-        let path = self.get_http_request_header(":path").unwrap_or_default();
-        let Some(shape) = ApiShape::from_path(&path) else { return Action::Continue };
-        if !is_identity_encoding(self.get_http_request_header("content-encoding").as_deref()) {
-            self.reject(&ApiError::unsupported_media(
-                "prompt-template cannot read a compressed request body; send it uncompressed.",
-            ));
-            return Action::Pause;
-        }
-        match tenant::select(&config, &ProxyWasmHost) {
+        let head = Head::read(end_of_stream);
+        self.dialect = head.dialect();
+        let shape = ApiShape::from_path(&head.path);
+        let policy = GatePolicy::strict(self.config.max_body_bytes);
+        let action = glue::open_gate(self, &head, shape.is_some(), policy);
+        let Some(shape) = shape.filter(|_| self.gate.is_collecting()) else { return action };
+        match tenant::select(&self.config, &ProxyWasmHost) {
             Ok(set) => {
-                self.state = State::Buffering { shape, tenant: set.name.clone(), body_size: 0 };
-                Action::Pause
+                self.state = Some(State::Collecting { shape, tenant: set.name.clone() });
+                Action::Continue
             }
-            Err(err) => {
-                self.reject(&err);
-                Action::Pause
-            }
+            Err(err) => self.reject(&err),
         }
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        let State::Buffering { body_size: seen, .. } = &mut self.state else { return Action::Continue };
-        *seen = body_size;
-        let max = self.config.as_ref().map_or(usize::MAX, |config| config.max_body_bytes);
-        if body_size > max {
-            self.reject(&ApiError::payload_too_large(max));
-            return Action::Pause;
-        }
-        if !end_of_stream {
-            return Action::Pause;
-        }
-        self.on_complete_body(body_size)
+        glue::request_body(self, body_size, end_of_stream)
     }
 
-    /// Trailers end the request too (HTTP/2 and gRPC-style clients): the body
-    /// is complete, so it is processed here rather than slipping through.
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
-        let State::Buffering { body_size, .. } = &self.state else { return Action::Continue };
-        let body_size = *body_size;
-        self.on_complete_body(body_size)
+        glue::request_trailers(self)
     }
 }

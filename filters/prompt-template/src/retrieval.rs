@@ -19,19 +19,12 @@
 //! unreadable body is a failure: with `failure_mode: open` the request goes on
 //! with `fallback` in the variable; with `closed` the client gets 503.
 
-use serde::Deserialize;
 use serde_json::{json, Value};
 use std::time::Duration;
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FailureMode {
-    /// Go on without passages (the variable holds `fallback`).
-    #[default]
-    Open,
-    /// Answer 503 `retrieval_unavailable`.
-    Closed,
-}
+/// `open` (the default): go on without passages (the variable holds
+/// `fallback`); `closed`: answer 503 `retrieval_unavailable`.
+pub use aigw_shared::config::FailureMode;
 
 #[derive(Debug, Clone)]
 pub struct Retrieval {

@@ -34,6 +34,72 @@ impl ApiShape {
     }
 }
 
+/// The LLM API endpoints the gateway knows, by request path. Every filter
+/// applies the same request checks on them (method, empty body, encodings,
+/// size), so a path no filter recognises cannot slip past one that would.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `POST /v1/chat/completions`
+    ChatCompletions,
+    /// `POST /v1/messages` (Anthropic)
+    Messages,
+    /// `POST /v1/messages/count_tokens` (Anthropic)
+    CountTokens,
+    /// `POST /v1/responses`
+    Responses,
+    /// `POST /v1/embeddings`
+    Embeddings,
+    /// `POST /v1/completions` (legacy)
+    Completions,
+    /// `GET /v1/models`
+    Models,
+}
+
+impl Endpoint {
+    /// Recognises the endpoint from the request path (query string ignored,
+    /// any prefix such as `/openai` allowed).
+    pub fn from_path(path: &str) -> Option<Self> {
+        let path = path.split('?').next().unwrap_or("").trim_end_matches('/');
+        let endpoint = if path.ends_with("/chat/completions") {
+            Endpoint::ChatCompletions
+        } else if path.ends_with("/v1/messages") || path == "/messages" {
+            Endpoint::Messages
+        } else if path.ends_with("/v1/messages/count_tokens") {
+            Endpoint::CountTokens
+        } else if path.ends_with("/v1/responses") {
+            Endpoint::Responses
+        } else if path.ends_with("/embeddings") {
+            Endpoint::Embeddings
+        } else if path.ends_with("/v1/completions") || path.ends_with("/openai/completions") {
+            Endpoint::Completions
+        } else if path.ends_with("/v1/models") {
+            Endpoint::Models
+        } else {
+            return None;
+        };
+        Some(endpoint)
+    }
+
+    /// Whether requests to this endpoint carry a JSON body (and must be POSTs).
+    pub fn takes_body(self) -> bool {
+        !matches!(self, Endpoint::Models)
+    }
+
+    /// The shape of the error bodies a client of this endpoint parses.
+    pub fn error_dialect(self) -> crate::error::ErrorDialect {
+        match self {
+            Endpoint::Messages | Endpoint::CountTokens => crate::error::ErrorDialect::Anthropic,
+            _ => crate::error::ErrorDialect::OpenAi,
+        }
+    }
+}
+
+/// Whether a chat role is a system prompt. Providers accept role names in any
+/// case (`"System"`), so policies that act on system prompts must too.
+pub fn is_system_role(role: &str) -> bool {
+    role.eq_ignore_ascii_case("system") || role.eq_ignore_ascii_case("developer")
+}
+
 /// Where a piece of text sits in a body, so a filter can act per location
 /// (e.g. skip system prompts) and report it without quoting the text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,5 +165,26 @@ mod tests {
         assert_eq!(ApiShape::from_path("/openai/v1/chat/completions?x=1"), Some(ApiShape::OpenAiChat));
         assert_eq!(ApiShape::from_path("/v1/messages"), Some(ApiShape::AnthropicMessages));
         assert_eq!(ApiShape::from_path("/v1/models"), None);
+    }
+
+    #[test]
+    fn endpoints_from_path() {
+        assert_eq!(Endpoint::from_path("/v1/chat/completions?x=1"), Some(Endpoint::ChatCompletions));
+        assert_eq!(Endpoint::from_path("/v1/messages"), Some(Endpoint::Messages));
+        assert_eq!(Endpoint::from_path("/v1/messages/count_tokens"), Some(Endpoint::CountTokens));
+        assert_eq!(Endpoint::from_path("/v1/responses"), Some(Endpoint::Responses));
+        assert_eq!(Endpoint::from_path("/openai/deployments/d/embeddings"), Some(Endpoint::Embeddings));
+        assert_eq!(Endpoint::from_path("/v1/completions"), Some(Endpoint::Completions));
+        assert_eq!(Endpoint::from_path("/v1/models/"), Some(Endpoint::Models));
+        assert_eq!(Endpoint::from_path("/healthz"), None);
+        assert!(!Endpoint::Models.takes_body());
+        assert_eq!(Endpoint::Messages.error_dialect(), crate::error::ErrorDialect::Anthropic);
+    }
+
+    #[test]
+    fn system_roles_in_any_case() {
+        assert!(is_system_role("System"));
+        assert!(is_system_role("DEVELOPER"));
+        assert!(!is_system_role("user"));
     }
 }

@@ -278,10 +278,13 @@ fn tool_calls_texts_mut(message: &mut Value, visit: &mut dyn FnMut(TextKind, &mu
 }
 
 fn message_texts_mut(message: &mut Value, visit: &mut dyn FnMut(TextKind, &mut String)) {
-    let kind = match message.get("role").and_then(Value::as_str) {
-        Some("system") | Some("developer") => TextKind::System,
-        Some("tool") | Some("function") => TextKind::ToolResult,
-        _ => TextKind::Content,
+    let role = message.get("role").and_then(Value::as_str).unwrap_or("");
+    let kind = if super::is_system_role(role) {
+        TextKind::System
+    } else if role.eq_ignore_ascii_case("tool") || role.eq_ignore_ascii_case("function") {
+        TextKind::ToolResult
+    } else {
+        TextKind::Content
     };
     if let Some(content) = message.get_mut("content") {
         content_texts_mut(content, kind, visit);

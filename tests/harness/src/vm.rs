@@ -824,8 +824,26 @@ impl Stream {
         self.with(|s| s.request.headers.clone().unwrap_or_default())
     }
 
-    /// The request headers the upstream received (None until the filter let them through).
+    /// The request headers the provider receives, as the reference chain
+    /// delivers them: Envoy's `buffer` filter after the aigw filters holds the
+    /// headers until the request is complete (None until then), and sets
+    /// `content-length` from the final body when the filters removed it.
+    /// [`Stream::forwarded_request_headers`] is what left the filter itself.
     pub fn upstream_request_headers(&self) -> Option<Headers> {
+        self.with(|s| {
+            if !s.request.complete {
+                return None;
+            }
+            let mut headers = s.request.forwarded_headers.clone()?;
+            if headers.get("content-length").is_none() && !s.request.forwarded_body.is_empty() {
+                headers.replace("content-length", s.request.forwarded_body.len().to_string());
+            }
+            Some(headers)
+        })
+    }
+
+    /// The request headers as the filter let them through (None until then).
+    pub fn forwarded_request_headers(&self) -> Option<Headers> {
         self.with(|s| s.request.forwarded_headers.clone())
     }
 

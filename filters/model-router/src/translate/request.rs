@@ -167,7 +167,9 @@ fn convert_messages(messages: &[Value]) -> Result<(Vec<Value>, Vec<Value>), ApiE
             _ => return Err(invalid(&format!("{path}.role"), "Each message needs a string `role`.")),
         };
         let content = message.get("content").unwrap_or(&Value::Null);
-        let (anthropic_role, blocks) = match role {
+        // Providers accept role names in any case; so does the translation.
+        let role = role.to_ascii_lowercase();
+        let (anthropic_role, blocks) = match role.as_str() {
             "system" | "developer" => {
                 system.extend(text_blocks(content, &format!("{path}.content"))?);
                 continue;

@@ -1,4 +1,5 @@
-//! One HTTP stream through the filter, as a state machine over the host seam.
+//! One exchange (request and response) through the filter, as a state
+//! machine over the host seam.
 //!
 //! `lib.rs` feeds it the callbacks' inputs and carries out what it returns
 //! (local replies, body and header edits, filter state); everything here runs
@@ -25,14 +26,10 @@ use aigw_shared::host::Host;
 use aigw_shared::ApiError;
 use serde_json::Value;
 
-/// Filter state names (set with `set_property`, one path segment).
-pub const STATE_BUDGET_EXCEEDED: &str = "aigw.budget.exceeded";
-pub const STATE_TOKENS_INPUT: &str = "aigw.tokens.input";
-pub const STATE_TOKENS_OUTPUT: &str = "aigw.tokens.output";
-pub const STATE_TOKENS_TOTAL: &str = "aigw.tokens.total";
-pub const STATE_COST: &str = "aigw.cost.micro_usd";
-/// Read (if model-router set it) to account usage to the model actually used.
-pub const STATE_ROUTE_MODEL: &str = "aigw.route.model";
+pub use aigw_shared::contract::{
+    STATE_BUDGET_EXCEEDED, STATE_COST_MICRO_USD as STATE_COST, STATE_ROUTE_MODEL, STATE_TOKENS_INPUT,
+    STATE_TOKENS_OUTPUT, STATE_TOKENS_TOTAL,
+};
 
 /// A rule that applies to this request.
 #[derive(Debug, Clone)]
@@ -435,11 +432,20 @@ impl Stream {
 
     /// Ends the stream: settles, emits metrics, returns the filter state.
     /// `completed` is false when the stream was reset before its end.
-    pub fn finish(&mut self, config: &Config, host: &dyn Host, completed: bool) -> Option<Outcome> {
+    ///
+    /// `withheld`: a filter nearer the client replaced the provider's answer
+    /// (pii-mask withholding a body it cannot inspect, `aigw.response.withheld`).
+    /// The answer never reached the client, so the reservation is released,
+    /// not charged.
+    pub fn finish(&mut self, config: &Config, host: &dyn Host, completed: bool, withheld: bool) -> Option<Outcome> {
         if self.finished {
             return None;
         }
         self.finished = true;
+        if withheld {
+            self.status = Some(502);
+            host.increment_counter(&metrics::filter("released_withheld"), 1);
+        }
         if !self.request_seen {
             // Reset before the request was complete: nothing was reserved.
             return None;
@@ -571,7 +577,7 @@ mod tests {
     fn respond(stream: &mut Stream, config: &Config, host: &FakeHost, status: u32, body: &str) -> Option<Outcome> {
         stream.response_headers(config, Some(status), Some("application/json"), None);
         stream.response_body(host, body.as_bytes(), true);
-        stream.finish(config, host, true)
+        stream.finish(config, host, true, false)
     }
 
     #[test]
@@ -596,7 +602,7 @@ mod tests {
         assert_eq!(host.counter("aigw.token_counter.tokens.model.gpt-4o.input"), 9);
         assert_eq!(host.counter("aigw.token_counter.cost.model.gpt-4o.micro_usd"), 73);
         // Finishing twice (on_log after the end of stream) changes nothing.
-        assert_eq!(stream.finish(&config, &host, false), None);
+        assert_eq!(stream.finish(&config, &host, false, false), None);
         assert_eq!(entry(&host, "u", "alice", config.rules[0].slots).used, 14);
     }
 
@@ -665,7 +671,7 @@ mod tests {
         stream.request_body(&config, &host, &chat_body(json!({"stream": true})));
         stream.response_headers(&config, Some(200), Some("text/event-stream"), None);
         stream.response_body(&host, b"data: {\"choices\":[{\"delta\":{\"content\":\"12345678\"}}]}\n\n", false);
-        let outcome = stream.finish(&config, &host, false).unwrap();
+        let outcome = stream.finish(&config, &host, false, false).unwrap();
         // Prompt 9 + 8 bytes of output at 4 bytes per token.
         assert_eq!(outcome.usage.total(), 11);
         assert_eq!(entry(&host, "u", "erin", config.rules[0].slots).used, 11);
@@ -694,7 +700,7 @@ mod tests {
             String::from_utf8(sent).unwrap(),
             "data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}],\"usage\":null}\n\ndata: [DONE]\n\n"
         );
-        assert_eq!(stream.finish(&config, &host, true).unwrap().usage.total(), 10);
+        assert_eq!(stream.finish(&config, &host, true, false).unwrap().usage.total(), 10);
 
         // A client that asked for usage itself gets its chunk, untouched.
         let mut own = Stream::new(&config, &host, CHAT);
@@ -806,7 +812,7 @@ mod tests {
             event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi\"}}\n\n\
             event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{},\"usage\":{\"output_tokens\":30}}\n\n";
         assert_eq!(stream.response_body(&host, events.as_bytes(), true), None);
-        let outcome = stream.finish(&config, &host, true).unwrap();
+        let outcome = stream.finish(&config, &host, true, false).unwrap();
         assert_eq!((outcome.usage.input, outcome.usage.output), (12, 30));
         assert_eq!(entry(&host, "u", "k", config.rules[0].slots).used, 42);
         assert_eq!(host.counter("aigw.token_counter.requests.model.claude-sonnet-4.unpriced"), 1);
