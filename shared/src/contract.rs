@@ -50,7 +50,8 @@ pub const CLIENT_CREDENTIAL_HEADERS: [&str; 4] = ["authorization", "x-api-key", 
 pub const CLIENT_ADDRESS_HEADERS: [&str; 4] = ["x-forwarded-for", "x-real-ip", "forwarded", "x-envoy-external-address"];
 
 /// Endpoint metadata naming a cluster member's backend (`filter_metadata: {aigw: {backend: …}}`).
-pub const ENDPOINT_BACKEND_METADATA: [&str; 5] = ["xds", "upstream_host_metadata", "filter_metadata", "aigw", "backend"];
+pub const ENDPOINT_BACKEND_METADATA: [&str; 5] =
+    ["xds", "upstream_host_metadata", "filter_metadata", "aigw", "backend"];
 
 /// Prefix of every metric the filters define (Envoy adds `wasmcustom.`).
 pub const METRIC_PREFIX: &str = "aigw";

@@ -16,7 +16,7 @@
 
 use crate::config::ConfigError;
 use crate::gate::{BodyGate, GatePolicy, GateStep, Opening, RequestHead};
-use crate::host::log;
+use crate::host::{log, CapturedHost};
 use crate::{ApiError, ErrorDialect};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -96,7 +96,9 @@ impl HttpContext for Unconfigured {
     }
 }
 
-/// The request headers the gate and the filters read, copied once.
+/// The request headers, copied once at their callback: the gate and the
+/// filters read them from here, also later (Envoy exposes the request headers
+/// only until their callback continues).
 #[derive(Debug, Clone, Default)]
 pub struct Head {
     pub method: String,
@@ -105,12 +107,15 @@ pub struct Head {
     pub content_encoding: Option<String>,
     pub content_length: Option<String>,
     pub end_of_stream: bool,
+    /// Every request header, for logic that runs when the body is complete.
+    pub host: CapturedHost,
 }
 
 impl Head {
     /// Reads the head of the current request (at its headers callback).
     pub fn read(end_of_stream: bool) -> Self {
-        let header = |name: &str| hostcalls::get_map_value(MapType::HttpRequestHeaders, name).ok().flatten();
+        let host = CapturedHost::capture();
+        let header = |name: &str| host.header(name).map(str::to_string);
         Head {
             method: header(":method").unwrap_or_default(),
             path: header(":path").unwrap_or_default(),
@@ -118,6 +123,7 @@ impl Head {
             content_encoding: header("content-encoding"),
             content_length: header("content-length"),
             end_of_stream,
+            host,
         }
     }
 

@@ -99,6 +99,65 @@ impl Host for ProxyWasmHost {
     }
 }
 
+/// The real host, with the request headers captured at their callback.
+///
+/// Envoy exposes the request headers only until their callback continues
+/// (a later read fails and the SDK aborts the VM), and the aigw filters never
+/// pause them (see `crate::gate`). Logic that runs when the body is complete
+/// and reads a request header (routing rules, template variables, budget
+/// keys) reads this copy instead.
+#[derive(Debug, Default, Clone)]
+pub struct CapturedHost {
+    /// Lower-case names, in order.
+    headers: std::rc::Rc<Vec<(String, String)>>,
+}
+
+impl CapturedHost {
+    /// Captures the current request headers (call in the request headers callback).
+    pub fn capture() -> Self {
+        let pairs = hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default();
+        let headers = pairs.into_iter().map(|(name, value)| (name.to_ascii_lowercase(), value)).collect();
+        CapturedHost { headers: std::rc::Rc::new(headers) }
+    }
+
+    /// The first value of a captured header.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value.as_str())
+    }
+}
+
+impl SharedStore for CapturedHost {
+    fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        ProxyWasmHost.get(key)
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+        ProxyWasmHost.set(key, value, cas)
+    }
+}
+
+impl Host for CapturedHost {
+    fn now_nanos(&self) -> u64 {
+        ProxyWasmHost.now_nanos()
+    }
+
+    fn request_header(&self, name: &str) -> Option<String> {
+        self.header(name).map(str::to_string)
+    }
+
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        ProxyWasmHost.property(path)
+    }
+
+    fn increment_counter(&self, name: &str, by: u64) {
+        ProxyWasmHost.increment_counter(name, by)
+    }
+
+    fn record_histogram(&self, name: &str, value: u64) {
+        ProxyWasmHost.record_histogram(name, value)
+    }
+}
+
 /// Writes a log line through the host. Callers must never pass prompt text,
 /// matched values or credentials: log what happened and where, not the data.
 pub fn log(level: proxy_wasm::types::LogLevel, message: &str) {

@@ -839,8 +839,8 @@ mod tests {
 
     const BACKENDS: &str = r#""backends": [
         {"name": "openai"},
-        {"name": "anthropic", "provider": "anthropic"},
-        {"name": "azure", "provider": "azure_openai", "api_version": "2024-10-21"}
+        {"name": "anthropic", "provider": "anthropic", "upstream_instance": true},
+        {"name": "azure", "provider": "azure_openai", "upstream_instance": true, "api_version": "2024-10-21"}
     ]"#;
 
     #[test]
@@ -886,7 +886,9 @@ mod tests {
         let cases: Vec<(String, &str, &str)> = vec![
             (r#"{"backends": [{"name": "a", "provider": "bedrock"}]}"#.into(), "backends[0].provider", "unknown variant"),
             (r#"{"backends": [{"name": "a"}, {"name": "a"}]}"#.into(), "backends[1].name", "duplicate"),
-            (r#"{"backends": [{"name": "a", "provider": "azure_openai"}]}"#.into(), "backends[0].api_version", "required"),
+            (r#"{"backends": [{"name": "a", "provider": "azure_openai", "upstream_instance": true}]}"#.into(), "backends[0].api_version", "required"),
+            (r#"{"backends": [{"name": "a", "provider": "anthropic"}]}"#.into(), "backends[0].upstream_instance", "only a model-router upstream instance"),
+            (r#"{"backends": [{"name": "a", "path_prefix": "/v"}]}"#.into(), "backends[0].upstream_instance", "path_prefix"),
             (r#"{"backends": [{"name": "a", "deployment": "x"}]}"#.into(), "backends[0].deployment", "only for"),
             (r#"{"backends": [{"name": "a b"}]}"#.into(), "backends[0].name", "printable"),
             (format!(r#"{{ {BACKENDS}, "models": [{{"name": "m", "targets": [{{"backend": "nope"}}]}}]}}"#), "models[0].targets[0].backend", "unknown backend"),

@@ -9,7 +9,7 @@ use crate::respond::{self, ResponseMode, Translation};
 use crate::translate::request::RequestInfo;
 use aigw_shared::gate::{BodyGate, GatePolicy};
 use aigw_shared::glue::{self, BodyReader, Head, RequestDecision};
-use aigw_shared::host::{Host, ProxyWasmHost};
+use aigw_shared::host::{CapturedHost, Host};
 use aigw_shared::{ApiError, ErrorDialect};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
@@ -27,6 +27,7 @@ pub struct DownstreamFilter {
     /// Set when this instance translated the request (no upstream instances).
     translate: Option<RequestInfo>,
     response: ResponseMode,
+    host: CapturedHost,
 }
 
 impl DownstreamFilter {
@@ -40,6 +41,7 @@ impl DownstreamFilter {
             single_target: false,
             translate: None,
             response: ResponseMode::Untouched,
+            host: CapturedHost::default(),
         }
     }
 
@@ -59,13 +61,13 @@ impl BodyReader for DownstreamFilter {
         self.dialect
     }
     fn on_gate_reject(&mut self, error: &ApiError) {
-        ProxyWasmHost.increment_counter(&rejected_metric(error), 1);
+        self.host.increment_counter(&rejected_metric(error), 1);
     }
     fn on_request_complete(&mut self, size: usize) -> Action {
         let config_rc = self.config.clone();
         let crate::config::Config::Downstream(config) = config_rc.as_ref() else { return Action::Continue };
         let body = glue::request_body_bytes(size);
-        match route_request(config, &ProxyWasmHost, &self.path, &body) {
+        match route_request(config, &self.host, &self.path, &body) {
             Ok(routed) => {
                 self.single_target = routed.single_target;
                 self.primary = Some(routed.primary);
@@ -84,8 +86,9 @@ impl Context for DownstreamFilter {}
 
 impl HttpContext for DownstreamFilter {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        let Some(config) = self.config() else { return Action::Continue };
         let head = Head::read(end_of_stream);
+        self.host = head.host.clone();
+        let Some(config) = self.config() else { return Action::Continue };
         let (strip, policy) = (headers_to_strip(config, &head.path), GatePolicy::strict(config.max_body_bytes));
         for header in &strip {
             self.set_http_request_header(header, None);
@@ -123,13 +126,12 @@ impl HttpContext for DownstreamFilter {
         });
         if let Some(answered) = &answered {
             if *answered != primary {
-                ProxyWasmHost.increment_counter(&backend_metric(&primary, "failovers"), 1);
+                self.host.increment_counter(&backend_metric(&primary, "failovers"), 1);
             }
         }
         let status = self.get_http_response_header(":status").and_then(|s| s.parse::<u32>().ok()).unwrap_or(0);
         if status >= 500 || status == 429 {
-            ProxyWasmHost
-                .increment_counter(&backend_metric(answered.as_deref().unwrap_or(&primary), "upstream_errors"), 1);
+            self.host.increment_counter(&backend_metric(answered.as_deref().unwrap_or(&primary), "upstream_errors"), 1);
         }
         if show {
             self.set_http_response_header(BACKEND_HEADER, answered.as_deref());
@@ -143,7 +145,7 @@ impl HttpContext for DownstreamFilter {
         let (action, mode, outcome) =
             respond::on_headers(self, &info, end_of_stream, max_event_bytes, crate::unix_seconds(self));
         if let Translation::Unreadable = outcome {
-            ProxyWasmHost.increment_counter(&backend_metric(&primary, "translation_errors"), 1);
+            self.host.increment_counter(&backend_metric(&primary, "translation_errors"), 1);
         }
         self.response = mode;
         action
@@ -156,7 +158,7 @@ impl HttpContext for DownstreamFilter {
             respond::on_body(self, mode, body_size, end_of_stream, max, crate::unix_seconds(self));
         if failed {
             if let Some(primary) = &self.primary {
-                ProxyWasmHost.increment_counter(&backend_metric(primary, "translation_errors"), 1);
+                self.host.increment_counter(&backend_metric(primary, "translation_errors"), 1);
             }
         }
         self.response = next;

@@ -189,7 +189,7 @@ mod tests {
     }
 
     const CONFIG: &str = r#"{
-        "backends": [{"name": "mock"}, {"name": "mock-b"}, {"name": "claude", "provider": "anthropic"}],
+        "backends": [{"name": "mock"}, {"name": "mock-b"}, {"name": "claude", "provider": "anthropic", "upstream_instance": true}],
         "aliases": {"fast": "gpt-4o-mini"},
         "models": [
             {"name": "gpt-4o-mini", "targets": [{"backend": "mock"}]},

@@ -228,7 +228,7 @@ mod tests {
 
     const TABLE: &str = r#"{
         "backends": [
-            {"name": "openai"}, {"name": "mock-b"}, {"name": "anthropic", "provider": "anthropic", "route": "anthropic-route"},
+            {"name": "openai"}, {"name": "mock-b"}, {"name": "anthropic", "provider": "anthropic", "upstream_instance": true, "route": "anthropic-route"},
             {"name": "private", "route": "private"}
         ],
         "aliases": {"fast": "gpt-4o-mini", "smart": "claude-sonnet-4-5"},

@@ -13,7 +13,7 @@ const DOWNSTREAM: &str = r#"{
     "max_body_bytes": 4096,
     "backends": [
         {"name": "mock"}, {"name": "mock-b"},
-        {"name": "claude", "provider": "anthropic", "default_max_tokens": 321}
+        {"name": "claude", "provider": "anthropic", "upstream_instance": true, "default_max_tokens": 321}
     ],
     "aliases": {"fast": "gpt-4o-mini"},
     "models": [
@@ -65,7 +65,11 @@ fn send(vm: &Vm, extra: &[(&str, &str)], body: &Value) -> Stream {
     ];
     headers.extend_from_slice(extra);
     let mut s = vm.stream();
-    assert_eq!(s.send_request_headers(&headers, false), Action::Pause, "headers wait for the body's model");
+    assert_eq!(
+        s.send_request_headers(&headers, false),
+        Action::Continue,
+        "headers go on; the body is held until complete"
+    );
     let (first, second) = text.as_bytes().split_at(text.len() / 2);
     assert_eq!(s.send_request_body(first, false), Action::Pause);
     s.send_request_body(second, true);
@@ -101,7 +105,7 @@ fn routes_by_model_and_hands_envoy_the_route() {
     );
     assert!(s.local_reply().is_none());
     let headers = s.upstream_request_headers().expect("forwarded");
-    assert_eq!(header(&headers, "x-aigw-route"), Some("mock"));
+    assert_eq!(s.property_str(&["aigw.route"]).as_deref(), Some("mock"));
     for removed in ["authorization", "x-api-key", "api-key", "x-internal-token"] {
         assert_eq!(header(&headers, removed), None, "{removed} reached the upstream");
     }
@@ -124,20 +128,22 @@ fn failover_list_and_regex_capture() {
     let harness = Harness::new();
     let vm = start(&harness, DOWNSTREAM);
     let s = send(&vm, &[], &chat("failover-demo"));
-    let headers = s.upstream_request_headers().unwrap();
-    assert_eq!(header(&headers, "x-aigw-route"), Some("mock-failover"));
+    assert!(s.upstream_request_headers().is_some());
+    assert_eq!(s.property_str(&["aigw.route"]).as_deref(), Some("mock-failover"));
     let handoff: Value = serde_json::from_str(&s.property_str(&["aigw.route.handoff"]).unwrap()).unwrap();
     assert_eq!(handoff["models"], json!({"mock": "gpt-4o-mini", "mock-b": "gpt-4o-mini"}));
 
+    // The claude backend has an upstream instance: the downstream instance routes and hands the
+    // model over; path, headers and body are adapted on the backend's cluster.
     let s = send(&vm, &[], &chat("anthropic/claude-opus-4"));
-    let headers = s.upstream_request_headers().unwrap();
-    assert_eq!(header(&headers, "x-aigw-route"), Some("claude"));
-    assert_eq!(header(&headers, ":path"), Some("/v1/messages"));
-    assert_eq!(header(&headers, "anthropic-version"), Some("2023-06-01"));
-    let body = upstream_json(&s);
-    assert_eq!(body["model"], "claude-opus-4");
-    assert_eq!(body["max_tokens"], 321);
-    assert_eq!(body["messages"], json!([{"role": "user", "content": [{"type": "text", "text": "hello"}]}]));
+    assert_eq!(s.property_str(&["aigw.route"]).as_deref(), Some("claude"));
+    assert_eq!(upstream_json(&s)["model"], "claude-opus-4");
+    assert!(upstream_json(&s).get("max_tokens").is_none(), "translation is left to the upstream instance");
+    let handoff: Value = serde_json::from_str(&s.property_str(&["aigw.route.handoff"]).unwrap()).unwrap();
+    assert_eq!(
+        handoff,
+        json!({"models": {"claude": "claude-opus-4"}, "path": "/v1/chat/completions", "adapted": false})
+    );
 }
 
 #[test]
@@ -200,7 +206,7 @@ fn content_signal_and_budget_rules() {
     s.set_property(&["aigw.pii.detected"], b"EMAIL_ADDRESS");
     s.send_request_headers(&[(":method", "POST"), (":path", "/v1/chat/completions")], false);
     s.send_request_body(body.as_bytes(), true);
-    assert_eq!(header(&s.upstream_request_headers().unwrap(), "x-aigw-route"), Some("mock-b"));
+    assert_eq!(s.property_str(&["aigw.route"]).as_deref(), Some("mock-b"));
     assert_eq!(upstream_json(&s)["model"], "llama-private");
     assert_eq!(vm.counter("aigw.model_router.rule_matched.rule.pii"), 1);
 
@@ -209,8 +215,28 @@ fn content_signal_and_budget_rules() {
     s.set_property(&["aigw.budget.exceeded"], b"1");
     s.send_request_headers(&[(":method", "POST"), (":path", "/v1/chat/completions")], false);
     s.send_request_body(body.as_bytes(), true);
-    assert_eq!(header(&s.upstream_request_headers().unwrap(), "x-aigw-route"), Some("mock"));
+    assert_eq!(s.property_str(&["aigw.route"]).as_deref(), Some("mock"));
     assert_eq!(upstream_json(&s)["model"], "gpt-4o-mini", "the budget fallback's cheaper model");
+}
+
+/// An attempt on the `claude` backend's cluster, through its upstream instance
+/// (Anthropic backends are adapted there: path and headers can only change
+/// before the body is read).
+fn claude_attempt(vm: &Vm, body: &Value) -> Stream {
+    let mut s = vm.stream();
+    s.set_property(&["xds", "upstream_host_metadata", "filter_metadata", "aigw", "backend"], b"claude");
+    let handoff = json!({"models": {"claude": "claude-x"}, "path": "/v1/chat/completions"});
+    s.set_property(&["aigw.route.handoff"], handoff.to_string().as_bytes());
+    let text = body.to_string();
+    let headers = [(":method", "POST"), (":path", "/v1/chat/completions"), ("content-length", &text.len().to_string())];
+    assert_eq!(s.send_request_headers(&headers, false), Action::Continue);
+    s.send_request_body(text.as_bytes(), true);
+    assert_eq!(header(&s.upstream_request_headers().unwrap(), ":path"), Some("/v1/messages"));
+    s
+}
+
+fn upstream_vm(harness: &Harness) -> Vm {
+    start(harness, UPSTREAM)
 }
 
 fn anthropic_stream(vm: &Vm, include_usage: bool) -> Stream {
@@ -219,7 +245,7 @@ fn anthropic_stream(vm: &Vm, include_usage: bool) -> Stream {
     if include_usage {
         body["stream_options"] = json!({"include_usage": true});
     }
-    let s = send(vm, &[], &body);
+    let s = claude_attempt(vm, &body);
     assert_eq!(upstream_json(&s)["stream"], true);
     s
 }
@@ -243,7 +269,7 @@ fn client_chunks(s: &Stream) -> (Vec<Value>, bool) {
 #[test]
 fn anthropic_stream_is_translated_at_every_split() {
     let harness = Harness::new();
-    let vm = start(&harness, DOWNSTREAM);
+    let vm = upstream_vm(&harness);
     let bytes = ANTHROPIC_SSE.as_bytes();
     let mut expected: Option<Vec<u8>> = None;
     for cut in 0..=bytes.len() {
@@ -275,7 +301,7 @@ fn anthropic_stream_is_translated_at_every_split() {
 #[test]
 fn stream_events_reach_the_client_as_they_complete() {
     let harness = Harness::new();
-    let vm = start(&harness, DOWNSTREAM);
+    let vm = upstream_vm(&harness);
     let mut s = anthropic_stream(&vm, false);
     s.set_property(&["response", "code_details"], b"via_upstream");
     s.send_response_headers(&[(":status", "200"), ("content-type", "text/event-stream")], false);
@@ -289,14 +315,14 @@ fn stream_events_reach_the_client_as_they_complete() {
 #[test]
 fn anthropic_json_reply_and_errors_are_translated() {
     let harness = Harness::new();
-    let vm = start(&harness, DOWNSTREAM);
+    let vm = upstream_vm(&harness);
     let reply = json!({
         "id": "msg_2", "type": "message", "role": "assistant", "model": "claude-x",
         "content": [{"type": "text", "text": "Hi"}, {"type": "tool_use", "id": "t1", "name": "f", "input": {"a": 1}}],
         "stop_reason": "tool_use", "usage": {"input_tokens": 3, "output_tokens": 2}
     })
     .to_string();
-    let mut s = send(&vm, &[], &chat("anthropic/claude-x"));
+    let mut s = claude_attempt(&vm, &chat("anthropic/claude-x"));
     s.set_property(&["response", "code_details"], b"via_upstream");
     let length = reply.len().to_string();
     s.send_response_headers(
@@ -316,17 +342,17 @@ fn anthropic_json_reply_and_errors_are_translated() {
     assert_eq!(header(&headers, "content-length").unwrap().parse::<usize>().unwrap(), s.client_response_body().len());
 
     let error = json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}).to_string();
-    let mut s = send(&vm, &[], &chat("anthropic/claude-x"));
+    let mut s = claude_attempt(&vm, &chat("anthropic/claude-x"));
     s.set_property(&["response", "code_details"], b"via_upstream");
     s.send_response_headers(&[(":status", "529"), ("content-type", "application/json")], false);
     s.send_response_body(error.as_bytes(), true);
     let body: Value = serde_json::from_slice(&s.client_response_body()).unwrap();
     assert_eq!(body["error"]["code"], "overloaded");
     assert_eq!(header(&s.client_response_headers().unwrap(), ":status"), Some("529"));
-    assert_eq!(vm.counter("aigw.model_router.backend.claude.upstream_errors"), 1);
+    assert_eq!(vm.counter("aigw.model_router.backend.claude.attempt_errors"), 1);
 
     // An unreadable 200 becomes a 502 for the client.
-    let mut s = send(&vm, &[], &chat("anthropic/claude-x"));
+    let mut s = claude_attempt(&vm, &chat("anthropic/claude-x"));
     s.set_property(&["response", "code_details"], b"via_upstream");
     s.send_response_headers(&[(":status", "200"), ("content-type", "application/json")], false);
     s.send_response_body(b"<html>proxy error</html>", true);
@@ -370,7 +396,7 @@ fn attempt(vm: &Vm, backend: &str) -> Stream {
         ("authorization", "Bearer key-of-an-earlier-attempt"),
         ("content-length", "9999"),
     ];
-    assert_eq!(s.send_request_headers(&headers, false), Action::Pause);
+    assert_eq!(s.send_request_headers(&headers, false), Action::Continue);
     s.send_request_body(body.as_bytes(), true);
     s
 }

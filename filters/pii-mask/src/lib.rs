@@ -21,7 +21,7 @@ use aigw_shared::api::ApiShape;
 use aigw_shared::contract::STATE_RESPONSE_WITHHELD;
 use aigw_shared::gate::BodyGate;
 use aigw_shared::glue::{self, BodyReader, Head, Plugin};
-use aigw_shared::host::ProxyWasmHost;
+use aigw_shared::host::CapturedHost;
 use aigw_shared::ErrorDialect;
 use config::Config;
 use policy::{BodyStep, RequestOutcome, ResponseGuard, ResponseHead};
@@ -58,7 +58,15 @@ impl Plugin for PiiMask {
     }
     fn http_context(config: &Rc<Config>) -> Box<dyn HttpContext> {
         let (config, gate, guard) = (config.clone(), BodyGate::default(), ResponseGuard::default());
-        Box::new(Filter { config, gate, guard, shape: None, scanned: false, dialect: ErrorDialect::OpenAi })
+        Box::new(Filter {
+            config,
+            gate,
+            guard,
+            shape: None,
+            scanned: false,
+            dialect: ErrorDialect::OpenAi,
+            host: CapturedHost::default(),
+        })
     }
 }
 
@@ -70,6 +78,7 @@ struct Filter {
     /// The path is one pii-mask scans (LLM APIs, or any when `other_paths` is `scan`).
     scanned: bool,
     dialect: ErrorDialect,
+    host: CapturedHost,
 }
 
 impl BodyReader for Filter {
@@ -81,7 +90,7 @@ impl BodyReader for Filter {
     }
     fn on_request_complete(&mut self, size: usize) -> Action {
         let body = glue::request_body_bytes(size);
-        match policy::on_request(&self.config, &ProxyWasmHost, self.shape, &body) {
+        match policy::on_request(&self.config, &self.host, self.shape, &body) {
             RequestOutcome::Decided(decision) => glue::apply_request(&decision, size, self.dialect),
             RequestOutcome::Moderate { edits, call } => {
                 glue::apply_edits(&edits, size);
@@ -97,7 +106,7 @@ impl BodyReader for Filter {
 impl Filter {
     /// Resumes or refuses the request after moderation.
     fn moderated(&mut self, verdict: moderation::Verdict) -> Action {
-        match policy::on_moderation(&self.config, &ProxyWasmHost, verdict) {
+        match policy::on_moderation(&self.config, &self.host, verdict) {
             None => Action::Continue,
             Some(err) => glue::reply(&err, self.dialect, &[]),
         }
@@ -119,6 +128,7 @@ impl Context for Filter {
 impl HttpContext for Filter {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let head = Head::read(end_of_stream);
+        self.host = head.host.clone();
         self.shape = ApiShape::from_path(&head.path);
         self.dialect = head.dialect();
         self.scanned = self.shape.is_some() || self.config.other_paths == config::OtherPaths::Scan;
@@ -126,7 +136,13 @@ impl HttpContext for Filter {
             // Providers then answer with bodies this filter can read.
             self.set_http_request_header("accept-encoding", None);
         }
-        let (wanted, gate_policy) = policy::request_scope(&self.config, self.shape, head.content_type.as_deref());
+        let (wanted, gate_policy) = policy::request_scope(
+            &self.config,
+            &self.host,
+            self.shape,
+            head.content_type.as_deref(),
+            head.content_encoding.as_deref(),
+        );
         glue::open_gate(self, &head, wanted, gate_policy)
     }
 
@@ -146,7 +162,7 @@ impl HttpContext for Filter {
             content_encoding: content_encoding.as_deref(),
             end_of_stream,
         };
-        for (name, value) in self.guard.on_headers(&self.config, &ProxyWasmHost, self.scanned, head) {
+        for (name, value) in self.guard.on_headers(&self.config, &self.host, self.scanned, head) {
             self.set_http_response_header(name, value.as_deref());
         }
         if self.guard.withheld() {
@@ -157,7 +173,7 @@ impl HttpContext for Filter {
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         let read = || glue::response_body_bytes(body_size);
-        match self.guard.on_body(&self.config, &ProxyWasmHost, self.shape, body_size, end_of_stream, &read) {
+        match self.guard.on_body(&self.config, &self.host, self.shape, body_size, end_of_stream, &read) {
             BodyStep::Continue => Action::Continue,
             BodyStep::Pause => Action::Pause,
             BodyStep::Replace(bytes) => {
@@ -168,6 +184,6 @@ impl HttpContext for Filter {
     }
 
     fn on_log(&mut self) {
-        self.guard.report(&self.config, &ProxyWasmHost);
+        self.guard.report(&self.config, &self.host);
     }
 }

@@ -24,23 +24,38 @@ use aigw_shared::host::Host;
 use aigw_shared::ApiError;
 use std::time::Duration;
 
-/// Whether the request body is read, and how the gate treats it.
-pub fn request_scope(config: &Config, shape: Option<ApiShape>, content_type: Option<&str>) -> (bool, GatePolicy) {
+/// Whether the request body is read, and how the gate treats it. Bodies
+/// left unread are counted (`pii_unreadable`) with the reason.
+pub fn request_scope(
+    config: &Config,
+    host: &dyn Host,
+    shape: Option<ApiShape>,
+    content_type: Option<&str>,
+    content_encoding: Option<&str>,
+) -> (bool, GatePolicy) {
+    let reject_encoded = config.on_unreadable_request == UnreadableRequest::Reject;
     let policy = GatePolicy {
         max_body_bytes: config.max_body_bytes,
-        on_encoded: match config.on_unreadable_request {
-            UnreadableRequest::Reject => OnEncoded::Reject,
-            UnreadableRequest::Pass => OnEncoded::Pass,
-        },
+        on_encoded: if reject_encoded { OnEncoded::Reject } else { OnEncoded::Pass },
         on_oversize: OnOversize::Reject,
     };
-    let nothing_to_do = config.request.is_empty() && config.moderation.is_none();
-    let wanted = match shape {
-        Some(_) => !nothing_to_do,
-        // Uploads (multipart audio, files) on other API paths carry no prompt text to mask.
-        None => !nothing_to_do && config.other_paths == OtherPaths::Scan && is_json_content_type(content_type),
-    };
-    (wanted, policy)
+    if config.request.is_empty() && config.moderation.is_none() {
+        return (false, policy);
+    }
+    if shape.is_none() {
+        if config.other_paths == OtherPaths::Skip {
+            return (false, policy);
+        }
+        if !is_json_content_type(content_type) {
+            // Uploads (multipart audio, files) on other API paths carry no prompt text to mask.
+            metrics::unreadable(host, Direction::Request, "content_type", false);
+            return (false, policy);
+        }
+    }
+    if !is_identity_encoding(content_encoding) {
+        metrics::unreadable(host, Direction::Request, "encoded", reject_encoded);
+    }
+    (true, policy)
 }
 
 /// What happens after the request body was read.
@@ -304,14 +319,18 @@ mod tests {
 
     #[test]
     fn request_scope_by_path_and_content_type() {
+        let host = FakeHost::new();
         let all = config("{}");
-        assert!(request_scope(&all, CHAT, None).0);
-        assert!(request_scope(&all, None, Some("application/json")).0);
-        assert!(!request_scope(&all, None, Some("multipart/form-data")).0);
-        assert!(!request_scope(&config(r#"{"other_paths": "skip"}"#), None, Some("application/json")).0);
-        assert!(!request_scope(&config(r#"{"request": false}"#), CHAT, None).0);
+        assert!(request_scope(&all, &host, CHAT, None, None).0);
+        assert!(request_scope(&all, &host, None, Some("application/json"), None).0);
+        assert!(!request_scope(&all, &host, None, Some("multipart/form-data"), None).0);
+        assert_eq!(host.counter("aigw.pii_mask.pii_unreadable.direction.request.reason.content_type.passed"), 1);
+        let skip = config(r#"{"other_paths": "skip"}"#);
+        assert!(!request_scope(&skip, &host, None, Some("application/json"), None).0);
+        assert!(!request_scope(&config(r#"{"request": false}"#), &host, CHAT, None, None).0);
         let pass = config(r#"{"on_unreadable_request": "pass"}"#);
-        assert_eq!(request_scope(&pass, CHAT, None).1.on_encoded, OnEncoded::Pass);
+        assert_eq!(request_scope(&pass, &host, CHAT, None, Some("gzip")).1.on_encoded, OnEncoded::Pass);
+        assert_eq!(host.counter("aigw.pii_mask.pii_unreadable.direction.request.reason.encoded.passed"), 1);
     }
 
     #[test]
@@ -360,7 +379,11 @@ mod tests {
     #[test]
     fn encoded_responses_are_withheld_as_502_or_passed() {
         let host = FakeHost::new();
-        let head = ResponseHead { content_type: Some("application/json"), content_encoding: Some("gzip"), end_of_stream: false };
+        let head = ResponseHead {
+            content_type: Some("application/json"),
+            content_encoding: Some("gzip"),
+            end_of_stream: false,
+        };
         let mut guard = ResponseGuard::default();
         let edits = guard.on_headers(&config("{}"), &host, true, head);
         assert!(edits.contains(&(":status", Some("502".to_string()))));
@@ -382,8 +405,10 @@ mod tests {
         let mut guard = ResponseGuard::default();
         assert_eq!(guard.on_headers(&config, &host, true, head), vec![("content-length", None)]);
         assert_eq!(guard.on_body(&config, &host, CHAT, 10, false, &Vec::new), BodyStep::Pause);
-        let completion = br#"{"choices":[{"index":0,"message":{"role":"assistant","content":"write to bo@example.org"}}]}"#;
-        let BodyStep::Replace(body) = guard.on_body(&config, &host, CHAT, completion.len(), true, &|| completion.to_vec())
+        let completion =
+            br#"{"choices":[{"index":0,"message":{"role":"assistant","content":"write to bo@example.org"}}]}"#;
+        let BodyStep::Replace(body) =
+            guard.on_body(&config, &host, CHAT, completion.len(), true, &|| completion.to_vec())
         else {
             panic!()
         };

@@ -32,7 +32,7 @@ fn post(stream: &mut Stream, path: &str, body: &[u8]) -> Action {
         ],
         false,
     );
-    assert_eq!(action, Action::Pause, "request headers wait for the body");
+    assert_eq!(action, Action::Continue, "headers go on; the body is held until complete");
     stream.send_request_body(body, true)
 }
 

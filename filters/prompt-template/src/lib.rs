@@ -18,7 +18,7 @@ pub mod variables;
 use aigw_shared::api::ApiShape;
 use aigw_shared::gate::{BodyGate, GatePolicy};
 use aigw_shared::glue::{self, BodyReader, Head, Plugin, SideCall};
-use aigw_shared::host::{Host, ProxyWasmHost};
+use aigw_shared::host::{CapturedHost, Host};
 use aigw_shared::{ApiError, ErrorDialect};
 use config::Config;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -52,7 +52,13 @@ impl Plugin for PromptTemplate {
         format!("{} tenant(s), {templates} template(s)", config.tenants.len())
     }
     fn http_context(config: &Rc<Config>) -> Box<dyn HttpContext> {
-        Box::new(Filter { config: config.clone(), gate: BodyGate::default(), dialect: ErrorDialect::OpenAi, state: None })
+        Box::new(Filter {
+            config: config.clone(),
+            gate: BodyGate::default(),
+            dialect: ErrorDialect::OpenAi,
+            state: None,
+            host: CapturedHost::default(),
+        })
     }
 }
 
@@ -68,18 +74,19 @@ struct Filter {
     gate: BodyGate,
     dialect: ErrorDialect,
     state: Option<State>,
+    host: CapturedHost,
 }
 
 impl Filter {
     fn reject(&mut self, err: &ApiError) -> Action {
-        ProxyWasmHost.increment_counter(&metrics::rejected(err.code), 1);
+        self.host.increment_counter(&metrics::rejected(err.code), 1);
         self.state = None;
         glue::reply(err, self.dialect, &[])
     }
 
     /// Finishes a request whose retrieval answered, failed or could not start.
     fn complete(&mut self, size: usize, pending: Pending, answer: Answer<'_>) -> Action {
-        match request::complete(&self.config, pending, answer, &ProxyWasmHost) {
+        match request::complete(&self.config, pending, answer, &self.host) {
             Ok(body) => {
                 glue::replace_request_body(size, &body);
                 Action::Continue
@@ -100,7 +107,7 @@ impl BodyReader for Filter {
         let Some(State::Collecting { shape, tenant }) = self.state.take() else { return Action::Continue };
         let body = glue::request_body_bytes(size);
         let config = self.config.clone();
-        match request::process(&config, config.set(&tenant), shape, &body, &ProxyWasmHost) {
+        match request::process(&config, config.set(&tenant), shape, &body, &self.host) {
             Ok(Outcome::Unchanged) => Action::Continue,
             Ok(Outcome::Rewritten(new_body)) => {
                 glue::replace_request_body(size, &new_body);
@@ -146,11 +153,12 @@ impl HttpContext for Filter {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let head = Head::read(end_of_stream);
         self.dialect = head.dialect();
+        self.host = head.host.clone();
         let shape = ApiShape::from_path(&head.path);
         let policy = GatePolicy::strict(self.config.max_body_bytes);
         let action = glue::open_gate(self, &head, shape.is_some(), policy);
         let Some(shape) = shape.filter(|_| self.gate.is_collecting()) else { return action };
-        match tenant::select(&self.config, &ProxyWasmHost) {
+        match tenant::select(&self.config, &self.host) {
             Ok(set) => {
                 self.state = Some(State::Collecting { shape, tenant: set.name.clone() });
                 Action::Continue

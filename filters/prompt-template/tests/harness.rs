@@ -61,7 +61,11 @@ fn send_raw(vm: &Vm, extra_headers: &[(&str, &str)], body: &[u8]) -> Stream {
     let mut stream = vm.stream();
     let mut length = String::new();
     let headers = headers_with(extra_headers, body.len(), &mut length);
-    assert_eq!(stream.send_request_headers(&headers, false), Action::Pause, "chat requests wait for their body");
+    assert_eq!(
+        stream.send_request_headers(&headers, false),
+        Action::Continue,
+        "headers go on; the body is held until complete"
+    );
     let (first, second) = body.split_at(body.len() / 2);
     if stream.send_request_body(first, false) == Action::Pause && stream.local_reply().is_none() {
         assert!(stream.upstream_request_headers().is_none(), "nothing forwarded before the body is complete");
@@ -99,7 +103,7 @@ fn templated_request_is_rendered_with_jwt_and_route_metadata_variables() {
     let bytes = body.to_string();
     let mut length = String::new();
     let headers = headers_with(&[], bytes.len(), &mut length);
-    assert_eq!(stream.send_request_headers(&headers, false), Action::Pause);
+    assert_eq!(stream.send_request_headers(&headers, false), Action::Continue);
     assert_eq!(stream.send_request_body(bytes.as_bytes(), true), Action::Continue);
     let out = upstream_json(&stream);
     assert_eq!(
@@ -213,7 +217,7 @@ fn oversized_and_compressed_bodies_are_refused() {
     let harness = Harness::new();
     let vm = start(&harness, CONFIG);
     let mut stream = vm.stream();
-    assert_eq!(stream.send_request_headers(CHAT, false), Action::Pause);
+    assert_eq!(stream.send_request_headers(CHAT, false), Action::Continue);
     stream.send_request_body(vec![b' '; 1500], false);
     assert!(stream.local_reply().is_none());
     stream.send_request_body(vec![b' '; 1500], false);

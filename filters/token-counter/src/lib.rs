@@ -20,7 +20,7 @@ use aigw_shared::body::{is_identity_encoding, is_json_content_type};
 use aigw_shared::contract::STATE_RESPONSE_WITHHELD;
 use aigw_shared::gate::{BodyGate, GatePolicy, OnEncoded, OnOversize};
 use aigw_shared::glue::{self, BodyReader, Head, Plugin, RequestDecision, RequestEdits};
-use aigw_shared::host::{log, Host, ProxyWasmHost};
+use aigw_shared::host::{log, CapturedHost, Host, ProxyWasmHost};
 use aigw_shared::ErrorDialect;
 use config::Config;
 use exchange::{RequestAction, Stream, STATE_BUDGET_EXCEEDED};
@@ -71,7 +71,14 @@ impl Plugin for TokenCounter {
     }
     fn http_context(config: &Rc<Config>) -> Box<dyn HttpContext> {
         let config = config.clone();
-        Box::new(Filter { config, gate: BodyGate::default(), dialect: ErrorDialect::OpenAi, stream: None, declared_length: 0 })
+        Box::new(Filter {
+            config,
+            gate: BodyGate::default(),
+            dialect: ErrorDialect::OpenAi,
+            stream: None,
+            declared_length: 0,
+            host: CapturedHost::default(),
+        })
     }
 }
 
@@ -82,6 +89,7 @@ struct Filter {
     stream: Option<Stream>,
     /// The request's `content-length` (read with the headers: Envoy exposes them only then).
     declared_length: u64,
+    host: CapturedHost,
 }
 
 impl Filter {
@@ -112,14 +120,14 @@ impl Filter {
     /// Estimates a body the filter does not parse from its size.
     fn estimate(&mut self, size: u64) -> Action {
         let Some(stream) = self.stream.as_mut() else { return Action::Continue };
-        let action = stream.unparsed_body(&self.config, &ProxyWasmHost, size);
+        let action = stream.unparsed_body(&self.config, &self.host, size);
         self.apply(action, 0)
     }
 
     fn finish(&mut self, completed: bool) {
         let withheld = self.get_property(vec![STATE_RESPONSE_WITHHELD]).is_some_and(|value| !value.is_empty());
         let Some(stream) = self.stream.as_mut() else { return };
-        if let Some(outcome) = stream.finish(&self.config, &ProxyWasmHost, completed, withheld) {
+        if let Some(outcome) = stream.finish(&self.config, &self.host, completed, withheld) {
             for (name, value) in outcome.filter_state() {
                 self.set_property(vec![name], Some(value.as_bytes()));
             }
@@ -137,7 +145,7 @@ impl BodyReader for Filter {
     fn on_request_complete(&mut self, size: usize) -> Action {
         let body = glue::request_body_bytes(size);
         let Some(stream) = self.stream.as_mut() else { return Action::Continue };
-        let action = stream.request_body(&self.config, &ProxyWasmHost, &body);
+        let action = stream.request_body(&self.config, &self.host, &body);
         self.apply(action, size)
     }
     fn on_request_oversize(&mut self, size: usize) -> Action {
@@ -153,7 +161,8 @@ impl HttpContext for Filter {
         let head = Head::read(end_of_stream);
         self.dialect = head.dialect();
         self.declared_length = head.gate_view().declared_length().unwrap_or(0);
-        let host = ProxyWasmHost;
+        self.host = head.host.clone();
+        let host = self.host.clone();
         let mut stream = Stream::new(&self.config, &host, &head.path);
         if end_of_stream {
             stream.bodiless(&self.config, &host);
@@ -184,7 +193,7 @@ impl HttpContext for Filter {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        let host = ProxyWasmHost;
+        let host = self.host.clone();
         let status = self.get_http_response_header(":status").and_then(|value| value.parse().ok());
         let content_type = self.get_http_response_header("content-type");
         let content_encoding = self.get_http_response_header("content-encoding");
@@ -207,7 +216,7 @@ impl HttpContext for Filter {
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         let chunk = glue::response_body_bytes(body_size);
         let Some(stream) = self.stream.as_mut() else { return Action::Continue };
-        if let Some(bytes) = stream.response_body(&ProxyWasmHost, &chunk, end_of_stream) {
+        if let Some(bytes) = stream.response_body(&self.host, &chunk, end_of_stream) {
             self.set_http_response_body(0, body_size, &bytes);
         }
         if end_of_stream {
@@ -219,7 +228,7 @@ impl HttpContext for Filter {
     fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
         // The body ended without end_of_stream: read what is left for usage.
         if let Some(stream) = self.stream.as_mut() {
-            let _ = stream.response_body(&ProxyWasmHost, &[], true);
+            let _ = stream.response_body(&self.host, &[], true);
         }
         self.finish(true);
         Action::Continue

@@ -321,7 +321,7 @@ typed_config:
     };
     let upstream_config = json!({
         "mode": "upstream",
-        "backends": [{"name": "xp-claude", "provider": "anthropic"}, {"name": "xp-gpt", "provider": "openai"}]
+        "backends": [{"name": "xp-claude", "provider": "anthropic", "upstream_instance": true}, {"name": "xp-gpt", "provider": "openai"}]
     })
     .to_string();
     let aggregate = format!(
@@ -417,7 +417,7 @@ fn failover_across_providers_translates_each_attempt() {
     let config = cross_provider_config(dir.path(), &claude, &gpt);
     let router = json!({
         "upstream_instances": true,
-        "backends": [{"name": "xp-claude", "provider": "anthropic"}, {"name": "xp-gpt"}, {"name": "mock"}],
+        "backends": [{"name": "xp-claude", "provider": "anthropic", "upstream_instance": true}, {"name": "xp-gpt"}, {"name": "mock"}],
         "models": [
             {"name": "best-effort", "route": "xp-failover",
              "targets": [{"backend": "xp-claude", "model": "claude-sonnet-4-5"}, {"backend": "xp-gpt", "model": "gpt-4o"}]}
@@ -509,7 +509,7 @@ fn budget_fallback_routes_to_the_cheaper_model_once_token_counter_signals() {
     })
     .to_string();
     let router = json!({
-        "backends": [{"name": "mock"}, {"name": "anthropic", "provider": "anthropic"}],
+        "backends": [{"name": "mock"}, {"name": "anthropic", "provider": "anthropic", "upstream_instance": true}],
         "models": [
             {"name": "gpt-4o-mini", "targets": [{"backend": "mock"}]},
             {"prefix": "claude-", "targets": [{"backend": "anthropic"}]}
@@ -553,7 +553,7 @@ fn budget_fallback_routes_to_the_cheaper_model_once_token_counter_signals() {
 #[test]
 fn azure_openai_backend_gets_its_deployment_path() {
     let router = json!({
-        "backends": [{"name": "azure", "provider": "azure_openai", "route": "openai",
+        "backends": [{"name": "azure", "provider": "azure_openai", "upstream_instance": true, "route": "openai",
                       "deployment": "prod-{model}", "api_version": "2024-10-21"}],
         "models": [{"prefix": "gpt-", "targets": [{"backend": "azure"}]}]
     })

@@ -91,7 +91,7 @@ fn whole_body_replacement_after_buffering() {
     let mut s = vm.stream();
     assert_eq!(post(&mut s, "replace-body", false), Action::Continue);
     // content-length was removed while the headers could still change.
-    assert!(!s.upstream_request_headers().unwrap().contains("content-length"));
+    assert!(!s.forwarded_request_headers().unwrap().contains("content-length"));
 
     assert_eq!(s.send_request_body("hello ", false), Action::Pause);
     assert_eq!(s.send_request_body("big ", false), Action::Pause);

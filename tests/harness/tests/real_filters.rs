@@ -116,7 +116,11 @@ fn post_chat(vm: &Vm, body: &[u8]) -> Stream {
         ("content-type", "application/json"),
         ("content-length", length.as_str()),
     ];
-    assert_eq!(s.send_request_headers(&headers, false), Action::Pause, "chat requests wait for their body");
+    assert_eq!(
+        s.send_request_headers(&headers, false),
+        Action::Continue,
+        "headers go on; the body is held until complete"
+    );
     let (first, second) = body.split_at(body.len() / 2);
     s.send_request_body(first, false);
     s.send_request_body(second, true);
