@@ -47,21 +47,25 @@ pub fn on_headers(
     let readable = is_identity_encoding(ctx.get_http_response_header("content-encoding").as_deref());
     let streaming =
         (200..300).contains(&status) && is_event_stream(ctx.get_http_response_header("content-type").as_deref());
+    // The body is rewritten; its new length is unknown until then (chunked).
     ctx.set_http_response_header("content-length", None);
     if !readable {
+        // Known now, while the status can still change: the same 502 as pii-mask's.
         log(LogLevel::Warn, "model-router: the backend sent an encoded body; it cannot be translated");
+        let error = ApiError::unreadable_upstream("encoded");
+        ctx.set_http_response_header(":status", Some(&error.status.to_string()));
         ctx.set_http_response_header("content-encoding", None);
         ctx.set_http_response_header("content-type", Some("application/json"));
-        return (Action::Pause, ResponseMode::Json { status: 0 }, Translation::Unreadable);
+        return (Action::Continue, ResponseMode::Json { status: 0 }, Translation::Unreadable);
     }
     if streaming {
         let translator = StreamTranslator::new(info.include_usage, created, max_event_bytes);
         return (Action::Continue, ResponseMode::Stream(Box::new(translator)), Translation::Started);
     }
     ctx.set_http_response_header("content-type", Some("application/json"));
-    // Held until the body is translated, so that an unreadable reply can
-    // still become a 502 and the translated body gets its length.
-    (Action::Pause, ResponseMode::Json { status }, Translation::Started)
+    // The headers go on now (a filter cannot pause them without Envoy's
+    // `allow_on_headers_stop_iteration`); the body is held until it is complete.
+    (Action::Continue, ResponseMode::Json { status }, Translation::Started)
 }
 
 /// One response body callback. Returns the action, the next mode, and
@@ -102,15 +106,13 @@ pub fn on_body(
             } else {
                 response::to_openai(status, &body, created)
             };
+            // The status went out with the headers: an untranslatable body
+            // becomes an error body (an encoded one already got its 502).
             let (out, failed) = match translated {
                 Ok(out) => (out, false),
-                Err(error) => {
-                    ctx.set_http_response_header(":status", Some(&error.status.to_string()));
-                    (error.body(), true)
-                }
+                Err(error) => (error.body(), true),
             };
             ctx.set_http_response_body(0, body_size, &out);
-            ctx.set_http_response_header("content-length", Some(&out.len().to_string()));
             let next = if end_of_stream { ResponseMode::Untouched } else { ResponseMode::Discard };
             (Action::Continue, next, failed)
         }
