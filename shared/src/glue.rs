@@ -301,7 +301,10 @@ pub fn replace_request_body(buffered: usize, body: &[u8]) {
 pub fn reply(err: &ApiError, dialect: ErrorDialect, extra_headers: &[(&str, &str)]) -> Action {
     let own = err.headers();
     let mut headers: Vec<(&str, &str)> = own.iter().map(|(name, value)| (*name, value.as_str())).collect();
-    headers.extend_from_slice(extra_headers);
+    // The error's own headers win: a repeated `content-type` would reach the
+    // client (and the filters before it) as two values.
+    let extra = extra_headers.iter().filter(|(name, _)| !own.iter().any(|(mine, _)| mine.eq_ignore_ascii_case(name)));
+    headers.extend(extra);
     let _ = hostcalls::send_http_response(err.status, headers, Some(&err.body_for(dialect)));
     Action::Pause
 }

@@ -52,6 +52,9 @@ pub struct RenderOptions {
     /// (system CA bundles) stay. The rendered SDS files come back from
     /// [`render_all`] for the caller to write.
     pub secrets_dir: Option<PathBuf>,
+    /// Extra HTTP filters (YAML, one list entry each) put before the first
+    /// Wasm filter of the listener's chain (e.g. the harness's fixture filter).
+    pub leading_filters: Vec<String>,
 }
 
 /// A rendered config and the files it needs next to it.
@@ -278,8 +281,11 @@ fn render_wasm_filter(filter: &mut Value, options: &RenderOptions, seen: &mut Ve
     if let Some(dist) = &options.dist_dir {
         let slot = get_mut(config, &["vm_config", "code", "local", "filename"])
             .ok_or_else(|| format!("filter {name}: no vm_config.code.local.filename"))?;
-        let file = slot.as_str().and_then(|f| Path::new(f).file_name()).ok_or("bad wasm filename")?;
-        *slot = Value::String(dist.join(file).to_string_lossy().into_owned());
+        // An absolute path (a test's own module) stays; the shipped `dist/…` ones move.
+        if slot.as_str().is_some_and(|f| Path::new(f).is_relative()) {
+            let file = slot.as_str().and_then(|f| Path::new(f).file_name()).ok_or("bad wasm filename")?;
+            *slot = Value::String(dist.join(file).to_string_lossy().into_owned());
+        }
     }
     if let Some(json) = options.filter_configs.get(&name) {
         set(config, &["configuration", "value"], Value::String(json.clone()))?;
@@ -329,6 +335,11 @@ pub fn render_all(yaml: &str, options: &RenderOptions) -> Result<Rendered, Strin
     for hcm in connection_managers(&mut root) {
         let Some(filters) = hcm.get_mut("http_filters").and_then(Value::as_sequence_mut) else { continue };
         filters.retain(|f| wasm_filter_name(f).is_none_or(|name| !options.remove_filters.iter().any(|r| r == name)));
+        let first_wasm = filters.iter().position(is_wasm_filter).unwrap_or(0);
+        for (i, text) in options.leading_filters.iter().enumerate() {
+            let filter: Value = serde_yaml::from_str(text).map_err(|e| format!("leading filter: {e}"))?;
+            filters.insert(first_wasm + i, filter);
+        }
         for filter in filters.iter_mut() {
             render_wasm_filter(filter, options, &mut seen)?;
         }
@@ -480,17 +491,24 @@ impl Secrets<'_> {
     }
 }
 
-/// Removes every Wasm HTTP filter, in the listeners' chains and in the
-/// clusters' upstream chains (the shape of `bare.yaml`), for comparing configs.
+/// Envoy's `buffer` filter: the aigw chain's companion (it holds the request
+/// headers until the filters have read the body), so it goes with them.
+fn is_buffer_filter(filter: &Value) -> bool {
+    filter.get("name").and_then(as_str) == Some("envoy.filters.http.buffer")
+}
+
+/// Removes every Wasm HTTP filter and its companion buffer filter, in the
+/// listeners' chains and in the clusters' upstream chains (the shape of
+/// `bare.yaml`), for comparing configs.
 pub fn without_wasm_filters(yaml: &str) -> Result<Value, String> {
     let mut root: Value = serde_yaml::from_str(yaml).map_err(|e| format!("not YAML: {e}"))?;
     for hcm in connection_managers(&mut root) {
         if let Some(filters) = hcm.get_mut("http_filters").and_then(Value::as_sequence_mut) {
-            filters.retain(|f| !is_wasm_filter(f));
+            filters.retain(|f| !is_wasm_filter(f) && !is_buffer_filter(f));
         }
     }
     for filters in upstream_filter_chains(&mut root) {
-        filters.retain(|f| !is_wasm_filter(f));
+        filters.retain(|f| !is_wasm_filter(f) && !is_buffer_filter(f));
     }
     Ok(root)
 }
@@ -523,8 +541,8 @@ const BARE_HEADER: &str = "\
 # aigw baseline: the same Envoy as gateway.yaml (listener, routes, clusters, jwt_authn, timeouts, buffer
 # limits, access log, the provider clusters' credential_injector) WITHOUT any Wasm filter (the four in the
 # listener's chain and any upstream model-router instance on a cluster). The benchmarks compare the filter
-# chain against it. Without model-router nothing sets `x-aigw-route`, so a request goes to the mock unless
-# the client sets the header itself (e.g. `-H 'x-aigw-route: mock-secondary'`).
+# chain against it. Without model-router nothing sets the route (filter state `aigw.route`), so every
+# request goes to the mock.
 ";
 
 /// bare.yaml: gateway.yaml's text without its header comment and without the
@@ -689,7 +707,8 @@ mod tests {
         let yaml = with_upstream_instance(true);
         let options = RenderOptions { dist_dir: Some(PathBuf::from("/abs/dist")), ..RenderOptions::default() };
         let out = render(&yaml, &options).unwrap();
-        assert_eq!(upstream_filenames(&out), ["/abs/dist/model-router.wasm", "/abs/dist/model-router.wasm"]);
+        // The two added here and gateway.yaml's own on the anthropic cluster.
+        assert_eq!(upstream_filenames(&out), ["/abs/dist/model-router.wasm"; 3]);
         let options =
             RenderOptions { filter_configs: [("model-router-upstream".into(), "{}".into())].into(), ..options };
         assert!(render(&yaml, &options).unwrap().contains("value: '{}'"));

@@ -164,6 +164,25 @@ fn free_port() -> u16 {
     }
 }
 
+/// The harness's fixture filter (built by `just build` into target/) as an HTTP filter entry with
+/// the reference config's crash policy: its `x-fixture-action: panic` traps the VM on purpose.
+pub fn fixture_filter() -> String {
+    let wasm = repo_root().join("target/wasm32-wasip1/release/fixture_filter.wasm");
+    format!(
+        r#"
+name: aigw.fixture
+typed_config:
+  "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+  config:
+    name: fixture
+    root_id: fixture
+    vm_config: {{ vm_id: fixture, runtime: envoy.wasm.runtime.v8, code: {{ local: {{ filename: {} }} }} }}
+    failure_policy: FAIL_RELOAD
+"#,
+        wasm.display()
+    )
+}
+
 /// Configures a [`Gateway`] before starting it.
 #[derive(Debug, Clone)]
 pub struct GatewayBuilder {
@@ -197,6 +216,12 @@ impl GatewayBuilder {
     pub fn only_filters(mut self, filters: &[&str]) -> Self {
         self.options.remove_filters =
             config::FILTERS.iter().filter(|f| !filters.contains(f)).map(|f| f.to_string()).collect();
+        self
+    }
+
+    /// An extra HTTP filter (YAML list entry) before the first aigw filter, e.g. [`fixture_filter`].
+    pub fn leading_filter(mut self, yaml: String) -> Self {
+        self.options.leading_filters.push(yaml);
         self
     }
 

@@ -67,6 +67,9 @@ fn the_chain_loads_and_passes_json_and_streams_through() {
 
     // All four filters are configured in Envoy, in chain order, and their VMs run.
     let dump = gw.config_dump().to_string();
+    // The listener's chain (model-router's upstream instance on a cluster also runs model-router.wasm).
+    let listeners = dump.find("ListenersConfigDump").expect("listeners in config_dump");
+    let dump = dump.get(listeners..).unwrap_or_default();
     let positions: Vec<usize> = config::FILTERS
         .iter()
         .map(|f| dump.find(&format!("dist/{f}.wasm")).unwrap_or_else(|| panic!("{f} missing from config_dump")))
@@ -141,20 +144,30 @@ fn a_stream_reaches_the_client_before_the_provider_finished() {
     assert_eq!(openai_stream_text(&String::from_utf8(body).unwrap()), marker);
 }
 
-/// Without model-router, the client's `x-aigw-route` header picks the route
-/// directly: this checks gateway.yaml's routes, failover and JWT wiring alone.
+/// gateway.yaml's routes, failover and JWT wiring, driven by the model (model-router sets the route as
+/// filter state; a client's own routing header picks nothing).
 #[test]
 fn routes_failover_and_jwt_wiring() {
-    let gw = Gateway::builder().without_filter("model-router").start();
-    let chat = |headers: &[(&str, &str)], text: &str| gw.chat_with(headers, &chat_body(text, false));
+    let gw = Gateway::builder().start();
+    let chat_model = |model: &str, headers: &[(&str, &str)], text: &str, stream: bool| {
+        let mut body = chat_body(text, stream);
+        body["model"] = json!(model);
+        gw.chat_with(headers, &body)
+    };
+    let chat = |headers: &[(&str, &str)], text: &str| chat_model("gpt-4o-mini", headers, text, false);
 
-    // No header: the default route, the `mock` cluster.
+    // gpt-4o-mini: the `mock` cluster, whatever routing header the client sends.
     let response = chat(&[], "default");
     assert_eq!((response.status, response.header("x-mock-backend")), (200, Some("mock")));
-    let response = chat(&[("x-aigw-route", "mock-secondary")], "secondary");
-    assert_eq!((response.status, response.header("x-mock-backend")), (200, Some("mock-secondary")));
+    let response = chat(&[("x-aigw-route", "mock-secondary")], "spoofed");
+    assert_eq!(
+        (response.status, response.header("x-mock-backend")),
+        (200, Some("mock")),
+        "a client cannot pick the route"
+    );
+    assert_eq!(upstream_with(&gw, "spoofed").header("x-aigw-route"), None);
     // Provider routes (the providers are mocks in tests; Host is rewritten to the cluster's host).
-    let response = chat(&[("x-aigw-route", "openai")], "to-openai");
+    let response = chat_model("gpt-4o", &[], "to-openai", false);
     assert_eq!((response.status, response.header("x-mock-backend")), (200, Some("openai")));
     // No key file (like `just up` without OPENAI_API_KEY): the credential_injector lets the request
     // through without a key.
@@ -164,8 +177,8 @@ fn routes_failover_and_jwt_wiring() {
     for status in ["503", "429"] {
         gw.clear_mocks();
         let text = format!("failover-{status}");
-        let headers = [("x-aigw-route", "mock-failover"), ("x-mock-status", status), ("x-mock-fault-backend", "mock")];
-        let response = chat(&headers, &text);
+        let headers = [("x-mock-status", status), ("x-mock-fault-backend", "mock")];
+        let response = chat_model("failover-demo", &headers, &text, false);
         assert_eq!(response.status, 200, "{}", response.text());
         assert_eq!(response.header("x-mock-backend"), Some("mock-secondary"));
         assert_eq!(response.json()["choices"][0]["message"]["content"], text.as_str());
@@ -176,15 +189,16 @@ fn routes_failover_and_jwt_wiring() {
     }
     // A streamed request fails over too (nothing was sent to the client yet).
     gw.clear_mocks();
-    let headers = [("x-aigw-route", "mock-failover"), ("x-mock-status", "503"), ("x-mock-fault-backend", "mock")];
-    let response = gw.post_json("/v1/chat/completions", &headers, &chat_body("streamed failover", true));
+    let headers = [("x-mock-status", "503"), ("x-mock-fault-backend", "mock")];
+    let response = chat_model("failover-demo", &headers, "streamed failover", true);
     assert_eq!((response.status, response.header("x-mock-backend")), (200, Some("mock-secondary")));
     assert_eq!(openai_stream_text(&response.text()), "streamed failover");
     // Once bytes reached the client there is no failover: a provider dying mid-stream truncates it.
     gw.clear_mocks();
-    let headers = [("x-aigw-route", "mock-failover"), ("x-mock-abort-after", "2"), ("x-mock-fault-backend", "mock")];
-    let body = chat_body("dies mid stream", true).to_string();
-    let mut stream = gw.stream("POST", "/v1/chat/completions", &headers, body.as_bytes());
+    let headers = [("x-mock-abort-after", "2"), ("x-mock-fault-backend", "mock")];
+    let mut body = chat_body("dies mid stream", true);
+    body["model"] = json!("failover-demo");
+    let mut stream = gw.stream("POST", "/v1/chat/completions", &headers, body.to_string().as_bytes());
     assert_eq!(stream.status, 200);
     let mut received = Vec::new();
     let ended_cleanly = loop {
@@ -198,8 +212,7 @@ fn routes_failover_and_jwt_wiring() {
     assert!(!String::from_utf8_lossy(&received).contains("[DONE]"));
     assert!(gw.mock("mock-secondary").requests().is_empty(), "a started stream was retried");
     // Both backends failing: the client gets the last backend's error.
-    let headers = [("x-aigw-route", "mock-failover"), ("x-mock-status", "503")];
-    assert_eq!(chat(&headers, "both down").status, 503);
+    assert_eq!(chat_model("failover-demo", &[("x-mock-status", "503")], "both down", false).status, 503);
 
     // jwt_authn: a valid demo token is accepted and not forwarded; a bad one is rejected.
     gw.clear_mocks();

@@ -349,11 +349,14 @@ typed_extension_protocol_options:
             vm_id: model-router
             runtime: envoy.wasm.runtime.v8
             code: {{ local: {{ filename: dist/model-router.wasm }} }}
-          allow_on_headers_stop_iteration: true
-          failure_policy: FAIL_CLOSED
+          failure_policy: FAIL_RELOAD
           configuration:
             "@type": type.googleapis.com/google.protobuf.StringValue
             value: '{upstream_config}'
+    - name: envoy.filters.http.buffer
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer
+        max_request_bytes: 16777216
     - {openai_injector}
     - {anthropic_injector}
     - name: strip-attempt-header
@@ -373,7 +376,7 @@ typed_extension_protocol_options:
 name: xp-failover
 match:
   prefix: /
-  headers: [{ name: x-aigw-route, string_match: { exact: xp-failover } }]
+  filter_state: [{ key: wasm.aigw.route, string_match: { exact: xp-failover } }]
 route:
   cluster: xp-failover
   timeout: 0s
@@ -401,6 +404,40 @@ route:
         .unwrap();
     routes.insert(0, serde_yaml::from_str(route).unwrap());
     let out = dir.join("cross-provider.yaml");
+    std::fs::write(&out, serde_yaml::to_string(&root).unwrap()).unwrap();
+    out
+}
+
+/// gateway.yaml with a model-router upstream instance (and the buffer filter after it) added to `cluster`.
+fn with_upstream_instance(dir: &std::path::Path, cluster: &str, upstream_config: &str) -> std::path::PathBuf {
+    let filters = format!(
+        r#"
+- name: model-router-upstream
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+    config:
+      name: model-router-upstream
+      root_id: model-router
+      vm_config: {{ vm_id: model-router, runtime: envoy.wasm.runtime.v8, code: {{ local: {{ filename: dist/model-router.wasm }} }} }}
+      failure_policy: FAIL_RELOAD
+      configuration: {{ "@type": type.googleapis.com/google.protobuf.StringValue, value: '{upstream_config}' }}
+- name: envoy.filters.http.buffer
+  typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer, max_request_bytes: 16777216 }}
+"#
+    );
+    let added: Vec<serde_yaml::Value> = serde_yaml::from_str(&filters).unwrap();
+    let source = std::fs::read_to_string(repo_root().join("envoy-config/gateway.yaml")).unwrap();
+    let mut root: serde_yaml::Value = serde_yaml::from_str(&source).unwrap();
+    let clusters = root["static_resources"]["clusters"].as_sequence_mut().unwrap();
+    let target = clusters.iter_mut().find(|c| c["name"] == cluster).unwrap();
+    let chain = target["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+        ["http_filters"]
+        .as_sequence_mut()
+        .unwrap();
+    for (i, filter) in added.into_iter().enumerate() {
+        chain.insert(i, filter);
+    }
+    let out = dir.join("with-upstream-instance.yaml");
     std::fs::write(&out, serde_yaml::to_string(&root).unwrap()).unwrap();
     out
 }
@@ -553,12 +590,21 @@ fn budget_fallback_routes_to_the_cheaper_model_once_token_counter_signals() {
 #[test]
 fn azure_openai_backend_gets_its_deployment_path() {
     let router = json!({
-        "backends": [{"name": "azure", "provider": "azure_openai", "upstream_instance": true, "route": "openai",
+        "backends": [{"name": "openai", "provider": "azure_openai", "upstream_instance": true,
                       "deployment": "prod-{model}", "api_version": "2024-10-21"}],
-        "models": [{"prefix": "gpt-", "targets": [{"backend": "azure"}]}]
+        "models": [{"prefix": "gpt-", "targets": [{"backend": "openai"}]}]
     })
     .to_string();
-    let gw = Gateway::builder().only_filters(&["model-router"]).filter_config("model-router", router).start();
+    // Azure's path names the deployment: the upstream instance on the cluster sets it.
+    let dir = TempDir::new("azure");
+    // The cluster's endpoint names its backend `openai` (endpoint metadata in gateway.yaml).
+    let upstream = r#"{"mode": "upstream", "backend": {"name": "openai", "provider": "azure_openai", "deployment": "prod-{model}", "api_version": "2024-10-21"}}"#;
+    let config = with_upstream_instance(dir.path(), "openai", upstream);
+    let gw = Gateway::builder()
+        .config_file(config.to_str().unwrap())
+        .only_filters(&["model-router"])
+        .filter_config("model-router", router)
+        .start();
     for stream in [false, true] {
         gw.clear_mocks();
         let response = gw.chat(&chat_body("gpt-4o", "to azure", stream));
