@@ -323,3 +323,23 @@ pub fn dispatch(call: &SideCall) -> Option<u32> {
     let headers: Vec<(&str, &str)> = call.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
     hostcalls::dispatch_http_call(&call.cluster, headers, Some(&call.body), vec![], call.timeout).ok()
 }
+
+/// The Wasm entry point of a filter crate and its `new_root()` (which the
+/// harness and native tests call): `aigw_shared::filter_entry_point!(PiiMask);`.
+/// The entry point (`_initialize`) is only built for Wasm: natively the crate
+/// is a library whose logic the tests call directly.
+#[macro_export]
+macro_rules! filter_entry_point {
+    ($plugin:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        proxy_wasm::main! {{
+            proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
+            proxy_wasm::set_root_context(|_| $crate::glue::root::<$plugin>());
+        }}
+
+        /// A new root context: one per VM and plugin configuration.
+        pub fn new_root() -> Box<dyn proxy_wasm::traits::RootContext> {
+            $crate::glue::root::<$plugin>()
+        }
+    };
+}

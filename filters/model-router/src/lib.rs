@@ -16,21 +16,12 @@ pub mod translate;
 mod downstream;
 mod upstream;
 
-use aigw_shared::glue::{self, Plugin};
+use aigw_shared::glue::Plugin;
 use config::Config;
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::traits::{Context, HttpContext};
 use std::rc::Rc;
 
-#[cfg(target_arch = "wasm32")]
-proxy_wasm::main! {{
-    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
-    proxy_wasm::set_root_context(|_| new_root());
-}}
-
-/// A new root context: one per VM and plugin configuration.
-pub fn new_root() -> Box<dyn RootContext> {
-    glue::root::<ModelRouter>()
-}
+aigw_shared::filter_entry_point!(ModelRouter);
 
 struct ModelRouter;
 

@@ -25,20 +25,11 @@ use aigw_shared::host::CapturedHost;
 use aigw_shared::ErrorDialect;
 use config::Config;
 use policy::{BodyStep, RequestOutcome, ResponseGuard, ResponseHead};
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 use std::rc::Rc;
 
-#[cfg(target_arch = "wasm32")]
-proxy_wasm::main! {{
-    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
-    proxy_wasm::set_root_context(|_| new_root());
-}}
-
-/// A new root context: one per VM and plugin configuration.
-pub fn new_root() -> Box<dyn RootContext> {
-    glue::root::<PiiMask>()
-}
+aigw_shared::filter_entry_point!(PiiMask);
 
 struct PiiMask;
 

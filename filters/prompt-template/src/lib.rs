@@ -21,22 +21,13 @@ use aigw_shared::glue::{self, BodyReader, Head, Plugin, SideCall};
 use aigw_shared::host::{CapturedHost, Host};
 use aigw_shared::{ApiError, ErrorDialect};
 use config::Config;
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 use request::{Answer, Outcome, Pending};
 use retrieval::RetrievalError;
 use std::rc::Rc;
 
-#[cfg(target_arch = "wasm32")]
-proxy_wasm::main! {{
-    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
-    proxy_wasm::set_root_context(|_| new_root());
-}}
-
-/// A new root context: one per VM and plugin configuration.
-pub fn new_root() -> Box<dyn RootContext> {
-    glue::root::<PromptTemplate>()
-}
+aigw_shared::filter_entry_point!(PromptTemplate);
 
 struct PromptTemplate;
 

@@ -24,20 +24,11 @@ use aigw_shared::host::{log, CapturedHost, Host, ProxyWasmHost};
 use aigw_shared::ErrorDialect;
 use config::Config;
 use exchange::{RequestAction, Stream, STATE_BUDGET_EXCEEDED};
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel};
 use std::rc::Rc;
 
-#[cfg(target_arch = "wasm32")]
-proxy_wasm::main! {{
-    proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| new_root());
-}}
-
-/// A new root context: one per VM and plugin configuration.
-pub fn new_root() -> Box<dyn RootContext> {
-    glue::root::<TokenCounter>()
-}
+aigw_shared::filter_entry_point!(TokenCounter);
 
 struct TokenCounter;
 

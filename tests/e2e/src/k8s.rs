@@ -71,8 +71,9 @@ spec:\n\
 \x20 phase: UNSPECIFIED_PHASE\n\
 \x20 priority: {priority}\n\
 \x20 type: HTTP\n\
-\x20 # Like gateway.yaml's FAIL_CLOSED: traffic stops rather than skip a filter that failed to load.\n\
-\x20 failStrategy: FAIL_CLOSE\n\
+\x20 # Like gateway.yaml's FAIL_RELOAD (Istio 1.27 and later; use FAIL_CLOSE before): a crashed VM is\n\
+\x20 # reloaded, and traffic never skips the filter.\n\
+\x20 failStrategy: FAIL_RELOAD\n\
 \x20 pluginConfig:{config}",
         step = position + 1,
         priority = istio_priority(filter),
