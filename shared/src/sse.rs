@@ -148,6 +148,28 @@ impl SseParser {
     /// Like [`feed`](Self::feed) but hands each event to `sink` without
     /// collecting them.
     pub fn feed_with(&mut self, chunk: &[u8], mut sink: impl FnMut(SseEvent)) -> Result<(), EventTooLarge> {
+        self.feed_raw_with(chunk, |_, event| {
+            if let Some(event) = event {
+                sink(event);
+            }
+        })
+    }
+
+    /// Like [`feed_with`](Self::feed_with), for a filter that passes the
+    /// stream on and may drop or rewrite events: `sink` gets the raw bytes of
+    /// every completed event (its blank line included) with the event they
+    /// parse to, or `None` for bytes that carry no event (comments only).
+    ///
+    /// Every byte fed reaches `sink` exactly once, in order, or stays pending.
+    /// One case splits: when an event's blank line ends with a `\r` that ends
+    /// a chunk and the next chunk starts with `\n`, the event is released at
+    /// the `\r` (so bare-`\r` streams are not delayed) and that `\n` comes
+    /// alone, with `None`, at the start of the next call.
+    pub fn feed_raw_with(
+        &mut self,
+        chunk: &[u8],
+        mut sink: impl FnMut(&[u8], Option<SseEvent>),
+    ) -> Result<(), EventTooLarge> {
         self.pending.extend_from_slice(chunk);
         let mut event_start = 0;
         loop {
@@ -157,6 +179,8 @@ impl SseParser {
                     None => break,
                     Some(b'\n') => {
                         if event_start == self.scan_from {
+                            // The `\n` of a blank line whose event has gone.
+                            sink(b"\n", None);
                             event_start += 1;
                         }
                         self.scan_from += 1;
@@ -177,16 +201,25 @@ impl SseParser {
             };
             let line_end = self.scan_from + relative;
             self.bytes_examined += relative as u64 + 1;
-            self.skip_line_feed = self.pending.get(line_end) == Some(&b'\r');
+            let ends_with_cr = self.pending.get(line_end) == Some(&b'\r');
             let line_is_blank = line_end == self.line_start;
             self.scan_from = line_end + 1;
+            if ends_with_cr {
+                // Take the `\n` of a `\r\n` now when it is already here, so
+                // that it stays with its line.
+                if self.pending.get(self.scan_from) == Some(&b'\n') {
+                    self.scan_from += 1;
+                    self.bytes_examined += 1;
+                } else {
+                    self.skip_line_feed = true;
+                }
+            }
             if line_is_blank {
                 // A blank line ends the event that began at `event_start`.
-                let raw = self.pending.get(event_start..self.line_start).unwrap_or_default();
-                self.bytes_examined += raw.len() as u64;
-                if let Some(event) = parse_event(raw) {
-                    sink(event);
-                }
+                let fields = self.pending.get(event_start..self.line_start).unwrap_or_default();
+                self.bytes_examined += fields.len() as u64;
+                let event = parse_event(fields);
+                sink(self.pending.get(event_start..self.scan_from).unwrap_or_default(), event);
                 event_start = self.scan_from;
             }
             self.line_start = self.scan_from;
@@ -205,9 +238,16 @@ impl SseParser {
     /// Ends the stream. A final event that lacks its blank line is still
     /// returned (some servers close right after the last `data:` line).
     pub fn finish(&mut self) -> Option<SseEvent> {
+        self.finish_raw().1
+    }
+
+    /// Like [`finish`](Self::finish), also returning the raw bytes that
+    /// were still pending.
+    pub fn finish_raw(&mut self) -> (Vec<u8>, Option<SseEvent>) {
         let raw = self.take_pending();
         self.bytes_examined += raw.len() as u64;
-        parse_event(&raw)
+        let event = parse_event(&raw);
+        (raw, event)
     }
 
     /// Takes the unparsed tail as raw bytes, leaving the parser empty.
@@ -379,6 +419,42 @@ event: message_stop\rdata: {\"type\":\"message_stop\"}\n\n";
                 assert_eq!(events, expected, "split at {cut}");
             }
         }
+    }
+
+    #[test]
+    fn raw_pieces_give_back_every_byte_once_at_every_split() {
+        let streams = [OPENAI_STREAM, ANTHROPIC_STREAM, BARE_CR_STREAM, MIXED_ENDINGS_STREAM];
+        for stream in streams {
+            let expected = whole(stream);
+            let bytes = stream.as_bytes();
+            for cut in 0..=bytes.len() {
+                let mut parser = SseParser::default();
+                let mut wire = Vec::new();
+                let mut events = Vec::new();
+                for piece in [&bytes[..cut], &bytes[cut..]] {
+                    parser
+                        .feed_raw_with(piece, |raw, event| {
+                            wire.extend_from_slice(raw);
+                            events.extend(event);
+                        })
+                        .unwrap();
+                }
+                let (tail, last) = parser.finish_raw();
+                wire.extend_from_slice(&tail);
+                events.extend(last);
+                assert_eq!(wire, bytes, "split at {cut}");
+                assert_eq!(events, expected, "split at {cut}");
+            }
+        }
+        // The one case where a `\n` comes alone: the blank line's `\r\n` cut in two.
+        let mut parser = SseParser::default();
+        let mut pieces: Vec<(Vec<u8>, bool)> = Vec::new();
+        for chunk in [b"data: a\r\n\r".as_slice(), b"\ndata: b\r\n\r\n"] {
+            parser.feed_raw_with(chunk, |raw, event| pieces.push((raw.to_vec(), event.is_some()))).unwrap();
+        }
+        let expected: Vec<(Vec<u8>, bool)> =
+            vec![(b"data: a\r\n\r".to_vec(), true), (b"\n".to_vec(), false), (b"data: b\r\n\r\n".to_vec(), true)];
+        assert_eq!(pieces, expected);
     }
 
     /// Feeds one `data:` line of `line_bytes` bytes in 16-byte pieces, then
