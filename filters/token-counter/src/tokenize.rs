@@ -317,7 +317,7 @@ impl TokenCounter {
             return;
         }
         let Some(bpe) = self.bpe else {
-            self.estimated_bytes += text.len() as u64;
+            self.estimated_bytes = self.estimated_bytes.saturating_add(text.len() as u64);
             return;
         };
         let exact_part = floor_char_boundary(text, self.remaining_exact_bytes.min(text.len()));
@@ -325,16 +325,18 @@ impl TokenCounter {
         if !head.is_empty() {
             let tokens = count_bounded(bpe, head);
             self.remaining_exact_bytes -= head.len();
-            self.exact_bytes += head.len() as u64;
-            self.exact_tokens += tokens;
-            self.raw_tokens += tokens;
+            self.exact_bytes = self.exact_bytes.saturating_add(head.len() as u64);
+            self.exact_tokens = self.exact_tokens.saturating_add(tokens);
+            self.raw_tokens = self.raw_tokens.saturating_add(tokens);
         }
-        self.estimated_bytes += tail.len() as u64;
+        self.estimated_bytes = self.estimated_bytes.saturating_add(tail.len() as u64);
     }
 
     /// Adds tokens that are not text (per-message overhead, images).
+    /// Saturates: `image_tokens` from config times the image parts a client
+    /// sends must never wrap around to a small count that slips under a limit.
     pub fn fixed(&mut self, tokens: u64) {
-        self.fixed_tokens += tokens;
+        self.fixed_tokens = self.fixed_tokens.saturating_add(tokens);
     }
 
     /// Whether part of the text was estimated rather than tokenized.
@@ -380,7 +382,7 @@ pub fn scale(tokens: u64, factor: f64) -> u64 {
 pub fn count_bounded(bpe: &CoreBPE, text: &str) -> u64 {
     let mut total = 0u64;
     for segment in bounded_segments(text) {
-        total += bpe.encode_ordinary(segment).len() as u64;
+        total = total.saturating_add(bpe.encode_ordinary(segment).len() as u64);
     }
     total
 }
