@@ -8,7 +8,7 @@ use crate::limits::{Counts, Window};
 use crate::tokenize::{Counting, Encoding, ModelMap, ModelPattern, ModelTable, DEFAULT_MAX_EXACT_BYTES};
 use aigw_shared::attributes::Source;
 use aigw_shared::body::DEFAULT_MAX_BODY_BYTES;
-use aigw_shared::config::{index, join, parse_config, ConfigError};
+use aigw_shared::config::{at_most, index, join, parse_config, ConfigError, MAX_BUFFER_BYTES};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
 
@@ -32,8 +32,8 @@ pub const MAX_TOKENS_SETTING: u64 = 1_000_000_000_000_000;
 /// Largest `tokenizer.image_tokens` (an image costs hundreds to thousands of tokens).
 pub const MAX_IMAGE_TOKENS: u64 = 1_000_000;
 /// Largest `max_request_bytes`, `max_response_bytes` and
-/// `tokenizer.max_exact_bytes`: 256 MiB, far past what one Wasm VM should buffer.
-pub const MAX_BYTES_SETTING: usize = 256 * 1024 * 1024;
+/// `tokenizer.max_exact_bytes`: the shared buffer cap (256 MiB).
+pub const MAX_BYTES_SETTING: usize = MAX_BUFFER_BYTES;
 /// Largest price, USD per million tokens.
 pub const MAX_PRICE: f64 = 1_000_000.0;
 
@@ -243,10 +243,7 @@ fn price_value(value: f64, path: String) -> Result<f64, ConfigError> {
 
 /// A token count from the config, at most [`MAX_TOKENS_SETTING`].
 fn tokens_setting(value: u64, path: String) -> Result<u64, ConfigError> {
-    if value > MAX_TOKENS_SETTING {
-        return Err(ConfigError::new(path, format!("must be at most {MAX_TOKENS_SETTING} tokens, got {value}")));
-    }
-    Ok(value)
+    at_most(value, MAX_TOKENS_SETTING, &path)
 }
 
 /// A byte size from the config, from 1 to [`MAX_BYTES_SETTING`].
@@ -254,10 +251,7 @@ fn bytes_setting(value: usize, path: &str) -> Result<usize, ConfigError> {
     if value == 0 {
         return Err(ConfigError::new(path, "must be at least 1"));
     }
-    if value > MAX_BYTES_SETTING {
-        return Err(ConfigError::new(path, format!("must be at most {MAX_BYTES_SETTING} bytes, got {value}")));
-    }
-    Ok(value)
+    at_most(value, MAX_BYTES_SETTING, path)
 }
 
 fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
@@ -336,20 +330,16 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         models.unknown = parsed;
     }
     // 0 is allowed here: it turns exact tokenizing off.
-    let max_exact_bytes = raw.tokenizer.max_exact_bytes.unwrap_or(DEFAULT_MAX_EXACT_BYTES);
-    if max_exact_bytes > MAX_BYTES_SETTING {
-        return Err(ConfigError::new(
-            "tokenizer.max_exact_bytes",
-            format!("must be at most {MAX_BYTES_SETTING} bytes, got {max_exact_bytes}"),
-        ));
-    }
-    let image_tokens = raw.tokenizer.image_tokens.unwrap_or(DEFAULT_IMAGE_TOKENS);
-    if image_tokens > MAX_IMAGE_TOKENS {
-        return Err(ConfigError::new(
-            "tokenizer.image_tokens",
-            format!("must be at most {MAX_IMAGE_TOKENS} tokens, got {image_tokens}"),
-        ));
-    }
+    let max_exact_bytes = at_most(
+        raw.tokenizer.max_exact_bytes.unwrap_or(DEFAULT_MAX_EXACT_BYTES),
+        MAX_BYTES_SETTING,
+        "tokenizer.max_exact_bytes",
+    )?;
+    let image_tokens = at_most(
+        raw.tokenizer.image_tokens.unwrap_or(DEFAULT_IMAGE_TOKENS),
+        MAX_IMAGE_TOKENS,
+        "tokenizer.image_tokens",
+    )?;
 
     let mut prices = Vec::new();
     for (pattern, price) in &raw.prices {
