@@ -501,6 +501,24 @@ mod tests {
         assert!(segments.len() > 1);
     }
 
+    /// The BPE merge of one piece costs up to the square of its length, so
+    /// the sum of squared segment lengths bounds the tokenizer's work.
+    fn merge_work(text: &str) -> usize {
+        bounded_segments(text).iter().map(|segment| segment.len() * segment.len()).sum()
+    }
+
+    #[test]
+    fn long_single_letter_words_cost_linear_work() {
+        // Counted, not timed: 4× the letters may cost at most ~4× the work.
+        for letter in ["a", " ", "日", "7"] {
+            let small = merge_work(&letter.repeat(50_000));
+            let large = merge_work(&letter.repeat(200_000));
+            let bytes = letter.len() * 200_000;
+            assert!(large <= 4 * small + 4 * MAX_RUN_BYTES * MAX_RUN_BYTES, "{letter:?}: {large} vs {small}");
+            assert!(large <= bytes * (MAX_RUN_BYTES + 4), "{letter:?}: {large} for {bytes} bytes");
+        }
+    }
+
     #[test]
     fn pathological_inputs_finish_with_plausible_counts() {
         // 50 000 copies of one letter took 113 s in js-tiktoken (openai/tiktoken#195).
