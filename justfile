@@ -76,3 +76,10 @@ bench *args: build
     @# regex vs regex-lite inside Wasm (run by Node's V8 when node is installed; skipped otherwise).
     cargo build --release --target wasm32-wasip1 --manifest-path tests/bench/regex-probe/Cargo.toml --target-dir target/regex-probe
     target/bench-tools/aigw-bench {{args}}
+
+# Fuzz every entry point that takes untrusted input for <seconds> (tests/fuzz; stable Rust, seeded).
+# Prints calls, panics and slow calls per target; inputs of findings go to target/fuzz-findings/.
+# Extra arguments pass through: `just fuzz 600 --seed 7 --slow-ms 100 --only sse_parser`.
+fuzz seconds="60" *args:
+    cargo build --profile bench-tools -p aigw-fuzz
+    target/bench-tools/aigw-fuzz {{seconds}} {{args}}

@@ -145,7 +145,8 @@ impl Source {
             Source::ClientAddress => self.resolve(host).map(Value::String),
             _ => {
                 let bytes = host.property(&self.property_path()?)?;
-                Some(envoy_value::decode(&bytes))
+                // A value we cannot decode (nested too deep, say) is treated as absent.
+                envoy_value::try_decode(&bytes).ok()
             }
         }
     }
@@ -202,8 +203,31 @@ pub mod envoy_value {
     //! plain claim string practically never does), then booleans, numbers and
     //! text. A map whose values are all empty decodes as a list of its keys,
     //! which is also how Envoy writes a list.
+    //!
+    //! Decoding recurses once per level of nesting, and the bytes come from
+    //! metadata a client may shape (JWT claims). Nesting deeper than
+    //! [`MAX_DEPTH`] is refused with [`TooDeep`] instead of exhausting the
+    //! Wasm stack, which would abort the VM and every request on it.
 
     use serde_json::{Map, Number, Value};
+    use std::fmt;
+
+    /// The deepest nesting [`try_decode`] accepts: serde_json's own limit
+    /// when it parses JSON text, so every `Value` a filter holds, parsed or
+    /// decoded, has at most this many levels.
+    pub const MAX_DEPTH: usize = 128;
+
+    /// A property value nested deeper than [`MAX_DEPTH`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct TooDeep;
+
+    impl fmt::Display for TooDeep {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "a property value is nested deeper than {MAX_DEPTH} levels")
+        }
+    }
+
+    impl std::error::Error for TooDeep {}
 
     /// Encodes a JSON value the way Envoy answers a property lookup.
     pub fn encode(value: &Value) -> Vec<u8> {
@@ -235,22 +259,44 @@ pub mod envoy_value {
         out
     }
 
-    /// Decodes a property value. See the module docs for the rules.
+    /// Decodes a property value. See the module docs for the rules. A value
+    /// that cannot be decoded, including one nested deeper than
+    /// [`MAX_DEPTH`], reads as `null`; [`try_decode`] tells the two apart.
     pub fn decode(bytes: &[u8]) -> Value {
+        try_decode(bytes).unwrap_or(Value::Null)
+    }
+
+    /// Decodes a property value, refusing nesting deeper than [`MAX_DEPTH`].
+    pub fn try_decode(bytes: &[u8]) -> Result<Value, TooDeep> {
+        decode_at(bytes, 0)
+    }
+
+    fn decode_at(bytes: &[u8], depth: usize) -> Result<Value, TooDeep> {
         if bytes.is_empty() {
-            return Value::Null;
+            return Ok(Value::Null);
         }
         if let Some(pairs) = decode_pairs(bytes) {
+            if depth >= MAX_DEPTH {
+                return Err(TooDeep);
+            }
             if pairs.iter().all(|(_, value)| value.is_empty()) {
-                return Value::Array(pairs.iter().map(|(key, _)| decode(key)).collect());
+                return pairs
+                    .iter()
+                    .map(|(key, _)| decode_at(key, depth + 1))
+                    .collect::<Result<_, _>>()
+                    .map(Value::Array);
             }
             let mut map = Map::new();
             for (key, value) in pairs {
-                let Ok(key) = String::from_utf8(key.to_vec()) else { return Value::Null };
-                map.insert(key, decode(value));
+                let Ok(key) = String::from_utf8(key.to_vec()) else { return Ok(Value::Null) };
+                map.insert(key, decode_at(value, depth + 1)?);
             }
-            return Value::Object(map);
+            return Ok(Value::Object(map));
         }
+        Ok(decode_scalar(bytes))
+    }
+
+    fn decode_scalar(bytes: &[u8]) -> Value {
         // Booleans and numbers are binary; claims and headers are text without
         // control characters.
         let has_control = bytes.iter().any(|&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r'));
@@ -419,6 +465,42 @@ mod tests {
         // Numbers and booleans as Envoy sent them.
         assert_eq!(envoy_value::decode(&[0, 0, 0, 0, 0, 0, 8, 0x40]), json!(3.0));
         assert_eq!(envoy_value::decode(&[1]), json!(true));
+    }
+
+    /// `depth` lists, each holding the next, around the string "x", in Envoy's
+    /// serialisation (built directly: encoding a deep `Value` would recurse).
+    fn nested_lists(depth: usize) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for level in (0..depth).rev() {
+            // The element at this level: the `level` lists inside it around "x".
+            let inner_len = 1 + 14 * level as u32;
+            bytes.extend_from_slice(&1u32.to_le_bytes());
+            bytes.extend_from_slice(&inner_len.to_le_bytes());
+            bytes.extend_from_slice(&0u32.to_le_bytes());
+        }
+        bytes.push(b'x');
+        bytes.extend(std::iter::repeat_n(0, 2 * depth));
+        bytes
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_recursed_into() {
+        // Regression: 5,000 nested lists overflowed a 1 MiB Wasm stack.
+        assert_eq!(envoy_value::try_decode(&nested_lists(5000)), Err(envoy_value::TooDeep));
+        assert_eq!(envoy_value::decode(&nested_lists(5000)), Value::Null);
+        assert_eq!(envoy_value::try_decode(&nested_lists(envoy_value::MAX_DEPTH + 1)), Err(envoy_value::TooDeep));
+        let deepest = envoy_value::try_decode(&nested_lists(envoy_value::MAX_DEPTH)).unwrap();
+        let mut levels = 0;
+        let mut cursor = &deepest;
+        while let Value::Array(items) = cursor {
+            levels += 1;
+            cursor = &items[0];
+        }
+        assert_eq!((levels, cursor), (envoy_value::MAX_DEPTH, &json!("x")));
+        assert_eq!(envoy_value::decode(&nested_lists(2)), json!([["x"]]));
+        // Through a source, a value too deep to decode reads as absent.
+        let host = FakeHost::new().with_property(&jwt_path(&["llms"]), nested_lists(5000));
+        assert_eq!(Source::parse("jwt:llms").unwrap().resolve_json(&host), None);
     }
 
     #[test]

@@ -86,6 +86,23 @@ pub fn parse_config<T: DeserializeOwned>(bytes: Option<&[u8]>) -> Result<T, Conf
     })
 }
 
+/// The most bytes a configuration may ask a filter to buffer or copy (a
+/// body, one SSE event, a side-call reply): 256 MiB. Far above any sane
+/// setting, far below what breaks a 32-bit Wasm VM; a larger number is
+/// almost certainly a typo, and is refused rather than read as "unlimited".
+pub const MAX_BUFFER_BYTES: usize = 256 * 1024 * 1024;
+
+/// Refuses a configured number above `max`, naming its field:
+/// `max_body_bytes: must be at most 268435456, got 1000000000000`.
+/// Caps keep sums and products with client-supplied numbers far from
+/// overflow (the arithmetic saturates as well).
+pub fn at_most<T: PartialOrd + fmt::Display>(value: T, max: T, path: &str) -> Result<T, ConfigError> {
+    if value > max {
+        return Err(ConfigError::new(path, format!("must be at most {max}, got {value}")));
+    }
+    Ok(value)
+}
+
 /// Joins a parent path and a child key: `join("rules[0]", "pattern")`.
 pub fn join(parent: &str, key: &str) -> String {
     if parent.is_empty() {
@@ -281,6 +298,14 @@ mod tests {
         assert_eq!(index("rules", 3), "rules[3]");
         let ok = parse_config::<Config>(Some(br#"{"rules":[{"name":"n","pattern":"p"}]}"#)).unwrap();
         assert_eq!(ok.rules[0].name, "n");
+    }
+
+    #[test]
+    fn at_most_names_the_field() {
+        assert_eq!(at_most(5u64, 10, "a.b"), Ok(5));
+        assert_eq!(at_most(10u64, 10, "a.b"), Ok(10));
+        let err = at_most(11u64, 10, "a.b").unwrap_err();
+        assert_eq!(err.to_string(), "a.b: must be at most 10, got 11");
     }
 
     #[test]

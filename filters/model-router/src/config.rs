@@ -13,7 +13,7 @@
 
 use aigw_shared::attributes::Source;
 use aigw_shared::body::DEFAULT_MAX_BODY_BYTES;
-use aigw_shared::config::{index, join, parse_config, ConfigError};
+use aigw_shared::config::{at_most, index, join, parse_config, ConfigError, MAX_BUFFER_BYTES};
 use aigw_shared::sse::DEFAULT_MAX_EVENT_BYTES;
 use regex_lite::Regex;
 use serde::Deserialize;
@@ -28,6 +28,9 @@ pub use aigw_shared::contract::{
 
 /// Longest model name the filter accepts or produces.
 pub const MAX_MODEL_LEN: usize = 256;
+/// Largest `default_max_tokens` (sent to Anthropic as `max_tokens`): models
+/// produce at most hundreds of thousands of tokens, so a larger value is a typo.
+pub const MAX_DEFAULT_MAX_TOKENS: u64 = 100_000_000;
 
 // ---------------------------------------------------------------- raw form
 
@@ -355,7 +358,7 @@ pub fn from_json(bytes: Option<&[u8]>) -> Result<Config, ConfigError> {
     let raw: RawConfig = parse_config(bytes)?;
     let max_body_bytes = match raw.max_body_bytes {
         Some(0) => return Err(ConfigError::new("max_body_bytes", "must be greater than 0")),
-        Some(n) => n,
+        Some(n) => at_most(n, MAX_BUFFER_BYTES, "max_body_bytes")?,
         None => DEFAULT_MAX_BODY_BYTES,
     };
     match raw.mode {
@@ -398,7 +401,7 @@ fn upstream(raw: RawConfig, max_body_bytes: usize) -> Result<Upstream, ConfigErr
     };
     let max_event_bytes = match raw.max_event_bytes {
         Some(0) => return Err(ConfigError::new("max_event_bytes", "must be greater than 0")),
-        Some(n) => n,
+        Some(n) => at_most(n, MAX_BUFFER_BYTES, "max_event_bytes")?,
         None => DEFAULT_MAX_EVENT_BYTES,
     };
     Ok(Upstream { backends, backend_header: raw.backend_header, max_body_bytes, max_event_bytes })
@@ -460,7 +463,7 @@ fn backend_of(raw: RawBackend, path: &str, upstream_instances: bool) -> Result<B
     }
     let default_max_tokens = match raw.default_max_tokens {
         Some(0) => return Err(ConfigError::new(join(path, "default_max_tokens"), "must be greater than 0")),
-        Some(n) => n,
+        Some(n) => at_most(n, MAX_DEFAULT_MAX_TOKENS, &join(path, "default_max_tokens"))?,
         None => 4096,
     };
     Ok(Backend {
@@ -487,7 +490,7 @@ fn downstream(raw: RawConfig, max_body_bytes: usize) -> Result<Downstream, Confi
     }
     let max_event_bytes = match raw.max_event_bytes {
         Some(0) => return Err(ConfigError::new("max_event_bytes", "must be greater than 0")),
-        Some(n) => n,
+        Some(n) => at_most(n, MAX_BUFFER_BYTES, "max_event_bytes")?,
         None => DEFAULT_MAX_EVENT_BYTES,
     };
     let mut backends = Vec::with_capacity(raw.backends.len());
@@ -913,6 +916,10 @@ mod tests {
             (r#"{"backend": {"name": "a"}}"#.into(), "backend", "upstream mode"),
             (r#"{"mode": "sideways"}"#.into(), "mode", "unknown variant"),
             (r#"{"max_body_bytes": 0}"#.into(), "max_body_bytes", "greater"),
+            (r#"{"max_body_bytes": 1000000000000}"#.into(), "max_body_bytes", "at most 268435456"),
+            (r#"{"max_event_bytes": 1000000000000}"#.into(), "max_event_bytes", "at most"),
+            (r#"{"mode": "upstream", "backend": {"name": "a"}, "max_event_bytes": 1000000000000}"#.into(), "max_event_bytes", "at most"),
+            (r#"{"mode": "upstream", "backend": {"name": "a", "provider": "anthropic", "default_max_tokens": 18446744073709551615}}"#.into(), "backend.default_max_tokens", "at most"),
             (format!(r#"{{ {BACKENDS}, "models": [{{"name": "m", "targets": [{{"backend": "anthropic"}}, {{"backend": "openai"}}]}}]}}"#), "models[0].targets", "upstream_instances"),
             (r#"{"backends": [{"name": "a"}, {"name": "b"}], "models": [{"name": "m", "targets": [{"backend": "a", "model": "x"}, {"backend": "b", "model": "y"}]}]}"#.into(), "models[0].targets", "upstream_instances"),
             (r#"{"mode": "upstream", "backend": {"name": "a"}, "upstream_instances": true}"#.into(), "upstream_instances", "downstream"),

@@ -12,7 +12,7 @@ use crate::render::{is_valid_name, MessageTemplate, Role, TemplateText};
 use crate::retrieval::{FailureMode, Retrieval};
 use aigw_shared::attributes::Source;
 use aigw_shared::body::DEFAULT_MAX_BODY_BYTES;
-use aigw_shared::config::{index, join, parse_config, ConfigError};
+use aigw_shared::config::{at_most, index, join, parse_config, ConfigError, MAX_BUFFER_BYTES};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -311,6 +311,7 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
     if max_body_bytes == 0 {
         return Err(ConfigError::new("max_body_bytes", "must be at least 1"));
     }
+    at_most(max_body_bytes, MAX_BUFFER_BYTES, "max_body_bytes")?;
     let tenant_selector = match raw.tenant {
         Some(selector) => Some(TenantSelector {
             source: Source::parse(&selector.from).map_err(|reason| ConfigError::new("tenant.from", reason))?,
@@ -567,6 +568,9 @@ fn compile_retrieval(raw: &RawRetrieval, path: &str) -> Result<Retrieval, Config
         if value == 0 {
             return Err(ConfigError::new(join(path, field), "must be at least 1"));
         }
+        if field.ends_with("_bytes") {
+            at_most(value, MAX_BUFFER_BYTES, &join(path, field))?;
+        }
     }
     let mut headers = Vec::new();
     for (name, value) in &raw.headers {
@@ -788,6 +792,10 @@ mod tests {
                 r#"{"platform_variables": {"context": {"from": "route"}}, "retrieval": {"cluster": "r"}}"#,
                 "retrieval.variable:",
             ),
+            (
+                r#"{"retrieval": {"cluster": "r", "max_response_bytes": 1000000000000}}"#,
+                "retrieval.max_response_bytes:",
+            ),
         ] {
             let e = err(body);
             assert!(e.starts_with(prefix), "{body}: {e}");
@@ -797,6 +805,7 @@ mod tests {
     #[test]
     fn max_body_bytes_must_be_positive() {
         assert!(err(r#"{"max_body_bytes": 0}"#).starts_with("max_body_bytes:"));
+        assert!(err(r#"{"max_body_bytes": 1000000000000}"#).starts_with("max_body_bytes: must be at most"));
         assert_eq!(ok(r#"{"max_body_bytes": 10}"#).max_body_bytes, 10);
     }
 }

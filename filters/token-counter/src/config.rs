@@ -8,7 +8,7 @@ use crate::limits::{Counts, Window};
 use crate::tokenize::{Counting, Encoding, ModelMap, ModelPattern, ModelTable, DEFAULT_MAX_EXACT_BYTES};
 use aigw_shared::attributes::Source;
 use aigw_shared::body::DEFAULT_MAX_BODY_BYTES;
-use aigw_shared::config::{index, join, parse_config, ConfigError};
+use aigw_shared::config::{at_most, index, join, parse_config, ConfigError, MAX_BUFFER_BYTES};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
 
@@ -21,6 +21,21 @@ pub const MAX_SUBJECTS_CAP: u32 = 1_000_000;
 /// OpenAI's cost of a 1024×1024 image at `detail: high` (also used for
 /// images whose size is unknown, audio and files).
 pub const DEFAULT_IMAGE_TOKENS: u64 = 765;
+
+// Caps on numbers an operator configures. Each is far above any real use; they
+// exist so that sums and products with client-supplied counts stay far from
+// overflow (the arithmetic saturates as well) and a typo such as an extra
+// row of zeros is refused with the field's path instead of silently meaning
+// "unlimited".
+/// Largest `limit`, `default_output_tokens` or `max_output_tokens`: 10^15 tokens.
+pub const MAX_TOKENS_SETTING: u64 = 1_000_000_000_000_000;
+/// Largest `tokenizer.image_tokens` (an image costs hundreds to thousands of tokens).
+pub const MAX_IMAGE_TOKENS: u64 = 1_000_000;
+/// Largest `max_request_bytes`, `max_response_bytes` and
+/// `tokenizer.max_exact_bytes`: the shared buffer cap (256 MiB).
+pub const MAX_BYTES_SETTING: usize = MAX_BUFFER_BYTES;
+/// Largest price, USD per million tokens.
+pub const MAX_PRICE: f64 = 1_000_000.0;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -216,11 +231,27 @@ fn counting(raw: &RawCounting, path: &str, default_factor: f64) -> Result<Counti
 }
 
 fn price_value(value: f64, path: String) -> Result<f64, ConfigError> {
-    if value.is_finite() && value >= 0.0 {
+    if value.is_finite() && (0.0..=MAX_PRICE).contains(&value) {
         Ok(value)
     } else {
-        Err(ConfigError::new(path, format!("a price must be a number of USD per million tokens ≥ 0, got {value}")))
+        Err(ConfigError::new(
+            path,
+            format!("a price must be a number of USD per million tokens from 0 to {MAX_PRICE}, got {value}"),
+        ))
     }
+}
+
+/// A token count from the config, at most [`MAX_TOKENS_SETTING`].
+fn tokens_setting(value: u64, path: String) -> Result<u64, ConfigError> {
+    at_most(value, MAX_TOKENS_SETTING, &path)
+}
+
+/// A byte size from the config, from 1 to [`MAX_BYTES_SETTING`].
+fn bytes_setting(value: usize, path: &str) -> Result<usize, ConfigError> {
+    if value == 0 {
+        return Err(ConfigError::new(path, "must be at least 1"));
+    }
+    at_most(value, MAX_BYTES_SETTING, path)
 }
 
 fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
@@ -241,6 +272,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         if rule.limit == 0 {
             return Err(ConfigError::new(join(&path, "limit"), "limit must be at least 1 token"));
         }
+        tokens_setting(rule.limit, join(&path, "limit"))?;
         let window = Window::parse(&rule.window).ok_or_else(|| {
             ConfigError::new(
                 join(&path, "window"),
@@ -297,7 +329,17 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         parsed.exact = false;
         models.unknown = parsed;
     }
-    let max_exact_bytes = raw.tokenizer.max_exact_bytes.unwrap_or(DEFAULT_MAX_EXACT_BYTES);
+    // 0 is allowed here: it turns exact tokenizing off.
+    let max_exact_bytes = at_most(
+        raw.tokenizer.max_exact_bytes.unwrap_or(DEFAULT_MAX_EXACT_BYTES),
+        MAX_BYTES_SETTING,
+        "tokenizer.max_exact_bytes",
+    )?;
+    let image_tokens = at_most(
+        raw.tokenizer.image_tokens.unwrap_or(DEFAULT_IMAGE_TOKENS),
+        MAX_IMAGE_TOKENS,
+        "tokenizer.image_tokens",
+    )?;
 
     let mut prices = Vec::new();
     for (pattern, price) in &raw.prices {
@@ -332,23 +374,27 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             ))
         }
     };
-    let max_request_bytes = raw.max_request_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
-    if max_request_bytes == 0 {
-        return Err(ConfigError::new("max_request_bytes", "must be at least 1"));
-    }
-    let max_response_bytes = raw.max_response_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
-    if max_response_bytes == 0 {
-        return Err(ConfigError::new("max_response_bytes", "must be at least 1"));
-    }
+    let max_request_bytes =
+        bytes_setting(raw.max_request_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES), "max_request_bytes")?;
+    let max_response_bytes =
+        bytes_setting(raw.max_response_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES), "max_response_bytes")?;
+    let default_output_tokens = tokens_setting(
+        raw.reservation.default_output_tokens.unwrap_or(DEFAULT_OUTPUT_TOKENS),
+        "reservation.default_output_tokens".into(),
+    )?;
+    let max_output_tokens = match raw.reservation.max_output_tokens {
+        Some(value) => Some(tokens_setting(value, "reservation.max_output_tokens".into())?),
+        None => None,
+    };
 
     Ok(Config {
         rules,
-        default_output_tokens: raw.reservation.default_output_tokens.unwrap_or(DEFAULT_OUTPUT_TOKENS),
-        max_output_tokens: raw.reservation.max_output_tokens,
+        default_output_tokens,
+        max_output_tokens,
         models,
         max_exact_bytes,
         preload: raw.tokenizer.preload.unwrap_or(true),
-        image_tokens: raw.tokenizer.image_tokens.unwrap_or(DEFAULT_IMAGE_TOKENS),
+        image_tokens,
         prices: PriceTable::new(prices),
         stream_usage,
         rate_limit_headers: raw.rate_limit_headers.unwrap_or(true),
@@ -453,5 +499,32 @@ mod tests {
         for (text, path) in cases {
             assert_eq!(err(text).path, path, "{text}");
         }
+    }
+
+    #[test]
+    fn numbers_past_their_caps_are_refused_with_their_path() {
+        let cases = [
+            (
+                r#"{"rules": [{"name": "a", "key": "route", "limit": 18446744073709551615, "window": "hour"}]}"#,
+                "rules[0].limit",
+            ),
+            (r#"{"reservation": {"default_output_tokens": 1000000000000000001}}"#, "reservation.default_output_tokens"),
+            (r#"{"reservation": {"max_output_tokens": 18446744073709551615}}"#, "reservation.max_output_tokens"),
+            (r#"{"tokenizer": {"image_tokens": 18446744073709551615}}"#, "tokenizer.image_tokens"),
+            (r#"{"tokenizer": {"max_exact_bytes": 1000000000000}}"#, "tokenizer.max_exact_bytes"),
+            (r#"{"max_request_bytes": 1000000000000}"#, "max_request_bytes"),
+            (r#"{"max_response_bytes": 0}"#, "max_response_bytes"),
+            (r#"{"prices": {"gpt-4o": {"input": 1, "output": 1e300}}}"#, "prices.gpt-4o.output"),
+        ];
+        for (text, path) in cases {
+            assert_eq!(err(text).path, path, "{text}");
+        }
+        let at_caps = format!(
+            r#"{{"rules": [{{"name": "a", "key": "route", "limit": {MAX_TOKENS_SETTING}, "window": "hour"}}],
+                "tokenizer": {{"image_tokens": {MAX_IMAGE_TOKENS}, "max_exact_bytes": {MAX_BYTES_SETTING}}},
+                "max_request_bytes": {MAX_BYTES_SETTING}, "prices": {{"x": {{"input": {MAX_PRICE}, "output": 0}}}}}}"#
+        );
+        let config = from_json(Some(at_caps.as_bytes())).unwrap();
+        assert_eq!((config.rules[0].limit, config.image_tokens), (MAX_TOKENS_SETTING, MAX_IMAGE_TOKENS));
     }
 }

@@ -22,18 +22,23 @@ pub struct Price {
 impl Price {
     /// Micro-dollars for `usage`. Cached and cache-write tokens are part of
     /// `usage.input` and are priced at their own rates instead of `input`.
+    ///
+    /// The token counts come from the provider and may be anything up to
+    /// `u64::MAX`: the sum is taken in `f64` and a cost past `u64::MAX`
+    /// saturates there rather than wrapping or reading as free.
     pub fn micro_usd(&self, usage: &Usage) -> u64 {
         let cached = usage.cached.min(usage.input);
-        let creation = usage.cache_creation.min(usage.input - cached);
-        let plain = usage.input - cached - creation;
+        let creation = usage.cache_creation.min(usage.input.saturating_sub(cached));
+        let plain = usage.input.saturating_sub(cached).saturating_sub(creation);
         let total = plain as f64 * self.input
             + cached as f64 * self.cached_input
             + creation as f64 * self.cache_write
             + usage.output as f64 * self.output;
-        if total.is_finite() && total > 0.0 {
-            total.round() as u64
-        } else {
+        if total.is_nan() || total <= 0.0 {
             0
+        } else {
+            // `as` saturates: +inf and anything past u64::MAX become u64::MAX.
+            total.round() as u64
         }
     }
 }
@@ -57,6 +62,16 @@ mod tests {
         assert_eq!(price.micro_usd(&Usage { output: 1_000_000, ..Usage::default() }), 10_000_000);
         // Inconsistent numbers from a provider never underflow.
         assert_eq!(price.micro_usd(&Usage { input: 1, cached: 5, cache_creation: 5, output: 0 }), 1);
+    }
+
+    #[test]
+    fn huge_usage_saturates_instead_of_wrapping_or_costing_nothing() {
+        let price = Price { input: 1_000_000.0, output: 1_000_000.0, cached_input: 0.5, cache_write: 2.0 };
+        let huge = Usage { input: u64::MAX, output: u64::MAX, cached: u64::MAX, cache_creation: u64::MAX };
+        assert_eq!(price.micro_usd(&huge), u64::MAX);
+        let max_price = Price { input: f64::MAX, output: f64::MAX, cached_input: f64::MAX, cache_write: f64::MAX };
+        // The sum overflows f64 to infinity: that is the most expensive, not free.
+        assert_eq!(max_price.micro_usd(&Usage { input: 10, output: 10, ..Usage::default() }), u64::MAX);
     }
 
     #[test]

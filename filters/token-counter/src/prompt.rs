@@ -135,53 +135,64 @@ pub fn count_anthropic(body: &Value, counter: &mut TokenCounter, image_tokens: u
     }
 }
 
+/// Counts a `content` value: a string or a list of blocks. Tool results
+/// nest content inside content as deep as a client likes, so the walk keeps
+/// its own stack instead of recursing.
 fn anthropic_blocks(content: &Value, counter: &mut TokenCounter, image_tokens: u64) {
-    match content {
-        Value::String(text) => counter.text(text),
-        Value::Array(blocks) => {
-            for block in blocks {
-                match block.get("type").and_then(Value::as_str) {
-                    Some("image") | Some("document") => counter.fixed(image_tokens),
-                    Some("tool_use") => {
-                        if let Some(name) = block.get("name").and_then(Value::as_str) {
-                            counter.text(name);
+    let mut pending = vec![content];
+    while let Some(content) = pending.pop() {
+        match content {
+            Value::String(text) => counter.text(text),
+            Value::Array(blocks) => {
+                for block in blocks {
+                    match block.get("type").and_then(Value::as_str) {
+                        Some("image") | Some("document") => counter.fixed(image_tokens),
+                        Some("tool_use") => {
+                            if let Some(name) = block.get("name").and_then(Value::as_str) {
+                                counter.text(name);
+                            }
+                            if let Some(input) = block.get("input") {
+                                counter.text(&input.to_string());
+                            }
                         }
-                        if let Some(input) = block.get("input") {
-                            counter.text(&input.to_string());
+                        Some("tool_result") => {
+                            // Counting is a sum, so the order does not matter.
+                            if let Some(inner) = block.get("content") {
+                                pending.push(inner);
+                            }
                         }
-                    }
-                    Some("tool_result") => {
-                        if let Some(inner) = block.get("content") {
-                            anthropic_blocks(inner, counter, image_tokens);
-                        }
-                    }
-                    _ => {
-                        if let Some(text) = block.get("text").and_then(Value::as_str) {
-                            counter.text(text);
+                        _ => {
+                            if let Some(text) = block.get("text").and_then(Value::as_str) {
+                                counter.text(text);
+                            }
                         }
                     }
                 }
             }
+            _ => {}
         }
-        _ => {}
     }
 }
 
 /// Counts every string value (not keys); at the top level of a body the
-/// `model` name is skipped.
+/// `model` name is skipped. Keeps its own stack rather than recursing, so no
+/// nesting can exhaust the Wasm stack.
 pub fn count_strings(value: &Value, counter: &mut TokenCounter, top_level: bool) {
-    match value {
-        Value::String(text) => counter.text(text),
-        Value::Array(items) => items.iter().for_each(|item| count_strings(item, counter, false)),
-        Value::Object(map) => {
-            for (key, item) in map {
-                if top_level && key == "model" {
-                    continue;
+    let mut pending = vec![(value, top_level)];
+    while let Some((value, top_level)) = pending.pop() {
+        match value {
+            Value::String(text) => counter.text(text),
+            Value::Array(items) => pending.extend(items.iter().map(|item| (item, false))),
+            Value::Object(map) => {
+                for (key, item) in map {
+                    if top_level && key == "model" {
+                        continue;
+                    }
+                    pending.push((item, false));
                 }
-                count_strings(item, counter, false);
             }
+            _ => {}
         }
-        _ => {}
     }
 }
 
@@ -285,5 +296,60 @@ mod tests {
         assert!(info.stream && info.include_usage);
         let info = RequestInfo::from_body(&json!({"max_tokens": "lots", "stream": "yes"}));
         assert_eq!(info, RequestInfo::default());
+    }
+
+    #[test]
+    fn image_tokens_times_parts_saturate_instead_of_wrapping() {
+        // Regression: `image_tokens` × image parts used plain `+` and could wrap
+        // to a small total that slips under a limit.
+        let parts: Vec<Value> = (0..3).map(|_| json!({"type": "image_url", "image_url": {"url": "x"}})).collect();
+        let body = json!({"messages": [{"role": "user", "content": parts}]});
+        let mut counter = TokenCounter::new(Counting::exact(Encoding::Cl100kBase), usize::MAX);
+        count_request(Some(ApiShape::OpenAiChat), &body, &mut counter, u64::MAX / 2);
+        assert_eq!(counter.total(), u64::MAX);
+        let mut counter = TokenCounter::new(Counting::exact(Encoding::Cl100kBase), usize::MAX);
+        count_request(
+            Some(ApiShape::AnthropicMessages),
+            &json!({"messages": [{"role": "user",
+            "content": [{"type": "image"}, {"type": "document"}, {"type": "image"}]}]}),
+            &mut counter,
+            u64::MAX / 2,
+        );
+        assert_eq!(counter.total(), u64::MAX);
+    }
+
+    /// Drops a deeply nested value without recursing (serde_json's drop recurses).
+    fn drop_iteratively(value: Value) {
+        let mut stack = vec![value];
+        while let Some(value) = stack.pop() {
+            match value {
+                Value::Array(items) => stack.extend(items),
+                Value::Object(map) => stack.extend(map.into_iter().map(|(_, item)| item)),
+                _ => {}
+            }
+        }
+    }
+
+    #[test]
+    fn nesting_deeper_than_any_stack_is_counted_without_recursion() {
+        // Regression for unbounded recursion in our own walks: serde_json caps
+        // parsing depth, but a walk must not rely on where a value came from.
+        let mut generic = Value::String("hello world".into());
+        let mut tool_results = Value::String("hello world".into());
+        for _ in 0..100_000 {
+            generic = Value::Array(vec![generic]);
+            let mut block = serde_json::Map::new();
+            block.insert("type".into(), json!("tool_result"));
+            block.insert("content".into(), tool_results);
+            tool_results = Value::Array(vec![Value::Object(block)]);
+        }
+        let mut counter = TokenCounter::new(Counting::exact(Encoding::Cl100kBase), usize::MAX);
+        count_strings(&generic, &mut counter, true);
+        assert_eq!(counter.total(), 2);
+        let mut counter = TokenCounter::new(Counting::exact(Encoding::Cl100kBase), usize::MAX);
+        anthropic_blocks(&tool_results, &mut counter, 0);
+        assert_eq!(counter.total(), 2);
+        drop_iteratively(generic);
+        drop_iteratively(tool_results);
     }
 }

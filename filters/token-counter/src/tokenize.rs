@@ -317,7 +317,7 @@ impl TokenCounter {
             return;
         }
         let Some(bpe) = self.bpe else {
-            self.estimated_bytes += text.len() as u64;
+            self.estimated_bytes = self.estimated_bytes.saturating_add(text.len() as u64);
             return;
         };
         let exact_part = floor_char_boundary(text, self.remaining_exact_bytes.min(text.len()));
@@ -325,16 +325,18 @@ impl TokenCounter {
         if !head.is_empty() {
             let tokens = count_bounded(bpe, head);
             self.remaining_exact_bytes -= head.len();
-            self.exact_bytes += head.len() as u64;
-            self.exact_tokens += tokens;
-            self.raw_tokens += tokens;
+            self.exact_bytes = self.exact_bytes.saturating_add(head.len() as u64);
+            self.exact_tokens = self.exact_tokens.saturating_add(tokens);
+            self.raw_tokens = self.raw_tokens.saturating_add(tokens);
         }
-        self.estimated_bytes += tail.len() as u64;
+        self.estimated_bytes = self.estimated_bytes.saturating_add(tail.len() as u64);
     }
 
     /// Adds tokens that are not text (per-message overhead, images).
+    /// Saturates: `image_tokens` from config times the image parts a client
+    /// sends must never wrap around to a small count that slips under a limit.
     pub fn fixed(&mut self, tokens: u64) {
-        self.fixed_tokens += tokens;
+        self.fixed_tokens = self.fixed_tokens.saturating_add(tokens);
     }
 
     /// Whether part of the text was estimated rather than tokenized.
@@ -380,7 +382,7 @@ pub fn scale(tokens: u64, factor: f64) -> u64 {
 pub fn count_bounded(bpe: &CoreBPE, text: &str) -> u64 {
     let mut total = 0u64;
     for segment in bounded_segments(text) {
-        total += bpe.encode_ordinary(segment).len() as u64;
+        total = total.saturating_add(bpe.encode_ordinary(segment).len() as u64);
     }
     total
 }
@@ -497,6 +499,24 @@ mod tests {
         let segments = bounded_segments(&wide);
         assert_eq!(segments.concat(), wide);
         assert!(segments.len() > 1);
+    }
+
+    /// The BPE merge of one piece costs up to the square of its length, so
+    /// the sum of squared segment lengths bounds the tokenizer's work.
+    fn merge_work(text: &str) -> usize {
+        bounded_segments(text).iter().map(|segment| segment.len() * segment.len()).sum()
+    }
+
+    #[test]
+    fn long_single_letter_words_cost_linear_work() {
+        // Counted, not timed: 4× the letters may cost at most ~4× the work.
+        for letter in ["a", " ", "日", "7"] {
+            let small = merge_work(&letter.repeat(50_000));
+            let large = merge_work(&letter.repeat(200_000));
+            let bytes = letter.len() * 200_000;
+            assert!(large <= 4 * small + 4 * MAX_RUN_BYTES * MAX_RUN_BYTES, "{letter:?}: {large} vs {small}");
+            assert!(large <= bytes * (MAX_RUN_BYTES + 4), "{letter:?}: {large} for {bytes} bytes");
+        }
     }
 
     #[test]

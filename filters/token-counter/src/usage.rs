@@ -200,13 +200,12 @@ pub struct ResponseTracker {
     usage: UsageAccumulator,
     json: Vec<u8>,
     max_json_bytes: usize,
+    /// Holds the unfinished event and finds where events end (any SSE line
+    /// end, each byte examined once however the stream is split).
     parser: SseParser,
-    /// Bytes of the unfinished event (only while stripping or parsing SSE).
-    held: Vec<u8>,
-    /// Where the scan for the next line end resumes in `held`.
-    scan_from: usize,
-    /// Start of the current line in `held`.
-    line_start: usize,
+    /// The last event was dropped: a lone `\n` that completes its blank
+    /// line (a `\r\n` cut between two chunks) goes with it.
+    dropped_last: bool,
     first_token: bool,
     output_text_bytes: u64,
     problem: Option<ReadProblem>,
@@ -223,10 +222,8 @@ impl ResponseTracker {
             usage: UsageAccumulator::default(),
             json: Vec::new(),
             max_json_bytes,
-            parser: SseParser::default(),
-            held: Vec::new(),
-            scan_from: 0,
-            line_start: 0,
+            parser: SseParser::new(DEFAULT_MAX_EVENT_BYTES),
+            dropped_last: false,
             first_token: false,
             output_text_bytes: 0,
             problem: (kind == BodyKind::Unreadable).then_some(ReadProblem::Unreadable),
@@ -249,7 +246,7 @@ impl ResponseTracker {
             BodyKind::Unreadable => Emit::Unchanged,
             BodyKind::Json => {
                 if self.problem.is_none() {
-                    if self.json.len() + chunk.len() > self.max_json_bytes {
+                    if self.json.len().saturating_add(chunk.len()) > self.max_json_bytes {
                         self.problem = Some(ReadProblem::TooLarge);
                         self.json = Vec::new();
                     } else {
@@ -270,24 +267,19 @@ impl ResponseTracker {
         if self.bypass {
             return Emit::Unchanged;
         }
-        self.held.extend_from_slice(chunk);
-        let end = self.complete_prefix();
-        if end == 0 {
-            if self.held.len() > DEFAULT_MAX_EVENT_BYTES {
-                return self.give_up();
+        // Collected first: the parser is borrowed while it calls back.
+        let mut completed: Vec<(Vec<u8>, Option<SseEvent>)> = Vec::new();
+        let fed = self.parser.feed_raw_with(chunk, |raw, event| completed.push((raw.to_vec(), event)));
+        let mut out = Vec::new();
+        for (raw, event) in completed {
+            if self.keep_raw_event(&raw, event.as_ref()) && self.strip_usage_chunk {
+                out.extend_from_slice(&raw);
             }
-            return if self.strip_usage_chunk { Emit::Replace(Vec::new()) } else { Emit::Unchanged };
         }
-        let complete: Vec<u8> = self.held.drain(..end).collect();
-        self.scan_from -= end;
-        self.line_start -= end;
-        let out = self.process_events(&complete);
-        if self.held.len() > DEFAULT_MAX_EVENT_BYTES {
-            let mut out = out;
-            if let Emit::Replace(bytes) = self.give_up() {
-                out.extend_from_slice(&bytes);
+        if fed.is_err() {
+            if let Emit::Replace(held) = self.give_up() {
+                out.extend_from_slice(&held);
             }
-            return Emit::Replace(out);
         }
         if self.strip_usage_chunk {
             Emit::Replace(out)
@@ -300,9 +292,7 @@ impl ResponseTracker {
     fn give_up(&mut self) -> Emit {
         self.problem = Some(ReadProblem::EventTooLarge);
         self.bypass = true;
-        self.scan_from = 0;
-        self.line_start = 0;
-        let held = std::mem::take(&mut self.held);
+        let held = self.parser.take_pending();
         if self.strip_usage_chunk {
             Emit::Replace(held)
         } else {
@@ -310,60 +300,14 @@ impl ResponseTracker {
         }
     }
 
-    /// Length of the prefix of `held` made of complete events (ending with a
-    /// blank line), scanning each byte once.
-    fn complete_prefix(&mut self) -> usize {
-        let mut end = 0;
-        while let Some(relative) =
-            self.held.get(self.scan_from..).and_then(|rest| rest.iter().position(|&b| b == b'\n'))
-        {
-            let newline = self.scan_from + relative;
-            let line = self.held.get(self.line_start..newline).unwrap_or_default();
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            self.scan_from = newline + 1;
-            if line.is_empty() {
-                end = self.scan_from;
-            }
-            self.line_start = self.scan_from;
-        }
-        end
-    }
-
-    /// Parses complete events; returns their bytes minus any dropped event.
-    fn process_events(&mut self, complete: &[u8]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(if self.strip_usage_chunk { complete.len() } else { 0 });
-        let mut start = 0;
-        let mut line_start = 0;
-        for (index, &byte) in complete.iter().enumerate() {
-            if byte != b'\n' {
-                continue;
-            }
-            let line = complete.get(line_start..index).unwrap_or_default();
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            line_start = index + 1;
-            if line.is_empty() {
-                let raw = complete.get(start..index + 1).unwrap_or_default();
-                let keep = self.handle_raw_event(raw);
-                if keep && self.strip_usage_chunk {
-                    out.extend_from_slice(raw);
-                }
-                start = index + 1;
-            }
-        }
-        out
-    }
-
-    /// Parses one raw event (ending with its blank line) and returns whether
-    /// the client should get it.
-    fn handle_raw_event(&mut self, raw: &[u8]) -> bool {
-        let mut events = self.parser.feed(raw).unwrap_or_default();
-        events.extend(self.parser.finish());
-        let mut keep = true;
-        for event in events {
-            if !self.handle_event(&event) {
-                keep = false;
-            }
-        }
+    /// Reads one completed event and returns whether the client should get
+    /// its bytes.
+    fn keep_raw_event(&mut self, raw: &[u8], event: Option<&SseEvent>) -> bool {
+        let keep = match event {
+            Some(event) => self.handle_event(event),
+            None => !(self.dropped_last && raw == b"\n"),
+        };
+        self.dropped_last = !keep;
         keep
     }
 
@@ -419,13 +363,11 @@ impl ResponseTracker {
                 None
             }
             BodyKind::EventStream if !self.bypass => {
-                let tail = std::mem::take(&mut self.held);
-                self.scan_from = 0;
-                self.line_start = 0;
+                let (tail, event) = self.parser.finish_raw();
                 if tail.is_empty() {
                     return if self.strip_usage_chunk { Some(Vec::new()) } else { None };
                 }
-                let keep = self.handle_raw_event(&tail);
+                let keep = self.keep_raw_event(&tail, event.as_ref());
                 if self.strip_usage_chunk {
                     Some(if keep { tail } else { Vec::new() })
                 } else {
@@ -614,6 +556,56 @@ event: message_stop\r\ndata: {\"type\":\"message_stop\"}\r\n\r\n";
             run(BodyKind::EventStream, true, &[b"data: not json\n\n", b"data: {\"usage\": 5}\n\n"]);
         assert_eq!(usage, None);
         assert_eq!(client, b"data: not json\n\ndata: {\"usage\": 5}\n\n");
+    }
+
+    #[test]
+    fn bare_cr_streams_give_usage_as_events_end() {
+        // Regression: only `\n` ended a line, so a bare-`\r` stream was read
+        // as one event at the very end.
+        let bare_cr = ANTHROPIC_SSE.replace("\r\n", "\r");
+        for strip in [false, true] {
+            for chunks in splits(&bare_cr) {
+                let refs: Vec<&[u8]> = chunks.iter().map(Vec::as_slice).collect();
+                let (usage, client, first) = run(BodyKind::EventStream, strip, &refs);
+                assert_eq!(usage, Some(Usage { input: 30, output: 15, cached: 5, cache_creation: 0 }));
+                assert_eq!(client, bare_cr.as_bytes());
+                assert!(first);
+            }
+        }
+        let mut tracker = ResponseTracker::new(BodyKind::EventStream, false, 1 << 20);
+        let (_, first_token) = tracker.feed(b"data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\r\r");
+        assert!(first_token, "the event is read when its blank line arrives, not at the end");
+    }
+
+    #[test]
+    fn a_stripped_usage_chunk_takes_its_split_crlf_along() {
+        let usage_event = "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":1}}\r\n\r";
+        let (usage, client, _) = run(BodyKind::EventStream, true, &[usage_event.as_bytes(), b"\ndata: [DONE]\r\n\r\n"]);
+        assert_eq!(usage.map(|u| u.total()), Some(2));
+        assert_eq!(client, b"data: [DONE]\r\n\r\n");
+    }
+
+    #[test]
+    fn a_long_line_in_small_pieces_costs_linear_work() {
+        // Regression: the line-end search restarted at the start of a pending
+        // line on every chunk. Work is counted, not timed.
+        let work = |line_bytes: usize| {
+            let mut tracker = ResponseTracker::new(BodyKind::EventStream, true, 1 << 20);
+            let mut wire = b"data: ".to_vec();
+            wire.resize(line_bytes, b'9');
+            wire.extend_from_slice(b"\n\n");
+            let mut client = Vec::new();
+            for piece in wire.chunks(16) {
+                if let Emit::Replace(bytes) = tracker.feed(piece).0 {
+                    client.extend_from_slice(&bytes);
+                }
+            }
+            assert_eq!(client, wire);
+            tracker.parser.bytes_examined()
+        };
+        let (small, large) = (work(64 * 1024), work(256 * 1024));
+        assert!(small <= 2 * (64 * 1024 + 2), "{small}");
+        assert!(large <= 4 * small + 64, "4x input took {large} vs {small}");
     }
 
     #[test]

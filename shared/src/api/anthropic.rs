@@ -229,31 +229,45 @@ pub struct ErrorBody {
     pub message: String,
 }
 
+/// A step of the walk in [`blocks_texts_mut`].
+enum BlockWalk<'a> {
+    /// A `content` value: a string or a list of blocks.
+    Content(&'a mut Value, TextKind),
+    /// One block of a list.
+    Block(&'a mut Value, TextKind),
+}
+
+/// Visits the texts of a `content` value. Tool results nest content inside
+/// content to any depth a client chooses, so the walk keeps its own stack
+/// rather than recursing (no nesting can exhaust the Wasm stack), and visits
+/// in document order.
 fn blocks_texts_mut(content: &mut Value, kind: TextKind, visit: &mut dyn FnMut(TextKind, &mut String)) {
-    match content {
-        Value::String(text) => visit(kind, text),
-        Value::Array(blocks) => {
-            for block in blocks {
-                match block.get("type").and_then(Value::as_str) {
-                    Some("tool_use") => {
-                        if let Some(input) = block.get_mut("input") {
-                            visit_string_leaves(input, TextKind::ToolArguments, visit);
-                        }
-                    }
-                    Some("tool_result") => {
-                        if let Some(inner) = block.get_mut("content") {
-                            blocks_texts_mut(inner, TextKind::ToolResult, visit);
-                        }
-                    }
-                    _ => {
-                        if let Some(Value::String(text)) = block.get_mut("text") {
-                            visit(kind, text);
-                        }
+    let mut stack = vec![BlockWalk::Content(content, kind)];
+    while let Some(step) = stack.pop() {
+        match step {
+            BlockWalk::Content(Value::String(text), kind) => visit(kind, text),
+            BlockWalk::Content(Value::Array(blocks), kind) => {
+                stack.extend(blocks.iter_mut().rev().map(|block| BlockWalk::Block(block, kind)));
+            }
+            BlockWalk::Content(_, _) => {}
+            BlockWalk::Block(block, kind) => match block.get("type").and_then(Value::as_str) {
+                Some("tool_use") => {
+                    if let Some(input) = block.get_mut("input") {
+                        visit_string_leaves(input, TextKind::ToolArguments, visit);
                     }
                 }
-            }
+                Some("tool_result") => {
+                    if let Some(inner) = block.get_mut("content") {
+                        stack.push(BlockWalk::Content(inner, TextKind::ToolResult));
+                    }
+                }
+                _ => {
+                    if let Some(Value::String(text)) = block.get_mut("text") {
+                        visit(kind, text);
+                    }
+                }
+            },
         }
-        _ => {}
     }
 }
 
@@ -353,6 +367,41 @@ mod tests {
         .unwrap();
         assert!(matches!(text, StreamEvent::ContentBlockDelta { delta: BlockDelta { text: Some(_), .. }, .. }));
         assert_eq!(serde_json::from_value::<StreamEvent>(json!({"type": "ping"})).unwrap(), StreamEvent::Ping);
+    }
+
+    /// Drops a deeply nested value without recursing (serde_json's own drop
+    /// recurses once per level).
+    fn drop_iteratively(value: Value) {
+        let mut stack = vec![value];
+        while let Some(value) = stack.pop() {
+            match value {
+                Value::Array(items) => stack.extend(items),
+                Value::Object(map) => stack.extend(map.into_iter().map(|(_, item)| item)),
+                _ => {}
+            }
+        }
+    }
+
+    #[test]
+    fn tool_results_nested_beyond_any_stack_are_still_visited() {
+        // Regression for unbounded recursion: tool_result content inside
+        // tool_result content, far deeper than a recursive walk survives.
+        let mut content = json!("innermost");
+        for _ in 0..50_000 {
+            // Built by hand: `json!` would serialise `content` recursively.
+            let mut block = serde_json::Map::new();
+            block.insert("type".into(), json!("tool_result"));
+            block.insert("content".into(), content);
+            content = Value::Array(vec![Value::Object(block)]);
+        }
+        let mut message = serde_json::Map::new();
+        message.insert("content".into(), content);
+        let mut body = json!({"messages": []});
+        body["messages"].as_array_mut().unwrap().push(Value::Object(message));
+        let mut seen = Vec::new();
+        request_texts_mut(&mut body, &mut |kind, text| seen.push((kind, text.clone())));
+        assert_eq!(seen, vec![(TextKind::ToolResult, "innermost".to_string())]);
+        drop_iteratively(body);
     }
 
     #[test]

@@ -117,17 +117,25 @@ pub enum TextKind {
 }
 
 /// Calls `visit` on every string leaf inside `value` (used for structured
-/// tool inputs, whose strings may carry anything).
+/// tool inputs, whose strings may carry anything), in document order.
+///
+/// The walk keeps its own stack instead of recursing, so no nesting can
+/// exhaust the Wasm stack, and no leaf is skipped however deep it sits (a
+/// depth cut-off would let text past the guardrails).
 pub(crate) fn visit_string_leaves(
     value: &mut serde_json::Value,
     kind: TextKind,
     visit: &mut dyn FnMut(TextKind, &mut String),
 ) {
-    match value {
-        serde_json::Value::String(text) => visit(kind, text),
-        serde_json::Value::Array(items) => items.iter_mut().for_each(|item| visit_string_leaves(item, kind, visit)),
-        serde_json::Value::Object(map) => map.values_mut().for_each(|item| visit_string_leaves(item, kind, visit)),
-        _ => {}
+    let mut stack = vec![value];
+    while let Some(value) = stack.pop() {
+        match value {
+            serde_json::Value::String(text) => visit(kind, text),
+            // Pushed in reverse so that they pop in document order.
+            serde_json::Value::Array(items) => stack.extend(items.iter_mut().rev()),
+            serde_json::Value::Object(map) => stack.extend(map.values_mut().rev()),
+            _ => {}
+        }
     }
 }
 
@@ -186,5 +194,35 @@ mod tests {
         assert!(is_system_role("System"));
         assert!(is_system_role("DEVELOPER"));
         assert!(!is_system_role("user"));
+    }
+
+    #[test]
+    fn string_leaves_are_visited_in_order_at_any_depth() {
+        let mut value = serde_json::json!({"a": ["one", {"b": "two", "n": 1}], "c": "three"});
+        let mut seen = Vec::new();
+        visit_string_leaves(&mut value, TextKind::ToolArguments, &mut |_, text| {
+            seen.push(text.clone());
+            text.make_ascii_uppercase();
+        });
+        assert_eq!(seen, ["one", "two", "three"]);
+        assert_eq!(value, serde_json::json!({"a": ["ONE", {"b": "TWO", "n": 1}], "c": "THREE"}));
+
+        // Regression for unbounded recursion: far deeper than any stack allows
+        // for a recursive walk, and the innermost string is still visited.
+        let mut deep = serde_json::Value::String("secret".into());
+        for _ in 0..100_000 {
+            deep = serde_json::Value::Array(vec![deep]);
+        }
+        let mut visited = 0;
+        visit_string_leaves(&mut deep, TextKind::ToolArguments, &mut |_, text| {
+            visited += 1;
+            text.clear();
+        });
+        assert_eq!(visited, 1);
+        // Dropping a Value recurses (serde_json); unwind it by hand.
+        while let serde_json::Value::Array(mut items) = deep {
+            deep = items.pop().unwrap_or_default();
+        }
+        assert_eq!(deep, serde_json::Value::String(String::new()));
     }
 }

@@ -24,14 +24,22 @@ pub fn finish_reason(stop_reason: &str) -> &'static str {
 /// OpenAI `usage` from Anthropic's usage. OpenAI's `prompt_tokens` counts every
 /// input token, cached or not; Anthropic splits them into `input_tokens`,
 /// `cache_read_input_tokens` and `cache_creation_input_tokens`.
+///
+/// The backend's numbers may be anything up to `u64::MAX`, so the sums
+/// saturate: a wrapped sum would hand the client (and token-counter's
+/// budgets, which read this usage) a small count for a huge one.
 pub fn usage(anthropic: &aigw_shared::api::anthropic::Usage) -> serde_json::Value {
     let cached = anthropic.cache_read_input_tokens.unwrap_or(0);
-    let prompt = anthropic.input_tokens.unwrap_or(0) + cached + anthropic.cache_creation_input_tokens.unwrap_or(0);
+    let prompt = anthropic
+        .input_tokens
+        .unwrap_or(0)
+        .saturating_add(cached)
+        .saturating_add(anthropic.cache_creation_input_tokens.unwrap_or(0));
     let completion = anthropic.output_tokens.unwrap_or(0);
     serde_json::json!({
         "prompt_tokens": prompt,
         "completion_tokens": completion,
-        "total_tokens": prompt + completion,
+        "total_tokens": prompt.saturating_add(completion),
         "prompt_tokens_details": {"cached_tokens": cached},
     })
 }
@@ -88,6 +96,25 @@ mod tests {
         assert_eq!(v["completion_tokens"], 5);
         assert_eq!(v["total_tokens"], 122);
         assert_eq!(v["prompt_tokens_details"]["cached_tokens"], 100);
+    }
+
+    #[test]
+    fn huge_usage_saturates_instead_of_wrapping() {
+        // Regression: plain `+` wrapped (or aborted the VM in a debug build).
+        let u = Usage {
+            input_tokens: Some(u64::MAX - 1),
+            output_tokens: Some(u64::MAX),
+            cache_read_input_tokens: Some(5),
+            cache_creation_input_tokens: Some(u64::MAX),
+            ..Default::default()
+        };
+        let v = usage(&u);
+        assert_eq!(v["prompt_tokens"], u64::MAX);
+        assert_eq!(v["total_tokens"], u64::MAX);
+        assert_eq!(v["prompt_tokens_details"]["cached_tokens"], 5);
+        let just_below =
+            usage(&Usage { input_tokens: Some(u64::MAX - 3), output_tokens: Some(2), ..Default::default() });
+        assert_eq!(just_below["total_tokens"], u64::MAX - 1);
     }
 
     #[test]

@@ -160,7 +160,7 @@ impl StreamTranslator {
             }
             "tool_use" => {
                 let tool_index = self.next_tool_index;
-                self.next_tool_index += 1;
+                self.next_tool_index = self.next_tool_index.saturating_add(1);
                 self.tool_indexes.insert(index, tool_index);
                 let delta = json!({"tool_calls": [{
                     "index": tool_index,
