@@ -8,6 +8,7 @@ use crate::limits::{Counts, Window};
 use crate::tokenize::{Counting, Encoding, ModelMap, ModelPattern, ModelTable, DEFAULT_MAX_EXACT_BYTES};
 use aigw_shared::attributes::Source;
 use aigw_shared::body::DEFAULT_MAX_BODY_BYTES;
+use aigw_shared::config::FailureMode;
 use aigw_shared::config::{at_most, index, join, parse_config, ConfigError, MAX_BUFFER_BYTES};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
@@ -31,7 +32,7 @@ pub const DEFAULT_IMAGE_TOKENS: u64 = 765;
 pub const MAX_TOKENS_SETTING: u64 = 1_000_000_000_000_000;
 /// Largest `tokenizer.image_tokens` (an image costs hundreds to thousands of tokens).
 pub const MAX_IMAGE_TOKENS: u64 = 1_000_000;
-/// Largest `max_request_bytes`, `max_response_bytes` and
+/// Largest `max_body_bytes` and
 /// `tokenizer.max_exact_bytes`: the shared buffer cap (256 MiB).
 pub const MAX_BYTES_SETTING: usize = MAX_BUFFER_BYTES;
 /// Largest price, USD per million tokens.
@@ -53,11 +54,9 @@ struct RawConfig {
     #[serde(default)]
     rate_limit_headers: Option<bool>,
     #[serde(default)]
-    max_request_bytes: Option<usize>,
-    #[serde(default)]
-    max_response_bytes: Option<usize>,
-    #[serde(default)]
-    on_store_error: Option<String>,
+    max_body_bytes: Option<usize>,
+    #[serde(default = "FailureMode::open")]
+    failure_mode: FailureMode,
 }
 
 #[derive(Debug, Deserialize)]
@@ -173,8 +172,9 @@ pub struct Config {
     pub prices: PriceTable,
     pub stream_usage: StreamUsage,
     pub rate_limit_headers: bool,
-    pub max_request_bytes: usize,
-    pub max_response_bytes: usize,
+    /// Largest request body parsed (larger ones are estimated from their size) and largest
+    /// JSON response copied to read its usage.
+    pub max_body_bytes: usize,
     /// Admit requests when shared data fails or stays contended (the
     /// default), or refuse them with 503.
     pub fail_open: bool,
@@ -194,8 +194,7 @@ impl Default for Config {
             prices: PriceTable::default(),
             stream_usage: StreamUsage::Inject,
             rate_limit_headers: true,
-            max_request_bytes: DEFAULT_MAX_BODY_BYTES,
-            max_response_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             fail_open: true,
         })
     }
@@ -364,20 +363,8 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             return Err(ConfigError::new("stream_usage", format!("unknown mode \"{other}\": expected inject or off")))
         }
     };
-    let fail_open = match raw.on_store_error.as_deref() {
-        None | Some("allow") => true,
-        Some("deny") => false,
-        Some(other) => {
-            return Err(ConfigError::new(
-                "on_store_error",
-                format!("unknown action \"{other}\": expected allow or deny"),
-            ))
-        }
-    };
-    let max_request_bytes =
-        bytes_setting(raw.max_request_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES), "max_request_bytes")?;
-    let max_response_bytes =
-        bytes_setting(raw.max_response_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES), "max_response_bytes")?;
+    let fail_open = raw.failure_mode == FailureMode::Open;
+    let max_body_bytes = bytes_setting(raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES), "max_body_bytes")?;
     let default_output_tokens = tokens_setting(
         raw.reservation.default_output_tokens.unwrap_or(DEFAULT_OUTPUT_TOKENS),
         "reservation.default_output_tokens".into(),
@@ -398,8 +385,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         prices: PriceTable::new(prices),
         stream_usage,
         rate_limit_headers: raw.rate_limit_headers.unwrap_or(true),
-        max_request_bytes,
-        max_response_bytes,
+        max_body_bytes,
         fail_open,
     })
 }
@@ -443,7 +429,7 @@ mod tests {
                           "unknown_models": {"encoding": "cl100k_base", "factor": 1.3},
                           "max_exact_bytes": 65536, "preload": false, "image_tokens": 1000},
             "prices": {"gpt-4o*": {"input": 2.5, "output": 10, "cached_input": 1.25}},
-            "stream_usage": "off", "rate_limit_headers": false, "on_store_error": "deny"
+            "stream_usage": "off", "rate_limit_headers": false, "failure_mode": "closed"
         }"#,
         ))
         .unwrap();
@@ -493,7 +479,7 @@ mod tests {
             (r#"{"tokenizer": {"models": {"a*b": "cl100k_base"}}}"#, "tokenizer.models.a*b"),
             (r#"{"prices": {"gpt-4o": {"input": -1, "output": 1}}}"#, "prices.gpt-4o.input"),
             (r#"{"stream_usage": "maybe"}"#, "stream_usage"),
-            (r#"{"on_store_error": "panic"}"#, "on_store_error"),
+            (r#"{"failure_mode": "panic"}"#, "failure_mode"),
             (r#"{"reservation": {"default_output_tokens": "many"}}"#, "reservation.default_output_tokens"),
         ];
         for (text, path) in cases {
@@ -512,8 +498,8 @@ mod tests {
             (r#"{"reservation": {"max_output_tokens": 18446744073709551615}}"#, "reservation.max_output_tokens"),
             (r#"{"tokenizer": {"image_tokens": 18446744073709551615}}"#, "tokenizer.image_tokens"),
             (r#"{"tokenizer": {"max_exact_bytes": 1000000000000}}"#, "tokenizer.max_exact_bytes"),
-            (r#"{"max_request_bytes": 1000000000000}"#, "max_request_bytes"),
-            (r#"{"max_response_bytes": 0}"#, "max_response_bytes"),
+            (r#"{"max_body_bytes": 1000000000000}"#, "max_body_bytes"),
+            (r#"{"max_body_bytes": 0}"#, "max_body_bytes"),
             (r#"{"prices": {"gpt-4o": {"input": 1, "output": 1e300}}}"#, "prices.gpt-4o.output"),
         ];
         for (text, path) in cases {
@@ -522,7 +508,7 @@ mod tests {
         let at_caps = format!(
             r#"{{"rules": [{{"name": "a", "key": "route", "limit": {MAX_TOKENS_SETTING}, "window": "hour"}}],
                 "tokenizer": {{"image_tokens": {MAX_IMAGE_TOKENS}, "max_exact_bytes": {MAX_BYTES_SETTING}}},
-                "max_request_bytes": {MAX_BYTES_SETTING}, "prices": {{"x": {{"input": {MAX_PRICE}, "output": 0}}}}}}"#
+                "max_body_bytes": {MAX_BYTES_SETTING}, "prices": {{"x": {{"input": {MAX_PRICE}, "output": 0}}}}}}"#
         );
         let config = from_json(Some(at_caps.as_bytes())).unwrap();
         assert_eq!((config.rules[0].limit, config.image_tokens), (MAX_TOKENS_SETTING, MAX_IMAGE_TOKENS));

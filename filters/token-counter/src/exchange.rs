@@ -403,7 +403,7 @@ impl Stream {
         } else {
             BodyKind::Unreadable
         };
-        let tracker = ResponseTracker::new(kind, self.strip_usage_chunk, config.max_response_bytes);
+        let tracker = ResponseTracker::new(kind, self.strip_usage_chunk, config.max_body_bytes);
         let rewrites = tracker.rewrites();
         self.tracker = Some(tracker);
         rewrites
@@ -453,6 +453,8 @@ impl Stream {
         let now = host.now_nanos();
         let success = self.status.is_some_and(|status| (200..300).contains(&status));
         let (usage, estimated) = match self.tracker.as_ref().and_then(ResponseTracker::usage) {
+            // The client never got this answer: nothing is charged, whatever the provider reported.
+            _ if withheld => (None, false),
             Some(usage) => (Some(usage), false),
             None if success => {
                 let tracker = self.tracker.as_ref();
@@ -604,6 +606,22 @@ mod tests {
         // Finishing twice (on_log after the end of stream) changes nothing.
         assert_eq!(stream.finish(&config, &host, false, false), None);
         assert_eq!(entry(&host, "u", "alice", config.rules[0].slots).used, 14);
+    }
+
+    #[test]
+    fn a_response_withheld_nearer_the_client_is_released_not_charged() {
+        let config = config(r#"[{"name": "u", "key": "header:x-user", "limit": 1000, "window": "hour"}]"#);
+        let host = host("carol");
+        let mut stream = Stream::new(&config, &host, CHAT);
+        stream.request_body(&config, &host, &chat_body(json!({"max_tokens": 50})));
+        assert_eq!(entry(&host, "u", "carol", config.rules[0].slots).reserved, 59);
+        // The provider answered 200 with usage, but pii-mask withheld the body (`aigw.response.withheld`).
+        stream.response_headers(&config, Some(200), Some("application/json"), None);
+        stream.response_body(&host, USAGE_JSON.as_bytes(), true);
+        assert_eq!(stream.finish(&config, &host, true, true), None);
+        let state = entry(&host, "u", "carol", config.rules[0].slots);
+        assert_eq!((state.used, state.reserved), (0, 0));
+        assert_eq!(host.counter("aigw.token_counter.released_withheld"), 1);
     }
 
     #[test]

@@ -164,7 +164,7 @@ impl HttpContext for Filter {
         let readable = head.content_type.as_deref().is_none_or(|ct| is_json_content_type(Some(ct)))
             && is_identity_encoding(head.content_encoding.as_deref());
         let policy = GatePolicy {
-            max_body_bytes: self.config.max_request_bytes,
+            max_body_bytes: self.config.max_body_bytes,
             on_encoded: OnEncoded::Pass,
             on_oversize: OnOversize::Release,
         };

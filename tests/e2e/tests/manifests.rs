@@ -92,7 +92,11 @@ fn every_manifest_carries_configs_its_filter_accepts_in_chain_order() {
                 let filter = doc["metadata"]["labels"]["app.kubernetes.io/component"].as_str().unwrap().to_string();
                 let spec = &doc["spec"];
                 assert!(spec["url"].as_str().unwrap().contains(&format!("/{filter}:")), "{where_}: url");
-                assert_eq!(spec["failStrategy"].as_str(), Some("FAIL_CLOSE"), "{where_}");
+                assert_eq!(
+                    spec["failStrategy"].as_str(),
+                    Some("FAIL_RELOAD"),
+                    "{where_}: a crashed VM is reloaded, traffic never skips the filter"
+                );
                 check_plugin_config(&where_, &filter, spec.get("pluginConfig"), &gateway);
                 istio.push((spec["priority"].as_i64().unwrap(), filter));
             }
