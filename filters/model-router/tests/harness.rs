@@ -476,3 +476,28 @@ fn bad_configuration_is_refused_with_the_field() {
     assert!(!vm.configured());
     assert!(vm.logs_contain("model-router: invalid configuration: models[0].targets[0].backend: unknown backend `b`"));
 }
+
+/// HTTP/2 trailers end a request like end of stream does: the same route, 404 and 403.
+#[test]
+fn a_body_ended_by_trailers_is_routed_and_refused_like_any_other() {
+    let harness = Harness::new();
+    let vm = start(&harness, DOWNSTREAM);
+    let post = |model: &str| {
+        let mut s = vm.stream();
+        let body = chat(model).to_string();
+        assert_eq!(
+            s.send_request_headers(&[(":method", "POST"), (":path", "/v1/chat/completions")], false),
+            Action::Continue
+        );
+        assert_eq!(s.send_request_body(body.as_bytes(), false), Action::Pause);
+        s.send_request_trailers(&[("x-checksum", "1")]);
+        s
+    };
+    let s = post("fast");
+    assert_eq!(s.property_str(&["aigw.route"]).as_deref(), Some("mock"));
+    assert_eq!(upstream_json(&s)["model"], "gpt-4o-mini");
+    assert_eq!(s.route_cache_clears(), 1);
+    let s = post("gpt-9");
+    assert_eq!(s.local_reply().expect("404").status, 404);
+    assert!(s.upstream_request_body().is_empty());
+}

@@ -22,6 +22,7 @@ use crate::tokenize::{TokenCounter, FALLBACK_BYTES_PER_TOKEN};
 use crate::usage::{BodyKind, Emit, ReadProblem, ResponseTracker, Usage};
 use aigw_shared::api::ApiShape;
 use aigw_shared::body::{is_event_stream, is_identity_encoding, is_json_content_type};
+use aigw_shared::glue::{RequestDecision, RequestEdits};
 use aigw_shared::host::Host;
 use aigw_shared::ApiError;
 use serde_json::Value;
@@ -117,7 +118,49 @@ fn property_text(host: &dyn Host, name: &str) -> Option<String> {
     host.property(&[name]).and_then(|bytes| String::from_utf8(bytes).ok()).filter(|text| !text.is_empty())
 }
 
+/// Work done once per VM and configuration: the BPE tables built now rather
+/// than on the first request (`preload`), and the rules' shared-data slots
+/// created (Envoy has no conditional create). Returns the line to log.
+pub fn prepare_vm(config: &Config, host: &dyn Host) -> Option<String> {
+    for rule in &config.rules {
+        limits::create_slots(host, &rule.name, rule.slots);
+    }
+    if !config.preload {
+        return None;
+    }
+    let started = host.now_nanos();
+    let names: Vec<&str> = config
+        .models
+        .preload_encodings()
+        .into_iter()
+        .filter(|encoding| crate::tokenize::bpe(*encoding).is_some())
+        .map(|encoding| encoding.name())
+        .collect();
+    let millis = host.now_nanos().saturating_sub(started) / 1_000_000;
+    Some(format!("token-counter: BPE tables {} ready in {millis} ms", names.join(", ")))
+}
+
 impl Stream {
+    /// The skeleton's decision for a request action: the budget signal as
+    /// filter state, a new body, or a local reply with its rate-limit headers.
+    pub fn decision(&self, action: RequestAction) -> RequestDecision {
+        let mut edits = RequestEdits::default();
+        if self.signal {
+            edits.set_state(STATE_BUDGET_EXCEEDED, "1");
+        }
+        match action {
+            RequestAction::Forward { new_body } => {
+                edits.body = new_body;
+                RequestDecision::Forward(edits)
+            }
+            RequestAction::Reject { error, headers } => RequestDecision::Reply {
+                error,
+                headers: headers.into_iter().map(|(name, value)| (name.to_string(), value)).collect(),
+                filter_state: edits.filter_state,
+            },
+        }
+    }
+
     /// Starts a stream at the request headers: resolves every rule's key.
     pub fn new(config: &Config, host: &dyn Host, path: &str) -> Stream {
         let hits = config

@@ -19,11 +19,11 @@ pub mod usage;
 use aigw_shared::body::{is_identity_encoding, is_json_content_type};
 use aigw_shared::contract::STATE_RESPONSE_WITHHELD;
 use aigw_shared::gate::{BodyGate, GatePolicy, OnEncoded, OnOversize};
-use aigw_shared::glue::{self, BodyReader, Head, Plugin, RequestDecision, RequestEdits};
-use aigw_shared::host::{log, CapturedHost, Host, ProxyWasmHost};
+use aigw_shared::glue::{self, BodyReader, Head, Plugin};
+use aigw_shared::host::{log, CapturedHost, ProxyWasmHost};
 use aigw_shared::ErrorDialect;
 use config::Config;
-use exchange::{RequestAction, Stream, STATE_BUDGET_EXCEEDED};
+use exchange::{RequestAction, Stream};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel};
 use std::rc::Rc;
@@ -42,22 +42,8 @@ impl Plugin for TokenCounter {
         format!("{} budget rule(s), preload {}", config.rules.len(), config.preload)
     }
     fn on_configured(config: &Config) {
-        let host = ProxyWasmHost;
-        if config.preload {
-            // Build the BPE tables now rather than on the first request.
-            let started = host.now_nanos();
-            let names: Vec<&str> = config
-                .models
-                .preload_encodings()
-                .into_iter()
-                .filter(|encoding| tokenize::bpe(*encoding).is_some())
-                .map(|encoding| encoding.name())
-                .collect();
-            let millis = host.now_nanos().saturating_sub(started) / 1_000_000;
-            log(LogLevel::Info, &format!("token-counter: BPE tables {} ready in {millis} ms", names.join(", ")));
-        }
-        for rule in &config.rules {
-            limits::create_slots(&host, &rule.name, rule.slots);
+        if let Some(line) = exchange::prepare_vm(config, &ProxyWasmHost) {
+            log(LogLevel::Info, &line);
         }
     }
     fn http_context(config: &Rc<Config>) -> Box<dyn HttpContext> {
@@ -90,22 +76,7 @@ impl Filter {
         for rule in stream.take_store_errors() {
             log(LogLevel::Warn, &format!("token-counter: rule {rule}: shared data unavailable or contended"));
         }
-        let mut edits = RequestEdits::default();
-        if stream.budget_signal() {
-            edits.set_state(STATE_BUDGET_EXCEEDED, "1");
-        }
-        let decision = match action {
-            RequestAction::Forward { new_body } => {
-                edits.body = new_body;
-                RequestDecision::Forward(edits)
-            }
-            RequestAction::Reject { error, headers } => RequestDecision::Reply {
-                error,
-                headers: headers.into_iter().map(|(name, value)| (name.to_string(), value)).collect(),
-                filter_state: edits.filter_state,
-            },
-        };
-        glue::apply_request(&decision, buffered, self.dialect)
+        glue::apply_request(&stream.decision(action), buffered, self.dialect)
     }
 
     /// Estimates a body the filter does not parse from its size.
