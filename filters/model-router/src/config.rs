@@ -504,7 +504,7 @@ fn downstream(raw: RawConfig, max_body_bytes: usize) -> Result<Downstream, Confi
                 format!(
                     "backend `{}` ({}{}) needs another request path and headers, which only a model-router \
                      upstream instance on its cluster can set: set `upstream_instance: true` and add the \
-                     upstream filter to the cluster (filters/model-router/README.md#upstream-instances)",
+                     upstream filter to the cluster (filters/model-router/README.md#upstream-mode)",
                     backend.name,
                     backend.provider.as_str(),
                     if backend.path_prefix.is_empty() { "" } else { ", path_prefix" }

@@ -262,7 +262,7 @@ const PROMPT_TEMPLATE_CONFIG: &str = r#"{
 }"#;
 
 const MODEL_ROUTER_CONFIG: &str = r#"{
-    "backends": [{"name": "mock"}, {"name": "mock-b"}, {"name": "claude", "provider": "anthropic"}],
+    "backends": [{"name": "mock"}, {"name": "mock-b"}, {"name": "claude", "provider": "anthropic", "upstream_instance": true}],
     "aliases": {"fast": "gpt-4o-mini"},
     "models": [
         {"name": "gpt-4o-mini", "targets": [{"backend": "mock"}]},
