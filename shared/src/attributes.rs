@@ -24,6 +24,8 @@ use std::fmt;
 pub const JWT_AUTHN_FILTER: &str = "envoy.filters.http.jwt_authn";
 /// The `payload_in_metadata` key our configs give `jwt_authn` providers.
 pub const JWT_PAYLOAD_KEY: &str = "jwt_payload";
+/// Where Istio (1.24 and later) has `jwt_authn` put the verified payload.
+pub const ISTIO_JWT_PAYLOAD_KEY: &str = "payload";
 
 /// Where a value comes from. See the module docs for the config syntax.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +95,8 @@ impl Source {
     }
 
     /// The property path Envoy answers for this source (headers have none).
+    /// A JWT claim is looked up under our `jwt_payload` key first, then under
+    /// Istio's `payload` ([`Source::fallback_path`]).
     fn property_path(&self) -> Option<Vec<&str>> {
         match self {
             Source::Header(_) => None,
@@ -114,6 +118,20 @@ impl Source {
                 Some(full)
             }
             Source::FilterState(name) => Some(vec![name.as_str()]),
+        }
+    }
+
+    /// The second place a value may be: a JWT claim as Istio's
+    /// `RequestAuthentication` leaves it. Only `jwt_authn` writes either
+    /// namespace, after verifying the token, so neither can be spoofed.
+    fn fallback_path(&self) -> Option<Vec<&str>> {
+        match self {
+            Source::JwtClaim(claim) => {
+                let mut path = vec!["metadata", "filter_metadata", JWT_AUTHN_FILTER, ISTIO_JWT_PAYLOAD_KEY];
+                path.extend(claim.iter().map(String::as_str));
+                Some(path)
+            }
+            _ => None,
         }
     }
 
@@ -144,7 +162,9 @@ impl Source {
             Source::Header(name) => host.request_header(name).map(Value::String),
             Source::ClientAddress => self.resolve(host).map(Value::String),
             _ => {
-                let bytes = host.property(&self.property_path()?)?;
+                let bytes = host
+                    .property(&self.property_path()?)
+                    .or_else(|| self.fallback_path().and_then(|path| host.property(&path)))?;
                 // A value we cannot decode (nested too deep, say) is treated as absent.
                 envoy_value::try_decode(&bytes).ok()
             }
@@ -427,6 +447,23 @@ mod tests {
         assert_eq!(Source::parse("jwt:llms.openai").unwrap().resolve_json(&host), Some(llms["openai"].clone()));
         assert_eq!(Source::parse("jwt:llms").unwrap().resolve(&host), None);
         assert_eq!(Source::parse("jwt:missing").unwrap().resolve(&host), None);
+    }
+
+    #[test]
+    fn finds_jwt_claims_where_istio_puts_them() {
+        fn istio(claim: &'static str) -> Vec<&'static str> {
+            vec!["metadata", "filter_metadata", JWT_AUTHN_FILTER, ISTIO_JWT_PAYLOAD_KEY, claim]
+        }
+        let host = FakeHost::new()
+            .with_property(&istio("sub"), envoy_value::encode(&json!("istio-user")))
+            .with_property(&istio("llms"), envoy_value::encode(&json!({"openai": ["gpt-4o"]})));
+        assert_eq!(Source::parse("jwt:sub").unwrap().resolve(&host).as_deref(), Some("istio-user"));
+        assert_eq!(Source::parse("jwt:llms").unwrap().resolve_json(&host), Some(json!({"openai": ["gpt-4o"]})));
+        // Our own key wins where both exist.
+        let both = FakeHost::new()
+            .with_property(&jwt_path(&["sub"]), envoy_value::encode(&json!("ours")))
+            .with_property(&istio("sub"), envoy_value::encode(&json!("istio")));
+        assert_eq!(Source::parse("jwt:sub").unwrap().resolve(&both).as_deref(), Some("ours"));
     }
 
     #[test]
