@@ -3,14 +3,13 @@
 //! One filter binary runs in two places, chosen by `mode`:
 //! - `downstream` (default): in the HTTP connection manager's chain. Reads the
 //!   request's `model`, applies access control and routing rules, and hands
-//!   the decision to Envoy's route table through `x-aigw-route`.
+//!   the decision to Envoy's route table through the filter state `aigw.route`.
 //! - `upstream`: as an upstream HTTP filter on one provider cluster, once per
 //!   attempt (retries included). Knows its backend and speaks its API: path,
 //!   model name, Anthropic translation.
 //!
 //! Regexes are compiled here, once per VM; every error names the field at
 //! fault (`models[3].regex: …`).
-
 //!
 //! `raw.rs` mirrors the JSON, `build.rs` validates it into the types below.
 
