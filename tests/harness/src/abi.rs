@@ -346,8 +346,21 @@ pub(crate) fn link(linker: &mut Linker<HostState>) -> Result<()> {
     Ok(())
 }
 
-#[allow(clippy::too_many_lines)]
+/// Every `env` import, one group of the ABI per function.
 fn link_env(l: &mut Linker<HostState>) -> Result<()> {
+    link_logs_and_time(l)?;
+    link_buffers(l)?;
+    link_header_maps(l)?;
+    link_properties(l)?;
+    link_shared_data(l)?;
+    link_stream_control(l)?;
+    link_http_calls(l)?;
+    link_contexts(l)?;
+    link_metrics(l)
+}
+
+/// Logs, the clock and the tick period.
+fn link_logs_and_time(l: &mut Linker<HostState>) -> Result<()> {
     l.func_wrap(ENV, "proxy_log", |c: C<'_>, level: i32, ptr: i32, len: i32| -> Result<i32> {
         let message = read_str(&c, ptr, len)?;
         let mut c = c;
@@ -372,8 +385,11 @@ fn link_env(l: &mut Linker<HostState>) -> Result<()> {
         c.data_mut().tick_period_ms = Some(period as u32).filter(|p| *p > 0);
         Ok(status::OK)
     })?;
+    Ok(())
+}
 
-    // --- buffers
+/// Body buffers: request, response, call response, configurations.
+fn link_buffers(l: &mut Linker<HostState>) -> Result<()> {
     l.func_wrap(
         ENV,
         "proxy_get_buffer_bytes",
@@ -431,8 +447,11 @@ fn link_env(l: &mut Linker<HostState>) -> Result<()> {
             Ok(status::OK)
         },
     )?;
+    Ok(())
+}
 
-    // --- header maps
+/// Header maps: reads, edits, pairs, with Envoy's reachability rules.
+fn link_header_maps(l: &mut Linker<HostState>) -> Result<()> {
     l.func_wrap(
         ENV,
         "proxy_get_header_map_pairs",
@@ -516,8 +535,11 @@ fn link_env(l: &mut Linker<HostState>) -> Result<()> {
             edit_map(c.data_mut(), "proxy_remove_header_map_value", kind, |map| map.remove(&key))
         },
     )?;
+    Ok(())
+}
 
-    // --- properties
+/// Properties (attributes) and filter state.
+fn link_properties(l: &mut Linker<HostState>) -> Result<()> {
     l.func_wrap(
         ENV,
         "proxy_get_property",
@@ -554,8 +576,11 @@ fn link_env(l: &mut Linker<HostState>) -> Result<()> {
             }
         },
     )?;
+    Ok(())
+}
 
-    // --- shared data
+/// Shared data with compare-and-swap, per vm_id.
+fn link_shared_data(l: &mut Linker<HostState>) -> Result<()> {
     l.func_wrap(
         ENV,
         "proxy_get_shared_data",
@@ -607,8 +632,11 @@ fn link_env(l: &mut Linker<HostState>) -> Result<()> {
     l.func_wrap(ENV, "proxy_enqueue_shared_queue", |_: C<'_>, _: i32, _: i32, _: i32| -> Result<i32> {
         Err(unsupported("proxy_enqueue_shared_queue"))
     })?;
+    Ok(())
+}
 
-    // --- stream control
+/// Local replies, continue and close.
+fn link_stream_control(l: &mut Linker<HostState>) -> Result<()> {
     l.func_wrap(ENV, "proxy_continue_stream", |mut c: C<'_>, kind: i32| -> Result<i32> {
         let state = c.data_mut();
         let effective = state.effective;
@@ -686,8 +714,11 @@ fn link_env(l: &mut Linker<HostState>) -> Result<()> {
             Ok(status::OK)
         },
     )?;
+    Ok(())
+}
 
-    // --- HTTP calls
+/// HTTP calls (dispatch_http_call) and their answers.
+fn link_http_calls(l: &mut Linker<HostState>) -> Result<()> {
     l.func_wrap(
         ENV,
         "proxy_http_call",
@@ -777,8 +808,11 @@ fn link_env(l: &mut Linker<HostState>) -> Result<()> {
     l.func_wrap(ENV, "proxy_get_status", |_: C<'_>, _: i32, _: i32, _: i32| -> Result<i32> {
         Err(unsupported("proxy_get_status (gRPC status)"))
     })?;
+    Ok(())
+}
 
-    // --- contexts, foreign functions
+/// Effective context, foreign functions, and the calls that are stubs.
+fn link_contexts(l: &mut Linker<HostState>) -> Result<()> {
     l.func_wrap(ENV, "proxy_set_effective_context", |mut c: C<'_>, context: i32| -> Result<i32> {
         let state = c.data_mut();
         let context = context as u32;
@@ -816,8 +850,11 @@ fn link_env(l: &mut Linker<HostState>) -> Result<()> {
             }
         },
     )?;
+    Ok(())
+}
 
-    // --- metrics (stored in the harness: Envoy's workers share one stats store)
+/// Metrics, stored in the harness: Envoy's workers share one stats store.
+fn link_metrics(l: &mut Linker<HostState>) -> Result<()> {
     l.func_wrap(
         ENV,
         "proxy_define_metric",
