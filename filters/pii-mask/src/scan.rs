@@ -233,19 +233,23 @@ impl Scanner {
     }
 }
 
-/// Start of the trailing run of non-whitespace bytes (ASCII only unless
-/// `non_ascii`), at most [`TRAILING_TOKEN_MAX`] bytes back, on a char boundary.
+/// Start of the trailing run of non-whitespace characters, at most
+/// [`TRAILING_TOKEN_MAX`] bytes back, on a char boundary. Without `non_ascii`
+/// the run is ASCII plus the letters an e-mail local part of an alphabetic
+/// script can hold (Latin, Greek, Cyrillic: below U+0530); CJK prose and
+/// emoji are not held (a CJK local part split from its `@` across stream
+/// pieces is masked from the release point on).
 fn trailing_token_start(text: &str, non_ascii: bool) -> usize {
-    let bytes = text.as_bytes();
-    let mut i = bytes.len();
-    let in_token = |b: u8| !b.is_ascii_whitespace() && (non_ascii || b.is_ascii());
-    while i > 0 && bytes.len() - i < TRAILING_TOKEN_MAX && bytes.get(i - 1).copied().is_some_and(in_token) {
-        i -= 1;
+    let in_token =
+        |c: char| !c.is_whitespace() && (non_ascii || c.is_ascii() || (c.is_alphanumeric() && u32::from(c) < 0x530));
+    let mut start = text.len();
+    for (i, c) in text.char_indices().rev() {
+        if !in_token(c) || text.len() - i > TRAILING_TOKEN_MAX {
+            break;
+        }
+        start = i;
     }
-    while i < bytes.len() && !text.is_char_boundary(i) {
-        i += 1;
-    }
-    i
+    start
 }
 
 /// The offset `chars` characters before the end (0 if the text is shorter).
@@ -317,6 +321,7 @@ mod tests {
         assert_eq!(trailing_token_start("日本語abc", false), "日本語".len());
         assert_eq!(trailing_token_start("日本語abc", true), 0);
         assert_eq!(trailing_token_start("日本語", false), "日本語".len());
+        assert_eq!(trailing_token_start("mail josé.garcí", false), 5);
         assert_eq!(chars_back("héllo", 2), 4);
         assert_eq!(chars_back("ab", 5), 0);
     }
