@@ -69,6 +69,7 @@ fn schema_matches_the_parser() {
             "hash",
             "max_body_bytes",
             "moderation",
+            "normalize",
             "on_unreadable_request",
             "on_unreadable_response",
             "other_paths",

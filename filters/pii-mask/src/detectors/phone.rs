@@ -163,7 +163,6 @@ pub const NATIONAL: &[(&str, usize)] = &[
 struct Group {
     len: usize,
     first: u8,
-    second: u8,
     paren: bool,
 }
 
@@ -282,12 +281,7 @@ fn parse(hay: &Haystack<'_>, start: usize) -> Option<usize> {
         digits += len;
         let text = hay.bytes();
         let group = groups.get_mut(count)?;
-        *group = Group {
-            len,
-            first: text.get(group_start).copied().unwrap_or(0),
-            second: text.get(group_start + 1).copied().unwrap_or(0),
-            paren,
-        };
+        *group = Group { len, first: text.get(group_start).copied().unwrap_or(0), paren };
         count += 1;
         i = j;
         end = j;
