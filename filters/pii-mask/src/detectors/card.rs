@@ -1,9 +1,12 @@
-//! CREDIT_CARD: 13–19 digits that pass the Luhn check, written ungrouped or
+//! CREDIT_CARD: 12–19 digits that pass the Luhn check, written ungrouped or
 //! in the groupings card issuers print (separated by single spaces or single
 //! dashes, one kind per number): 4-4-4-4, 4-4-4-4-3, 4-4-4-1…4-4-4-3
 //! (Visa 13, Amex/UATP 15 as some wallets print them), 4-6-5 (Amex), 4-6-4
-//! (Diners), 4-5-6 (UATP). The first digit is 2–6, or 1 for 15 digits
-//! (UATP `1…`, JCB `1800…`).
+//! (Diners), 4-5-6 (UATP), 4-4-4 (Maestro 12). The issuer ranges depend on
+//! the length: 12 digits only under Maestro prefixes (`50`, `56`–`58`,
+//! `6304`, `6390`, `67`), 13 only Visa (`4`), 15 also `1` (UATP, JCB
+//! `1800`), otherwise a first digit of 2–6. A number labelled `EAN`, `ISBN`,
+//! `GTIN`, `UPC` or `barcode` is a product code, not a card.
 //!
 //! A number written next to other digits (`4111 1111 1111 1111 123` with a
 //! CVV, two cards one after the other, `qty 2 4111 …`) is searched for card
@@ -14,6 +17,7 @@
 
 use super::{Haystack, Span};
 
+pub const MIN_DIGITS: usize = 12;
 pub const MAX_DIGITS: usize = 19;
 /// 19 digits and 18 separators.
 pub const MAX_LEN: usize = 2 * MAX_DIGITS - 1;
@@ -79,14 +83,36 @@ struct Group {
 fn real_grouping(lens: &[usize]) -> bool {
     match lens {
         [_] => true,
-        [4, 6, 5] | [4, 6, 4] | [4, 5, 6] => true,
+        [4, 6, 5] | [4, 6, 4] | [4, 5, 6] | [4, 4, 4] => true,
         [init @ .., last] => init.len() >= 3 && init.iter().all(|&len| len == 4) && (1..=4).contains(last),
         [] => false,
     }
 }
 
-fn first_digit_ok(first: u8, count: usize) -> bool {
-    matches!(first, b'2'..=b'6') || (first == b'1' && count == 15)
+/// Maestro issues 12-digit numbers under these IIN prefixes.
+const MAESTRO_12_PREFIXES: [&[u8]; 7] = [b"50", b"56", b"57", b"58", b"6304", b"6390", b"67"];
+
+/// Words that label a number as a product or book code, not a card.
+const PRODUCT_CODE_LABELS: [&[u8]; 5] = [b"ean", b"isbn", b"gtin", b"upc", b"barcode"];
+
+/// Whether a card of `count` digits may start with `digits` (the IIN ranges
+/// by length: 12 Maestro, 13 Visa, 15 also UATP/JCB `1…`, otherwise 2–6).
+fn issuer_ok(digits: &[u8], count: usize) -> bool {
+    let first = digits.first().copied().unwrap_or(0);
+    match count {
+        12 => MAESTRO_12_PREFIXES.iter().any(|prefix| digits.starts_with(prefix)),
+        13 => first == b'4',
+        15 => matches!(first, b'1'..=b'6'),
+        _ => matches!(first, b'2'..=b'6'),
+    }
+}
+
+/// Whether a product-code label (`EAN`, `ISBN`, …) stands just before `start`.
+fn labelled_as_product_code(hay: &Haystack<'_>, start: usize) -> bool {
+    let text = hay.bytes();
+    let window = text.get(start.saturating_sub(16)..start).unwrap_or_default();
+    let lower: Vec<u8> = window.iter().map(u8::to_ascii_lowercase).collect();
+    PRODUCT_CODE_LABELS.iter().any(|label| lower.windows(label.len()).any(|w| w == *label))
 }
 
 pub fn find(hay: &Haystack<'_>, out: &mut Vec<Span>) {
@@ -160,16 +186,16 @@ pub fn find(hay: &Haystack<'_>, out: &mut Vec<Span>) {
                 count += len;
                 let is_last = first + n + 1 == count_groups;
                 let ends_ok = !is_last || clean_end;
-                if (13..=MAX_DIGITS).contains(&count)
+                if (MIN_DIGITS..=MAX_DIGITS).contains(&count)
                     && ends_ok
-                    && first_digit_ok(text.get(g.start).copied().unwrap_or(0), count)
+                    && issuer_ok(digits.get(..count).unwrap_or_default(), count)
                     && real_grouping(lens.get(..=n).unwrap_or_default())
                     && luhn_valid(digits.get(..count).unwrap_or_default())
                 {
                     best = Some(group.end);
                 }
             }
-            if let Some(end) = best {
+            if let Some(end) = best.filter(|_| !labelled_as_product_code(hay, g.start)) {
                 out.push(Span { start: g.start, end });
             }
         }
@@ -222,6 +248,12 @@ mod tests {
     }
 
     #[test]
+    fn maestro_12() {
+        assert_finds(C, "maestro 5020 3439 0950.", "5020 3439 0950");
+        assert_finds(C, "maestro 676387496547", "676387496547");
+    }
+
+    #[test]
     fn uatp_and_jcb15() {
         assert_finds(C, "uatp 135410014004955", "135410014004955");
         assert_finds(C, "uatp 1354 10014 004955", "1354 10014 004955");
@@ -234,6 +266,9 @@ mod tests {
         assert_none(C, "order 299-9280890-6668988 shipped");
         assert_none(C, "id 41953829-6068-4784-9b1f-2f4a3c1d5e6f");
         assert_none(C, "id 4195 38296 0684 7849");
+        assert_none(C, "EAN 4941268991289 and ISBN 9780306406157");
+        assert_none(C, "thirteen 3715542806153");
+        assert_none(C, "twelve 412345678905");
         assert_none(C, "card 4111111111111112 fails Luhn");
         assert_none(C, "card 4111 1111 1111 1112");
         assert_none(C, "too short 4111111111116");

@@ -2,9 +2,10 @@
 //! alphanumeric BBAN, 15–34 characters in all, written compact
 //! (`DE89370400440532013000`) or in groups of four separated by single spaces
 //! (`DE89 3704 0044 0532 0130 00`) or dashes (`DE89-3704-…`), validated by
-//! ISO 13616 mod-97 (the remainder must be 1) and, for the countries in
-//! [`COUNTRY_LENGTHS`], by the country's fixed length. The length rule is what
-//! refuses an invalid IBAN whose shorter prefix happens to pass mod-97.
+//! ISO 13616 mod-97 (the remainder must be 1). Where a grouped run is longer
+//! than the IBAN it holds (a word in capitals after it), a shorter prefix is
+//! accepted only at the country's fixed length ([`COUNTRY_LENGTHS`]): that is
+//! what refuses an invalid IBAN whose shorter prefix happens to pass mod-97.
 
 use super::{is_word, Haystack, Span};
 
@@ -195,9 +196,17 @@ fn parse(hay: &Haystack<'_>, start: usize) -> Option<usize> {
                 break;
             }
         }
+        // The whole grouped run may be any IBAN length; a shorter prefix of it
+        // only the country's own length (so a prefix that happens to pass
+        // mod-97 inside an invalid IBAN is not one).
+        let longest = ends.last().map(|(_, len)| *len);
         ends.iter()
             .rev()
-            .find(|(_, len)| length_ok(cc, *len) && mod97_valid(chars.get(..*len).unwrap_or_default()))
+            .find(|(_, len)| {
+                let whole = Some(*len) == longest;
+                (if whole { (MIN_CHARS..=MAX_CHARS).contains(len) } else { length_ok(cc, *len) })
+                    && mod97_valid(chars.get(..*len).unwrap_or_default())
+            })
             .map(|(end, _)| *end)
     } else {
         let mut i = start;
@@ -211,7 +220,7 @@ fn parse(hay: &Haystack<'_>, start: usize) -> Option<usize> {
             return None;
         }
         chars.extend(hay.bytes().get(start..i)?);
-        (length_ok(cc, chars.len()) && mod97_valid(&chars)).then_some(i)
+        ((MIN_CHARS..=MAX_CHARS).contains(&chars.len()) && mod97_valid(&chars)).then_some(i)
     }
 }
 

@@ -34,50 +34,12 @@ pub const CONTEXT_BYTES: usize = 40;
 
 /// Words that say a number nearby is a phone number (lower case, ASCII folding
 /// only; matched as a substring of the lower-cased context).
+#[rustfmt::skip]
 const CONTEXT_WORDS: &[&str] = &[
-    "phone",
-    "tel",
-    "call",
-    "mobile",
-    "cell",
-    "fax",
-    "sms",
-    "whatsapp",
-    "text me",
-    "contact",
-    "reach",
-    "ring",
-    "mob",
-    "portable",
-    "téléphone",
-    "appel",
-    "numéro",
-    "telefon",
-    "handy",
-    "anruf",
-    "rufnummer",
-    "cellulare",
-    "telefono",
-    "chiama",
-    "número",
-    "celular",
-    "móvil",
-    "movil",
-    "ligue",
-    "telemóvel",
-    "contatto",
-    "bel ",
-    "gsm",
-    "номер",
-    "телефон",
-    "電話",
-    "携帯",
-    "手机",
-    "电话",
-    "ph:",
-    "ph.",
-    "tlf",
-    "puhelin",
+    "phone", "tel", "call", "mobile", "cell", "fax", "sms", "whatsapp", "text", "contact", "reach", "ring", "mob",
+    "number", "nummer", "numero", "numer", "número", "portable", "téléphone", "appel", "telefon", "handy", "anruf",
+    "rufnummer", "cellulare", "telefono", "chiama", "celular", "móvil", "movil", "ligue", "telemóvel", "contatto",
+    "gsm", "номер", "телефон", "電話", "携帯", "手机", "电话", "tlf", "puhelin",
 ];
 
 /// Unseparated national numbers written with a phone word nearby: (first
@@ -157,6 +119,8 @@ pub const NATIONAL: &[(&str, usize)] = &[
     ("4", 9),
     ("5", 9),
     ("8", 9),
+    // India landline and others: 0 + 10 digits.
+    ("0", 11),
 ];
 
 #[derive(Clone, Copy, Default)]
@@ -382,15 +346,31 @@ fn valid(
     }
     // A national number with a trunk 0. Dotted only in the five pairs of the
     // French style (`01.42.68.53.00`): other dotted numbers are dates or versions.
-    // The 3-2-4 shape is an SSN's (the more specific entity), not a phone's.
+    // The 3-2-4 shape is an SSN's (the more specific entity), not a phone's;
+    // three or more groups of exactly four digits are a serial's or a card's.
     let dotted_ok = dots == 0 || (groups.len() == 5 && groups.iter().all(|g| g.len == 2));
     let ssn_shape = lens(groups) == [3, 2, 4];
-    first.first == b'0'
+    let serial_shape = groups.len() >= 3 && groups.iter().all(|g| g.len == 4);
+    let trunk = first.first == b'0'
         && dotted_ok
         && !ssn_shape
+        && !serial_shape
         && (9..=12).contains(&digits)
         && groups.len() >= 2
-        && groups.iter().all(|g| g.len >= 2)
+        && groups.iter().all(|g| g.len >= 2);
+    if trunk {
+        return true;
+    }
+    // Any other grouped number of a national length (`576 722 601`,
+    // `53 1125-2133`, `22 149 57 66`), only with a phone word nearby: without
+    // one these are amounts with thousands separators or references.
+    dotted_ok
+        && !ssn_shape
+        && !serial_shape
+        && slashes == 0
+        && (9..=12).contains(&digits)
+        && groups.iter().all(|g| (2..=5).contains(&g.len))
+        && phone_context(hay, start)
 }
 
 #[cfg(test)]
@@ -445,6 +425,9 @@ mod tests {
         assert_finds(P, "cellulare 3123456789", "3123456789");
         assert_finds(P, "call me at 9876543210", "9876543210");
         assert_finds(P, "Phone: 4155550132", "4155550132");
+        assert_finds(P, "my number is 576 722 601", "576 722 601");
+        assert_finds(P, "call 53 1125-2133", "53 1125-2133");
+        assert_finds(P, "tel. 22 149 57 66", "22 149 57 66");
     }
 
     #[test]
@@ -468,6 +451,7 @@ mod tests {
         assert_none(P, "order 4155550132 plain");
         assert_none(P, "isbn 0306406152 and order 0612345678");
         assert_none(P, "tel 1234567 short");
+        assert_none(P, "serial 0586-0438-1729 and amount 576 722 601 EUR");
         assert_none(P, "date 2024-01-15 and 15.01.2024 and 01.02.2023");
         assert_none(P, "card 4111 1111 1111 1111");
         assert_none(P, "ssn 123-45-6789");
