@@ -155,11 +155,32 @@ fn encoded_at(bytes: &[u8], i: usize, complete: bool) -> Unit {
     Unit::Same(1)
 }
 
-/// Whether anything in `text` could decode differently.
+/// Whether the bytes at `i` may start an obfuscation: an encoded `@` (or
+/// the start of one at the end of the text), or the UTF-8 of a character
+/// [`plain`] changes (soft hyphen C2 AD, zero-width E2 80 8B–8D, word joiner
+/// E2 81 A0, ideographic space E3 80 80, full-width EF BC xx / EF BD xx, BOM EF BB BF).
+fn obfuscation_at(bytes: &[u8], i: usize) -> bool {
+    let next = |k: usize| bytes.get(i + k).copied();
+    match bytes.get(i) {
+        Some(b'%') => matches!(next(1), None | Some(b'4')),
+        Some(b'&') => matches!(next(1), None | Some(b'#' | b'c' | b'C')),
+        Some(0xC2) => next(1) == Some(0xAD),
+        Some(0xE2) => matches!((next(1), next(2)), (Some(0x80), Some(0x8B..=0x8D)) | (Some(0x81), Some(0xA0))),
+        Some(0xE3) => (next(1), next(2)) == (Some(0x80), Some(0x80)),
+        Some(0xEF) => matches!((next(1), next(2)), (Some(0xBC | 0xBD), _) | (Some(0xBB), Some(0xBF))),
+        _ => false,
+    }
+}
+
+/// Whether anything in `text` could decode differently (one pass, no copy).
 fn needs_decoding(text: &str, options: Options) -> bool {
     let bytes = text.as_bytes();
     (options.json && bytes.contains(&b'\\'))
-        || (options.deobfuscate && bytes.iter().any(|&b| b >= 0xC2 || b == b'%' || b == b'&'))
+        || (options.deobfuscate
+            && bytes
+                .iter()
+                .enumerate()
+                .any(|(i, &b)| matches!(b, b'%' | b'&' | 0xC2 | 0xE2 | 0xE3 | 0xEF) && obfuscation_at(bytes, i)))
 }
 
 impl<'a> View<'a> {
@@ -320,9 +341,11 @@ mod tests {
 
     #[test]
     fn plain_text_is_borrowed() {
-        let view = View::new("a@b.com, nothing to decode", BOTH, true);
-        assert!(matches!(view.text, Cow::Borrowed(_)));
-        assert!(view.is_identity());
+        for text in ["a@b.com, nothing to decode", "50% off, Müller & Söhne, 日本語、テキスト"] {
+            let view = View::new(text, BOTH, true);
+            assert!(matches!(view.text, Cow::Borrowed(_)), "{text}");
+            assert!(view.is_identity());
+        }
     }
 
     #[test]
