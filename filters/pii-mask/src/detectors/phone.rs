@@ -299,7 +299,11 @@ fn valid(
     // International with an exit code: `00 44 …`, `0044 …`, `011 44 …`.
     let head = hay.bytes().get(start..start + first.len.min(3)).unwrap_or_default();
     let exit_code = !first.paren && (head.starts_with(b"00") || (head == b"011" && first.len == 3));
-    if exit_code && slashes == 0 && dots == 0 && (10..=MAX_DIGITS + 2).contains(&digits) && first.len <= 5 {
+    // After the exit code: a country code and a national number, 8–13 digits
+    // in the numbering plans people write (longer runs are order numbers).
+    let exit_len = if head == b"011" { 3 } else { 2 };
+    let international = digits.checked_sub(exit_len).is_some_and(|rest| (8..=13).contains(&rest));
+    if exit_code && slashes == 0 && dots == 0 && international && first.len <= 5 {
         let unseparated_zeros = groups.len() == 1 && hay.bytes().get(start + 2) == Some(&b'0');
         if !unseparated_zeros && (groups.len() > 1 || phone_context(hay, start)) {
             return true;
@@ -310,7 +314,10 @@ fn valid(
         // prefix some numbering plan uses.
         let len = first.len;
         let Some(run) = hay.bytes().get(start..start + len) else { return false };
-        let nanp_ok = len != 10 || run.first() == Some(&b'0') || (run.get(3).is_some_and(|&b| b >= b'2'));
+        // Ten digits: a NANP number's exchange starts with 2–9; Indian
+        // mobiles (6–9) and trunk-0 numbers have no such rule.
+        let nanp_ok =
+            len != 10 || matches!(run.first(), Some(b'0' | b'6'..=b'9')) || (run.get(3).is_some_and(|&b| b >= b'2'));
         return nanp_ok
             && NATIONAL.iter().any(|(prefix, total)| *total == len && run.starts_with(prefix.as_bytes()))
             && phone_context(hay, start);
@@ -424,6 +431,7 @@ mod tests {
         assert_finds(P, "mobile 07700900123", "07700900123");
         assert_finds(P, "cellulare 3123456789", "3123456789");
         assert_finds(P, "call me at 9876543210", "9876543210");
+        assert_finds(P, "Phone: 8680712106", "8680712106");
         assert_finds(P, "Phone: 4155550132", "4155550132");
         assert_finds(P, "my number is 576 722 601", "576 722 601");
         assert_finds(P, "call 53 1125-2133", "53 1125-2133");
@@ -452,6 +460,7 @@ mod tests {
         assert_none(P, "isbn 0306406152 and order 0612345678");
         assert_none(P, "tel 1234567 short");
         assert_none(P, "serial 0586-0438-1729 and amount 576 722 601 EUR");
+        assert_none(P, "order 008-8944682-1983071 shipped");
         assert_none(P, "date 2024-01-15 and 15.01.2024 and 01.02.2023");
         assert_none(P, "card 4111 1111 1111 1111");
         assert_none(P, "ssn 123-45-6789");
