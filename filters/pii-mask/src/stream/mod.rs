@@ -559,4 +559,30 @@ data: {\"z\":1,\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hello \"},\"fi
             }
         }
     }
+
+    #[test]
+    fn anthropic_partial_json_with_escapes_never_leaks_at_any_split() {
+        let scanner = Rc::new(replace_all());
+        let json_text = r#"{"to": "ana.silva\u0040example.com"}"#;
+        for split in 0..=json_text.len() {
+            let mut body = String::from("event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"tool_use\",\"id\":\"t\",\"name\":\"n\",\"input\":{}}}\n\n");
+            for piece in [&json_text[..split], &json_text[split..]] {
+                let data = json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": piece}});
+                body.push_str(&format!("event: content_block_delta\ndata: {data}\n\n"));
+            }
+            body.push_str("event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n");
+            let out = run_sse(&scanner, body.as_bytes(), &[body.len() / 2]);
+            let mut joined = String::new();
+            let mut parser = SseParser::default();
+            for event in parser.feed(&out).unwrap() {
+                if let Ok(data) = serde_json::from_str::<Value>(&event.data) {
+                    if let Some(piece) = data.pointer("/delta/partial_json").and_then(Value::as_str) {
+                        joined.push_str(piece);
+                    }
+                }
+            }
+            let parsed: Value = serde_json::from_str(&joined).unwrap_or_else(|_| panic!("{joined} at {split}"));
+            assert_eq!(parsed, json!({"to": "[EMAIL_ADDRESS]"}), "split {split}");
+        }
+    }
 }
