@@ -89,6 +89,20 @@ fn real_grouping(lens: &[usize]) -> bool {
     }
 }
 
+/// Whether `groups` (the rest of a number) hold at most `limit` digits in
+/// all; reads at most `limit + 1` groups, so the check is bounded however
+/// long the number is.
+fn reaches_end_within(groups: &[Group], limit: usize) -> bool {
+    let mut digits = 0;
+    for group in groups {
+        digits += group.end - group.start;
+        if digits > limit {
+            return false;
+        }
+    }
+    true
+}
+
 /// Maestro issues 12-digit numbers under these IIN prefixes.
 const MAESTRO_12_PREFIXES: [&[u8]; 7] = [b"50", b"56", b"57", b"58", b"6304", b"6390", b"67"];
 
@@ -161,8 +175,7 @@ pub fn find(hay: &Haystack<'_>, out: &mut Vec<Span>) {
             // Candidates from this group are undecided while the number can
             // still grow within 19 digits of it; a group that is already too
             // long to start a card never is.
-            let reach: usize = groups.get(first..).unwrap_or_default().iter().map(|g| g.end - g.start).sum();
-            if open && reach <= MAX_DIGITS {
+            if open && reaches_end_within(groups.get(first..).unwrap_or_default(), MAX_DIGITS) {
                 hay.mark_pending(g.start);
                 break;
             }

@@ -383,6 +383,14 @@ mod tests {
     }
 
     #[test]
+    fn an_ssn_with_a_low_area_is_an_ssn_not_a_phone() {
+        // Area 001–099 starts with the trunk 0 of national phone numbers.
+        let scanner = builtins(&Entity::ALL);
+        assert_eq!(masked(&scanner, "ssn 078-05-1120 and 012 34 5678"), "ssn [US_SSN] and [US_SSN]");
+        assert_eq!(masked(&scanner, "tel 020 7946 0958"), "tel [PHONE_NUMBER]");
+    }
+
+    #[test]
     fn overlaps_resolve_to_earliest_then_longest() {
         let scanner = builtins(&[Entity::IpAddress, Entity::EmailAddress]);
         // The email starts first and contains the dotted quad.

@@ -177,6 +177,8 @@ fn needs_decoding(text: &str, options: Options) -> bool {
     let bytes = text.as_bytes();
     (options.json && bytes.contains(&b'\\'))
         || (options.deobfuscate
+            // A branch-free pass first (it vectorises): plain ASCII prose stops here.
+            && bytes.iter().fold(false, |seen, &b| seen | (b == b'%') | (b == b'&') | (b >= 0xC2))
             && bytes
                 .iter()
                 .enumerate()
