@@ -14,13 +14,31 @@ pub const MAX_ZONE: usize = 16;
 pub const MAX_LEN: usize = MAX_V6 + 1 + MAX_ZONE + 4;
 
 pub fn find(hay: &Haystack<'_>, out: &mut Vec<Span>) {
-    find_v4(hay, out);
+    let mut v4 = Vec::new();
+    find_v4(hay, &mut v4);
+    let first_v6 = out.len();
     find_v6(hay, out);
+    // A quad inside an IPv6 address (`::ffff:192.0.2.1`) is part of it, not a
+    // second address. Both lists are in text order: one merge pass.
+    let mut kept = Vec::with_capacity(v4.len());
+    let mut v6 = out.get(first_v6..).unwrap_or_default().iter().peekable();
+    for quad in v4 {
+        while v6.peek().is_some_and(|span| span.end <= quad.start) {
+            v6.next();
+        }
+        let inside = v6.peek().is_some_and(|span| span.start <= quad.start && quad.end <= span.end);
+        if !inside {
+            kept.push(quad);
+        }
+    }
+    out.extend(kept);
 }
 
 fn find_v4(hay: &Haystack<'_>, out: &mut Vec<Span>) {
     for &p in hay.digit_runs() {
-        if p < hay.from || !number_starts_at(hay, p) || hay.before(p).is_some_and(|b| b == b':') {
+        // After a `:` too (`host:10.0.0.1`, an IPv6 form glued to a word): where
+        // a valid IPv6 address holds this quad, its candidate starts earlier and wins.
+        if p < hay.from || !number_starts_at(hay, p) {
             continue;
         }
         hay.begin();
@@ -242,7 +260,7 @@ mod tests {
         assert_finds(I, "lo ::1 here", "::1");
         assert_finds(I, "mapped ::ffff:192.0.2.128 here", "::ffff:192.0.2.128");
         assert_finds(I, "[2001:db8::]:443", "2001:db8::");
-        assert_eq!(found(I, "a 2001:db8::1 b 10.1.2.3"), vec!["10.1.2.3", "2001:db8::1"]);
+        assert_eq!(found(I, "a 2001:db8::1 b 10.1.2.3"), vec!["2001:db8::1", "10.1.2.3"]);
     }
 
     #[test]
@@ -258,6 +276,8 @@ mod tests {
         assert_finds(I, "if fe80::1%eth0 up", "fe80::1%eth0");
         assert_finds(I, "if fe80::1%eth0/64 up", "fe80::1%eth0/64");
         assert_finds(I, "bad 2001:db8::/9999", "2001:db8::");
+        assert_finds(I, "text::ffff:192.0.2.1", "192.0.2.1");
+        assert_finds(I, "host:10.0.0.1 up", "10.0.0.1");
         assert_finds(I, "m ::ffff:0:192.0.2.1 x", "::ffff:0:192.0.2.1");
     }
 
