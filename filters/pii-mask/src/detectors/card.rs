@@ -92,9 +92,10 @@ fn real_grouping(lens: &[usize]) -> bool {
 /// Whether `groups` (the rest of a number) hold at most `limit` digits in
 /// all; reads at most `limit + 1` groups, so the check is bounded however
 /// long the number is.
-fn reaches_end_within(groups: &[Group], limit: usize) -> bool {
+fn reaches_end_within(hay: &Haystack<'_>, groups: &[Group], limit: usize) -> bool {
     let mut digits = 0;
     for group in groups {
+        hay.step(1);
         digits += group.end - group.start;
         if digits > limit {
             return false;
@@ -149,6 +150,7 @@ pub fn find(hay: &Haystack<'_>, out: &mut Vec<Span>) {
             while text.get(i).is_some_and(u8::is_ascii_digit) {
                 i += 1;
             }
+            hay.step(i - start + 1);
             groups.push(Group { start, end: i, sep });
             match (text.get(i), text.get(i + 1)) {
                 (Some(&s @ (b' ' | b'-')), Some(b'0'..=b'9')) => {
@@ -175,7 +177,7 @@ pub fn find(hay: &Haystack<'_>, out: &mut Vec<Span>) {
             // Candidates from this group are undecided while the number can
             // still grow within 19 digits of it; a group that is already too
             // long to start a card never is.
-            if open && reaches_end_within(groups.get(first..).unwrap_or_default(), MAX_DIGITS) {
+            if open && reaches_end_within(hay, groups.get(first..).unwrap_or_default(), MAX_DIGITS) {
                 hay.mark_pending(g.start);
                 break;
             }
@@ -183,6 +185,7 @@ pub fn find(hay: &Haystack<'_>, out: &mut Vec<Span>) {
             let mut best = None;
             for (n, group) in groups.get(first..).unwrap_or_default().iter().enumerate() {
                 let len = group.end - group.start;
+                hay.step(len + 1);
                 if count + len > MAX_DIGITS {
                     break;
                 }
