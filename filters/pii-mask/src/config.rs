@@ -148,6 +148,22 @@ fn default_moderation_timeout() -> u64 {
     2000
 }
 
+/// Which directions undo obfuscations before matching.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNormalize {
+    #[serde(default = "yes")]
+    request: bool,
+    #[serde(default)]
+    response: bool,
+}
+
+impl Default for RawNormalize {
+    fn default() -> Self {
+        RawNormalize { request: true, response: false }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -168,6 +184,8 @@ struct RawConfig {
     on_unreadable_response: UnreadableResponse,
     #[serde(default)]
     other_paths: OtherPaths,
+    #[serde(default)]
+    normalize: RawNormalize,
     moderation: Option<RawModeration>,
 }
 
@@ -400,8 +418,8 @@ pub fn from_json(bytes: Option<&[u8]>) -> Result<Config, ConfigError> {
         }
     };
     Ok(Config {
-        request: Scanner::new(request_rules),
-        response: Rc::new(Scanner::new(response_rules)),
+        request: Scanner::new(request_rules).with_deobfuscation(raw.normalize.request),
+        response: Rc::new(Scanner::new(response_rules).with_deobfuscation(raw.normalize.response)),
         hash: HashSettings { salt: raw.hash.salt, chars: raw.hash.chars },
         max_body_bytes,
         on_unreadable_request: raw.on_unreadable_request,

@@ -234,4 +234,60 @@ mod tests {
         assert_eq!(mask_request(&[0xff], Some(ApiShape::OpenAiChat), &config, false).unwrap_err().code, "invalid_utf8");
         assert_eq!(mask_request(b"[]", Some(ApiShape::OpenAiChat), &config, false).unwrap_err().status, 400);
     }
+
+    #[test]
+    fn every_client_text_field_and_json_inside_json_is_masked() {
+        let config = config("{}");
+        let body = json!({
+            "model": "m",
+            "user": "ana@example.com",
+            "metadata": {"customer": "call +1 415 555 0132"},
+            "messages": [
+                {"role": "user", "name": "ana.silva@example.com", "content": "hi"},
+                {"role": "assistant", "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f",
+                    "arguments": "{\"to\":\"ana.silva\\u0040example.com\",\"card\":4111111111111111}"}}]},
+                {"role": "tool", "tool_call_id": "c", "content": "{\"result\":\"ssn 078\\u002d05\\u002d1120\"}"}
+            ],
+            "tools": [{"type": "function", "function": {"name": "lookup", "description": "Escalate to ops@corp.example.com",
+                "parameters": {"type": "object", "properties": {"id": {"type": "string", "description": "e.g. 123-45-6789"}}}}}],
+            "prediction": {"type": "content", "content": "mail bob@example.org"},
+            "response_format": {"type": "json_schema", "json_schema": {"name": "out", "schema": {"type": "object", "description": "owner 10.1.2.3"}}}
+        });
+        let result = mask_request(body.to_string().as_bytes(), Some(ApiShape::OpenAiChat), &config, false).unwrap();
+        let text = String::from_utf8(result.body.unwrap()).unwrap();
+        for raw in [
+            "ana@example.com",
+            "415 555",
+            "ana.silva",
+            "4111111111111111",
+            "1120",
+            "ops@corp",
+            "6789",
+            "bob@",
+            "10.1.2.3",
+        ] {
+            assert!(!text.contains(raw), "{raw} leaked: {text}");
+        }
+        let out: Value = serde_json::from_str(&text).unwrap();
+        let args: Value =
+            serde_json::from_str(out["messages"][1]["tool_calls"][0]["function"]["arguments"].as_str().unwrap())
+                .unwrap();
+        assert_eq!(args, json!({"to": "[EMAIL_ADDRESS]", "card": "[CREDIT_CARD]"}));
+        let tool: Value = serde_json::from_str(out["messages"][2]["content"].as_str().unwrap()).unwrap();
+        assert_eq!(tool, json!({"result": "ssn [US_SSN]"}));
+        assert_eq!(out["tools"][0]["function"]["name"], "lookup");
+    }
+
+    #[test]
+    fn obfuscated_values_are_masked_in_requests_by_default() {
+        let body =
+            json!({"messages": [{"role": "user", "content": "mail ｊｏｈｎ＠ｅｘａｍｐｌｅ．ｃｏｍ or a%40b.com"}]});
+        let result =
+            mask_request(body.to_string().as_bytes(), Some(ApiShape::OpenAiChat), &config("{}"), false).unwrap();
+        let out: Value = serde_json::from_slice(&result.body.unwrap()).unwrap();
+        assert_eq!(out["messages"][0]["content"], "mail [EMAIL_ADDRESS] or [EMAIL_ADDRESS]");
+        let off = config(r#"{"normalize": {"request": false}}"#);
+        let result = mask_request(body.to_string().as_bytes(), Some(ApiShape::OpenAiChat), &off, false).unwrap();
+        assert!(result.body.is_none());
+    }
 }

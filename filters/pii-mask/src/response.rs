@@ -181,4 +181,21 @@ mod tests {
         assert_eq!(mask_text(b"upstream connect error", &cfg, &mut findings), Ok(None));
         assert_eq!(mask_text(b"from 10.0.0.1", &cfg, &mut findings).unwrap().unwrap(), b"from [IP_ADDRESS]");
     }
+
+    #[test]
+    fn escaped_values_in_tool_json_are_masked_and_stay_valid() {
+        let body = json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": null,
+            "tool_calls": [{"function": {"name": "send", "arguments": "{\"to\":\"ana\\u0040example.com\",\"n\":4111111111111111}"}}]}}]});
+        let out = masked(&config("{}"), &body, Some(ApiShape::OpenAiChat));
+        let args: Value = serde_json::from_str(
+            out["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"].as_str().unwrap(),
+        )
+        .unwrap();
+        assert_eq!(args, json!({"to": "[EMAIL_ADDRESS]", "n": "[CREDIT_CARD]"}));
+        // An Anthropic tool_use input string that holds JSON.
+        let body = json!({"type": "message", "content": [{"type": "tool_use", "id": "t", "name": "n",
+            "input": {"payload": "{\"mail\":\"bob\\u0040example.org\"}"}}]});
+        let out = masked(&config("{}"), &body, Some(ApiShape::AnthropicMessages));
+        assert_eq!(out["content"][0]["input"]["payload"], "{\"mail\":\"[EMAIL_ADDRESS]\"}");
+    }
 }

@@ -69,6 +69,7 @@ fn schema_matches_the_parser() {
             "hash",
             "max_body_bytes",
             "moderation",
+            "normalize",
             "on_unreadable_request",
             "on_unreadable_response",
             "other_paths",
@@ -80,7 +81,7 @@ fn schema_matches_the_parser() {
     for field in fields {
         let value = match field {
             "custom_rules" => "[]",
-            "entities" | "hash" => "{}",
+            "entities" | "hash" | "normalize" => "{}",
             "max_body_bytes" => "10",
             "moderation" => r#"{"cluster": "c"}"#,
             "on_unreadable_request" => r#""pass""#,

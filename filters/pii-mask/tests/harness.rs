@@ -618,3 +618,77 @@ fn uploads_on_other_paths_pass_uninspected_and_counted() {
     s.send_request_body(br#"{"model":"e","input":"mail a@b.com"}"#, true);
     assert_eq!(upstream_json(&s)["input"], "mail [EMAIL_ADDRESS]");
 }
+
+/// The tool-call arguments a client reassembles from OpenAI stream bytes.
+fn reassemble_tool_arguments(body: &[u8]) -> String {
+    let mut out = String::new();
+    for line in String::from_utf8_lossy(body).lines() {
+        let Some(data) = line.strip_prefix("data: ") else { continue };
+        let Ok(value) = serde_json::from_str::<Value>(data) else { continue };
+        if let Some(piece) = value.pointer("/choices/0/delta/tool_calls/0/function/arguments").and_then(Value::as_str) {
+            out.push_str(piece);
+        }
+    }
+    out
+}
+
+#[test]
+fn streamed_tool_arguments_with_escaped_values_never_leak_at_any_split() {
+    let harness = Harness::new();
+    let vm = start(&harness, "{}");
+    // The model writes the address with a JSON escape; the client's parser
+    // turns `\u0040` back into `@`.
+    let args = r#"{"to": "ana.silva\u0040example.com", "card": "4111 1111 1111 1111"}"#;
+    let chunk = |piece: &str| {
+        let data = json!({"id": "c1", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}, "finish_reason": null}]});
+        format!("data: {data}\n\n")
+    };
+    let mid = args.find("u0040").unwrap();
+    let mut body = chunk(&args[..mid]);
+    body.push_str(&chunk(&args[mid..]));
+    body.push_str(
+        "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\ndata: [DONE]\n\n",
+    );
+    let body = body.into_bytes();
+    for cut in 0..=body.len() {
+        let s = stream_response(&vm, CHAT, &body, &[cut]);
+        let out = s.client_response_body();
+        let arguments: Value = serde_json::from_str(&reassemble_tool_arguments(&out))
+            .unwrap_or_else(|err| panic!("arguments are not JSON at cut {cut}: {err}"));
+        assert_eq!(arguments, json!({"to": "[EMAIL_ADDRESS]", "card": "[CREDIT_CARD]"}), "cut at byte {cut}");
+        assert_no_leak(&vm, &out, &["ana.silva", "4111 1111"]);
+    }
+}
+
+#[test]
+fn request_fields_beyond_messages_are_masked() {
+    let harness = Harness::new();
+    let vm = start(&harness, "{}");
+    let mut s = vm.stream();
+    let body = json!({
+        "model": "gpt-4o",
+        "user": "ana.silva@example.com",
+        "metadata": {"ticket": "caller +44 20 7946 0958"},
+        "messages": [
+            {"role": "user", "name": "bob@example.org", "content": "hi"},
+            {"role": "assistant", "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{\"ssn\":\"078\\u002d05\\u002d1120\"}"}}]},
+            {"role": "tool", "tool_call_id": "c", "content": "{\"ip\":\"10.1.2.3\"}"}
+        ],
+        "tools": [{"type": "function", "function": {"name": "notify", "description": "Pages oncall@corp.example.com",
+            "parameters": {"type": "object", "properties": {"iban": {"type": "string", "description": "like DE89 3704 0044 0532 0130 00"}}}}}]
+    });
+    post(&mut s, CHAT, body.to_string().as_bytes());
+    let upstream = s.upstream_request_body();
+    assert_no_leak(
+        &vm,
+        &upstream,
+        &["ana.silva@", "7946 0958", "bob@example.org", "1120", "10.1.2.3", "oncall@", "DE89 3704"],
+    );
+    let out = upstream_json(&s);
+    assert_eq!(out["user"], "[EMAIL_ADDRESS]");
+    assert_eq!(out["messages"][0]["name"], "[EMAIL_ADDRESS]");
+    let arguments: Value =
+        serde_json::from_str(out["messages"][1]["tool_calls"][0]["function"]["arguments"].as_str().unwrap()).unwrap();
+    assert_eq!(arguments, json!({"ssn": "[US_SSN]"}));
+    assert_eq!(out["tools"][0]["function"]["name"], "notify");
+}

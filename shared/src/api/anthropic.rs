@@ -261,6 +261,26 @@ fn blocks_texts_mut(content: &mut Value, kind: TextKind, visit: &mut dyn FnMut(T
                         stack.push(BlockWalk::Content(inner, TextKind::ToolResult));
                     }
                 }
+                Some("document") => {
+                    // A plain-text document carries its text in `source.data`;
+                    // a content document, blocks in `source.content`.
+                    let Some(map) = block.as_object_mut() else { continue };
+                    for field in ["title", "context"] {
+                        if let Some(Value::String(text)) = map.get_mut(field) {
+                            visit(kind, text);
+                        }
+                    }
+                    let Some(Value::Object(source)) = map.get_mut("source") else { continue };
+                    let plain_text = source.get("type").and_then(Value::as_str) == Some("text");
+                    if plain_text {
+                        if let Some(Value::String(data)) = source.get_mut("data") {
+                            visit(kind, data);
+                        }
+                    }
+                    if let Some(inner) = source.get_mut("content") {
+                        stack.push(BlockWalk::Content(inner, kind));
+                    }
+                }
                 _ => {
                     if let Some(Value::String(text)) = block.get_mut("text") {
                         visit(kind, text);
@@ -272,10 +292,29 @@ fn blocks_texts_mut(content: &mut Value, kind: TextKind, visit: &mut dyn FnMut(T
 }
 
 /// Visits every text of a messages request: `system`, every message's
-/// content (string and blocks), tool inputs and tool results.
+/// content (string and blocks, plain-text documents), tool inputs and tool
+/// results, `metadata` values (`user_id`), and tool descriptions with the
+/// prose of their `input_schema`.
 pub fn request_texts_mut(body: &mut Value, visit: &mut dyn FnMut(TextKind, &mut String)) {
     if let Some(system) = body.get_mut("system") {
         blocks_texts_mut(system, TextKind::System, visit);
+    }
+    if let Some(Value::Object(metadata)) = body.get_mut("metadata") {
+        for value in metadata.values_mut() {
+            if let Value::String(text) = value {
+                visit(TextKind::Content, text);
+            }
+        }
+    }
+    if let Some(Value::Array(tools)) = body.get_mut("tools") {
+        for tool in tools {
+            if let Some(Value::String(description)) = tool.get_mut("description") {
+                visit(TextKind::System, description);
+            }
+            if let Some(schema) = tool.get_mut("input_schema") {
+                super::openai::schema_texts_mut(schema, TextKind::System, visit);
+            }
+        }
     }
     if let Some(Value::Array(messages)) = body.get_mut("messages") {
         for message in messages {
@@ -438,5 +477,22 @@ mod tests {
         let mut response = json!({"content": [{"type": "text", "text": "r"}]});
         response_texts_mut(&mut response, &mut |_, text| text.push('?'));
         assert_eq!(response["content"][0]["text"], "r?");
+    }
+
+    #[test]
+    fn request_visitor_reaches_metadata_tools_and_documents() {
+        let mut body = json!({
+            "metadata": {"user_id": "ana@example.com"},
+            "tools": [{"name": "keep", "description": "tool desc", "input_schema": {"type": "object",
+                "properties": {"to": {"type": "string", "description": "inner"}}}}],
+            "messages": [{"role": "user", "content": [
+                {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "doc text"}, "title": "t", "context": "c"},
+                {"type": "document", "source": {"type": "base64", "data": "QUJD"}}
+            ]}]
+        });
+        let mut seen = Vec::new();
+        request_texts_mut(&mut body, &mut |_, text| seen.push(text.clone()));
+        seen.sort();
+        assert_eq!(seen, ["ana@example.com", "c", "doc text", "inner", "t", "tool desc"]);
     }
 }

@@ -289,18 +289,112 @@ fn message_texts_mut(message: &mut Value, visit: &mut dyn FnMut(TextKind, &mut S
     if let Some(content) = message.get_mut("content") {
         content_texts_mut(content, kind, visit);
     }
+    // A participant name is free text the client chose (often a person's name or handle).
+    if let Some(Value::String(name)) = message.get_mut("name") {
+        visit(TextKind::Content, name);
+    }
     if let Some(Value::String(refusal)) = message.get_mut("refusal") {
         visit(TextKind::Refusal, refusal);
     }
     tool_calls_texts_mut(message, visit);
 }
 
+/// Keys of a JSON Schema whose string values are prose a client wrote (and
+/// a model reads), as opposed to structure (`type`, `pattern`, `enum`, property names).
+const SCHEMA_PROSE_KEYS: &[&str] = &["description", "title", "default", "examples", "$comment"];
+
+/// Visits the prose of a JSON Schema (tool `parameters`, `input_schema`,
+/// `response_format` schemas): every `description`, `title`, `$comment`, and
+/// string `default` / `examples`, at any depth. Iterative, so a deeply nested
+/// schema cannot exhaust the stack.
+pub fn schema_texts_mut(schema: &mut Value, kind: TextKind, visit: &mut dyn FnMut(TextKind, &mut String)) {
+    let mut pending: Vec<&mut Value> = vec![schema];
+    while let Some(node) = pending.pop() {
+        match node {
+            Value::Object(map) => {
+                for (key, child) in map.iter_mut() {
+                    if SCHEMA_PROSE_KEYS.contains(&key.as_str()) {
+                        match child {
+                            Value::String(text) => visit(kind, text),
+                            Value::Array(items) => {
+                                for item in items.iter_mut() {
+                                    if let Value::String(text) = item {
+                                        visit(kind, text);
+                                    }
+                                }
+                            }
+                            // `default` / `examples` may be objects with prose inside.
+                            other => pending.push(other),
+                        }
+                    } else if child.is_object() || child.is_array() {
+                        pending.push(child);
+                    }
+                }
+            }
+            Value::Array(items) => pending.extend(items.iter_mut().filter(|item| item.is_object() || item.is_array())),
+            _ => {}
+        }
+    }
+}
+
+/// A tool definition's description and the prose inside its parameter schema
+/// (`{"type":"function","function":{…}}`, the deprecated `functions[]` entries,
+/// and `{"type":"custom","custom":{…}}`).
+fn function_definition_texts_mut(definition: &mut Value, visit: &mut dyn FnMut(TextKind, &mut String)) {
+    if let Some(Value::String(description)) = definition.get_mut("description") {
+        visit(TextKind::System, description);
+    }
+    if let Some(parameters) = definition.get_mut("parameters") {
+        schema_texts_mut(parameters, TextKind::System, visit);
+    }
+}
+
 /// Visits every text of a chat request: all messages of every role, string and
-/// part forms, and tool-call arguments.
+/// part forms, participant `name`s, tool-call arguments; the end-user fields
+/// `user`, `safety_identifier` and `metadata` values; tool and function
+/// descriptions with the prose of their parameter schemas; `prediction`
+/// content; and the `response_format` schema's description and prose.
 pub fn request_texts_mut(body: &mut Value, visit: &mut dyn FnMut(TextKind, &mut String)) {
     if let Some(Value::Array(messages)) = body.get_mut("messages") {
         for message in messages {
             message_texts_mut(message, visit);
+        }
+    }
+    for field in ["user", "safety_identifier"] {
+        if let Some(Value::String(text)) = body.get_mut(field) {
+            visit(TextKind::Content, text);
+        }
+    }
+    if let Some(Value::Object(metadata)) = body.get_mut("metadata") {
+        for value in metadata.values_mut() {
+            if let Value::String(text) = value {
+                visit(TextKind::Content, text);
+            }
+        }
+    }
+    if let Some(Value::Array(tools)) = body.get_mut("tools") {
+        for tool in tools {
+            for field in ["function", "custom"] {
+                if let Some(definition) = tool.get_mut(field) {
+                    function_definition_texts_mut(definition, visit);
+                }
+            }
+        }
+    }
+    if let Some(Value::Array(functions)) = body.get_mut("functions") {
+        for definition in functions {
+            function_definition_texts_mut(definition, visit);
+        }
+    }
+    if let Some(content) = body.pointer_mut("/prediction/content") {
+        content_texts_mut(content, TextKind::Content, visit);
+    }
+    if let Some(json_schema) = body.pointer_mut("/response_format/json_schema") {
+        if let Some(Value::String(description)) = json_schema.get_mut("description") {
+            visit(TextKind::System, description);
+        }
+        if let Some(schema) = json_schema.get_mut("schema") {
+            schema_texts_mut(schema, TextKind::System, visit);
         }
     }
 }
@@ -417,13 +511,15 @@ mod tests {
                 (TextKind::Content, "asst".into()),
                 (TextKind::ToolArguments, "args".into()),
                 (TextKind::ToolResult, "result".into()),
+                (TextKind::Content, "me".into()),
             ]
         );
         assert_eq!(body["messages"][1]["content"][0]["text"], "PART");
         assert_eq!(body["messages"][1]["content"][1]["image_url"]["url"], "u");
-        assert_eq!(body["metadata"]["keep"], "me");
+        assert_eq!(body["metadata"]["keep"], "ME");
 
         let mut response = json!({"choices": [{"message": {"role": "assistant", "content": "a", "tool_calls": [{"function": {"arguments": "b"}}]}}]});
+        // (`metadata` of a response is not visited; the request's is, below.)
         let mut count = 0;
         response_texts_mut(&mut response, &mut |_, _| count += 1);
         assert_eq!(count, 2);
@@ -434,5 +530,75 @@ mod tests {
             text.push('!');
         });
         assert_eq!(chunk["choices"][0]["delta"]["content"], "c!");
+    }
+
+    #[test]
+    fn request_visitor_reaches_names_user_metadata_tools_prediction_and_schemas() {
+        let mut body = json!({
+            "model": "m",
+            "messages": [{"role": "user", "name": "ana", "content": "hi"}],
+            "user": "u1",
+            "safety_identifier": "s1",
+            "metadata": {"k": "meta", "n": 3},
+            "tools": [
+                {"type": "function", "function": {"name": "f", "description": "tool desc",
+                    "parameters": {"type": "object", "description": "params", "properties": {
+                        "to": {"type": "string", "description": "inner", "examples": ["ex1"], "enum": ["keep"]},
+                        "deep": {"type": "array", "items": {"type": "object", "properties": {"x": {"title": "deeper", "default": "dflt"}}}}
+                    }}}},
+                {"type": "custom", "custom": {"name": "c", "description": "custom desc"}}
+            ],
+            "functions": [{"name": "old", "description": "legacy"}],
+            "prediction": {"type": "content", "content": [{"type": "text", "text": "predicted"}]},
+            "response_format": {"type": "json_schema", "json_schema": {"name": "keepname", "description": "rf desc",
+                "schema": {"type": "object", "properties": {"a": {"type": "string", "description": "rf inner"}}}}}
+        });
+        let mut seen = Vec::new();
+        request_texts_mut(&mut body, &mut |_, text| {
+            seen.push(text.clone());
+            text.push('*');
+        });
+        seen.sort();
+        let mut expected = vec![
+            "hi",
+            "ana",
+            "u1",
+            "s1",
+            "meta",
+            "tool desc",
+            "params",
+            "inner",
+            "ex1",
+            "deeper",
+            "dflt",
+            "custom desc",
+            "legacy",
+            "predicted",
+            "rf desc",
+            "rf inner",
+        ];
+        expected.sort_unstable();
+        assert_eq!(seen, expected);
+        assert_eq!(body["tools"][0]["function"]["parameters"]["properties"]["to"]["enum"][0], "keep");
+        assert_eq!(body["tools"][0]["function"]["parameters"]["properties"]["to"]["type"], "string");
+        assert_eq!(body["response_format"]["json_schema"]["name"], "keepname");
+        assert_eq!(body["tools"][0]["function"]["name"], "f");
+        assert_eq!(body["metadata"]["n"], 3);
+    }
+
+    #[test]
+    fn schema_walk_is_iterative() {
+        // Far deeper than a 1 MiB Wasm stack could recurse.
+        let mut schema = json!({"description": "leaf"});
+        for _ in 0..20_000 {
+            let mut wrapper = Map::new();
+            wrapper.insert("items".to_string(), schema);
+            schema = Value::Object(wrapper);
+        }
+        let mut count = 0;
+        schema_texts_mut(&mut schema, TextKind::System, &mut |_, _| count += 1);
+        assert_eq!(count, 1);
+        // Dropping a deep serde_json::Value recurses; leak it in the test instead.
+        std::mem::forget(schema);
     }
 }

@@ -8,16 +8,37 @@ use super::{is_word, Haystack, Span};
 
 /// `ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255` is 45 bytes.
 pub const MAX_V6: usize = 45;
-pub const MAX_LEN: usize = MAX_V6 + 4;
+/// Longest zone index kept with an address (`%eth0`, `%25en0`).
+pub const MAX_ZONE: usize = 16;
+/// An IPv6 address, `%` and a zone, and `/128`.
+pub const MAX_LEN: usize = MAX_V6 + 1 + MAX_ZONE + 4;
 
 pub fn find(hay: &Haystack<'_>, out: &mut Vec<Span>) {
-    find_v4(hay, out);
+    let mut v4 = Vec::new();
+    find_v4(hay, &mut v4);
+    let first_v6 = out.len();
     find_v6(hay, out);
+    // A quad inside an IPv6 address (`::ffff:192.0.2.1`) is part of it, not a
+    // second address. Both lists are in text order: one merge pass.
+    let mut kept = Vec::with_capacity(v4.len());
+    let mut v6 = out.get(first_v6..).unwrap_or_default().iter().peekable();
+    for quad in v4 {
+        while v6.peek().is_some_and(|span| span.end <= quad.start) {
+            v6.next();
+        }
+        let inside = v6.peek().is_some_and(|span| span.start <= quad.start && quad.end <= span.end);
+        if !inside {
+            kept.push(quad);
+        }
+    }
+    out.extend(kept);
 }
 
 fn find_v4(hay: &Haystack<'_>, out: &mut Vec<Span>) {
     for &p in hay.digit_runs() {
-        if p < hay.from || !number_starts_at(hay, p) || hay.before(p).is_some_and(|b| b == b':') {
+        // After a `:` too (`host:10.0.0.1`, an IPv6 form glued to a word): where
+        // a valid IPv6 address holds this quad, its candidate starts earlier and wins.
+        if p < hay.from || !number_starts_at(hay, p) {
             continue;
         }
         hay.begin();
@@ -112,10 +133,41 @@ fn find_v6(hay: &Haystack<'_>, out: &mut Vec<Span>) {
         }
         let bounded = !hay.before(start).is_some_and(is_word) && !hay.at(end).is_some_and(is_word);
         let valid = !too_long && bounded && text.get(start..trimmed).is_some_and(valid_v6);
+        let end = if valid && trimmed == end { v6_suffix(hay, end) } else { trimmed };
         if hay.settle(start) && valid {
-            out.push(Span { start, end: trimmed });
+            out.push(Span { start, end });
         }
     }
+}
+
+/// A zone index (`%eth0`) and a prefix length (`/0`–`/128`) after an IPv6
+/// address ending at `end`: the end with whatever of them is there.
+fn v6_suffix(hay: &Haystack<'_>, end: usize) -> usize {
+    let mut end = end;
+    if hay.at(end) == Some(b'%') {
+        let mut j = end + 1;
+        while hay.at(j).is_some_and(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_') && j - end <= MAX_ZONE {
+            j += 1;
+        }
+        if j > end + 1 && j - end <= MAX_ZONE && !hay.at(j).is_some_and(is_word) {
+            end = j;
+        }
+    }
+    if hay.at(end) == Some(b'/') {
+        let mut j = end + 1;
+        let mut value = 0u32;
+        while let Some(b) = hay.at(j).filter(u8::is_ascii_digit) {
+            if j - end > 3 {
+                break;
+            }
+            value = value * 10 + u32::from(b - b'0');
+            j += 1;
+        }
+        if j > end + 1 && value <= 128 && !hay.at(j).is_some_and(is_word) {
+            end = j;
+        }
+    }
+    end
 }
 
 /// Whether `s` is an IPv6 address (RFC 4291 text forms).
@@ -208,7 +260,25 @@ mod tests {
         assert_finds(I, "lo ::1 here", "::1");
         assert_finds(I, "mapped ::ffff:192.0.2.128 here", "::ffff:192.0.2.128");
         assert_finds(I, "[2001:db8::]:443", "2001:db8::");
-        assert_eq!(found(I, "a 2001:db8::1 b 10.1.2.3"), vec!["10.1.2.3", "2001:db8::1"]);
+        assert_eq!(found(I, "a 2001:db8::1 b 10.1.2.3"), vec!["2001:db8::1", "10.1.2.3"]);
+    }
+
+    #[test]
+    fn ipv4_mapped_forms() {
+        assert_finds(I, "m ::FFFF:10.0.0.1 x", "::FFFF:10.0.0.1");
+        assert_finds(I, "m 0:0:0:0:0:ffff:192.0.2.1 x", "0:0:0:0:0:ffff:192.0.2.1");
+        assert_finds(I, "m [::ffff:192.0.2.128]:80 x", "::ffff:192.0.2.128");
+        assert_finds(I, "m ::ffff:c000:280 x", "::ffff:c000:280");
+        assert_finds(I, "from=::ffff:192.0.2.128;", "::ffff:192.0.2.128");
+        assert_finds(I, "::192.168.1.1", "::192.168.1.1");
+        assert_finds(I, "mask ::ffff:192.168.1.0/96 x", "::ffff:192.168.1.0/96");
+        assert_finds(I, "net 2001:db8::/32.", "2001:db8::/32");
+        assert_finds(I, "if fe80::1%eth0 up", "fe80::1%eth0");
+        assert_finds(I, "if fe80::1%eth0/64 up", "fe80::1%eth0/64");
+        assert_finds(I, "bad 2001:db8::/9999", "2001:db8::");
+        assert_finds(I, "text::ffff:192.0.2.1", "192.0.2.1");
+        assert_finds(I, "host:10.0.0.1 up", "10.0.0.1");
+        assert_finds(I, "m ::ffff:0:192.0.2.1 x", "::ffff:0:192.0.2.1");
     }
 
     #[test]

@@ -141,6 +141,10 @@ pub struct Haystack<'a> {
     pending: Cell<usize>,
     digit_runs: OnceCell<Vec<usize>>,
     word_starts: OnceCell<Vec<usize>>,
+    /// Bytes the detectors read through [`Haystack::at`] and
+    /// [`Haystack::before`], plus the steps they report with
+    /// [`Haystack::step`]: the work, for the complexity tests.
+    steps: Cell<u64>,
 }
 
 impl<'a> Haystack<'a> {
@@ -154,6 +158,7 @@ impl<'a> Haystack<'a> {
             pending: Cell::new(usize::MAX),
             digit_runs: OnceCell::new(),
             word_starts: OnceCell::new(),
+            steps: Cell::new(0),
         }
     }
 
@@ -172,6 +177,7 @@ impl<'a> Haystack<'a> {
     /// The byte at `i`, recording a read past the end.
     #[inline]
     pub fn at(&self, i: usize) -> Option<u8> {
+        self.step(1);
         match self.text.get(i) {
             Some(&b) => Some(b),
             None => {
@@ -184,7 +190,19 @@ impl<'a> Haystack<'a> {
     /// The byte before `i` (context reads never make a candidate pending).
     #[inline]
     pub fn before(&self, i: usize) -> Option<u8> {
+        self.step(1);
         i.checked_sub(1).and_then(|j| self.text.get(j).copied())
+    }
+
+    /// Records `n` steps of work done without [`Haystack::at`].
+    #[inline]
+    pub fn step(&self, n: usize) {
+        self.steps.set(self.steps.get().wrapping_add(n as u64));
+    }
+
+    /// The work done on this text so far.
+    pub fn steps(&self) -> u64 {
+        self.steps.get()
     }
 
     /// Starts the evaluation of one candidate.
@@ -339,6 +357,29 @@ mod tests {
             assert_eq!(Entity::from_name(entity.name()), Some(entity));
         }
         assert_eq!(Entity::from_name("EMAIL"), None);
+    }
+
+    /// Adversarial texts at two sizes: each detector's work grows linearly
+    /// (4× the text, at most 4.5× the steps) and stays a small multiple of
+    /// the text's length, whatever the content.
+    #[test]
+    fn detector_work_is_linear_on_adversarial_texts() {
+        let units = ["1 ", "1-", "12", "1.", "a@", "@a.", "1:", "a:", "+1 ", "(1", "DE89 ", "sk-", "x", "é"];
+        for unit in units {
+            for (entity, complete) in Entity::ALL.into_iter().flat_map(|e| [(e, true), (e, false)]) {
+                let work = |n: usize| {
+                    let text = unit.repeat(n);
+                    let hay = Haystack::new(&text, 0, complete);
+                    let mut out = Vec::new();
+                    entity.find(&hay, &mut out);
+                    (hay.steps(), text.len() as u64)
+                };
+                let (small, _) = work(5_000);
+                let (large, len) = work(20_000);
+                assert!(large * 2 <= small.max(1) * 9, "{entity:?}/{complete} on {unit:?}: {small} -> {large} steps");
+                assert!(large <= len * 400, "{entity:?}/{complete} on {unit:?}: {large} steps for {len} bytes");
+            }
+        }
     }
 
     #[test]

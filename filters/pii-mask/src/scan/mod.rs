@@ -7,9 +7,12 @@
 //! [`Scanner::find_partial`] is the same pass over a text that may continue
 //! (a stream): it also says how far the decisions are final.
 
+pub mod view;
+
 use crate::actions::{render, Action, HashSettings};
 use crate::custom::{DenyWords, RegexRule};
 use crate::detectors::{Entity, Haystack, Span};
+use view::{is_json_document, push_json_escaped, JsonStringState, Options, View};
 
 /// What a rule looks for.
 #[derive(Debug)]
@@ -53,7 +56,14 @@ pub struct Scanner {
     /// non-ASCII letters). Built-in matches are ASCII, so otherwise a trailing
     /// run of non-ASCII text (CJK prose, emoji) is never held back.
     non_ascii_matches: bool,
+    /// Undo obfuscations (full-width characters, zero-width characters,
+    /// encoded `@`) before matching; see [`view`].
+    deobfuscate: bool,
 }
+
+/// The most original bytes one decoded byte can come from (`&commat;` is 8
+/// bytes for `@`; `\uXXXX` is 6), outside dropped zero-width characters.
+pub const MAX_DECODED_EXPANSION: usize = 8;
 
 /// What was found in a text, per rule.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -110,15 +120,26 @@ impl Scanner {
             RuleKind::Regex(_) => true,
             RuleKind::Words(words) => words.has_non_ascii,
         });
-        Scanner { rules, fixed_window_chars, non_ascii_matches }
+        Scanner { rules, fixed_window_chars, non_ascii_matches, deobfuscate: false }
+    }
+
+    /// Sets whether obfuscations are undone before matching.
+    pub fn with_deobfuscation(mut self, deobfuscate: bool) -> Self {
+        self.deobfuscate = deobfuscate;
+        self
+    }
+
+    /// What the view of a text decodes; `json`: the text is JSON.
+    pub fn view_options(&self, json: bool) -> Options {
+        Options { json, deobfuscate: self.deobfuscate }
     }
 
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
     }
 
-    /// The most text, in bytes, that the stream masker holds back for one
-    /// pending candidate: the longest possible match among the rules.
+    /// The longest possible match among the rules, in decoded bytes: the
+    /// most text that one pending candidate holds back.
     pub fn window_bytes(&self) -> usize {
         self.rules
             .iter()
@@ -130,6 +151,14 @@ impl Scanner {
             .chain(std::iter::once(TRAILING_TOKEN_MAX))
             .max()
             .unwrap_or(0)
+    }
+
+    /// The documented bound on the original bytes the stream masker holds
+    /// back for one text, whatever the input: the longest match, times the
+    /// largest expansion of an escape or encoded character. Held text never
+    /// exceeds it (text beyond it is released as final).
+    pub fn hold_limit_bytes(&self) -> usize {
+        self.window_bytes() * MAX_DECODED_EXPANSION
     }
 
     /// All candidates starting at or after `from`, and the earliest pending start.
@@ -194,58 +223,93 @@ impl Scanner {
         (selected, cut.max(cursor))
     }
 
-    /// Appends `text[from..to]` to `out` with `matches` (sorted, inside the
-    /// range) rendered by their actions, and records them in `findings`.
+    /// Appends `original[from..to]` to `out` with `matches` (view offsets,
+    /// sorted, inside the range) rendered by their actions, and records them
+    /// in `findings`. `json`: the original is JSON, in this string state at its
+    /// offset 0; replacements are then escaped inside strings and quoted
+    /// outside them, so the JSON stays valid.
     #[allow(clippy::too_many_arguments)]
     pub fn render_into(
         &self,
-        text: &str,
+        original: &str,
+        view: &View<'_>,
         from: usize,
         to: usize,
         matches: &[Match],
+        json: Option<JsonStringState>,
         hash: &HashSettings,
         out: &mut String,
         findings: &mut Findings,
     ) {
         let mut pos = from;
+        let mut state = json;
+        let mut state_pos = 0;
+        let mut rendered = String::new();
         for found in matches {
             let Some(rule) = self.rules.get(found.rule) else { continue };
-            out.push_str(text.get(pos..found.start).unwrap_or_default());
+            let start = view.start_in_original(found.start).max(pos);
+            let end = view.end_in_original(found.end).max(start);
+            out.push_str(original.get(pos..start).unwrap_or_default());
             findings.record(found.rule, rule.action.is_reject());
-            render(&rule.action, &rule.name, text.get(found.start..found.end).unwrap_or_default(), hash, out);
-            pos = found.end;
+            let value = view.text.get(found.start..found.end).unwrap_or_default();
+            match state.as_mut() {
+                None => render(&rule.action, &rule.name, value, hash, out),
+                Some(state) => {
+                    state.advance(original.as_bytes().get(state_pos..start).unwrap_or_default());
+                    state_pos = start;
+                    rendered.clear();
+                    render(&rule.action, &rule.name, value, hash, &mut rendered);
+                    if state.in_string {
+                        push_json_escaped(&rendered, out);
+                    } else {
+                        out.push('"');
+                        push_json_escaped(&rendered, out);
+                        out.push('"');
+                    }
+                }
+            }
+            pos = end;
         }
-        out.push_str(text.get(pos..to).unwrap_or_default());
+        out.push_str(original.get(pos..to).unwrap_or_default());
     }
 
-    /// Masks a complete text. Returns the new text if anything matched.
+    /// Masks a complete text: a JSON object or array (tool arguments, tool
+    /// results, JSON held in a string) in JSON mode, anything else as prose.
+    /// Returns the new text if anything matched.
     pub fn mask(&self, text: &str, hash: &HashSettings, findings: &mut Findings) -> Option<String> {
         if self.rules.is_empty() {
             return None;
         }
-        let matches = self.find(text);
+        let json = is_json_document(text);
+        let view = View::new(text, self.view_options(json), true);
+        let matches = self.find(&view.text);
         if matches.is_empty() {
             return None;
         }
         let mut out = String::with_capacity(text.len());
-        self.render_into(text, 0, text.len(), &matches, hash, &mut out, findings);
+        let state = json.then(JsonStringState::default);
+        self.render_into(text, &view, 0, text.len(), &matches, state, hash, &mut out, findings);
         Some(out)
     }
 }
 
-/// Start of the trailing run of non-whitespace bytes (ASCII only unless
-/// `non_ascii`), at most [`TRAILING_TOKEN_MAX`] bytes back, on a char boundary.
+/// Start of the trailing run of non-whitespace characters, at most
+/// [`TRAILING_TOKEN_MAX`] bytes back, on a char boundary. Without `non_ascii`
+/// the run is ASCII plus the letters an e-mail local part of an alphabetic
+/// script can hold (Latin, Greek, Cyrillic: below U+0530); CJK prose and
+/// emoji are not held (a CJK local part split from its `@` across stream
+/// pieces is masked from the release point on).
 fn trailing_token_start(text: &str, non_ascii: bool) -> usize {
-    let bytes = text.as_bytes();
-    let mut i = bytes.len();
-    let in_token = |b: u8| !b.is_ascii_whitespace() && (non_ascii || b.is_ascii());
-    while i > 0 && bytes.len() - i < TRAILING_TOKEN_MAX && bytes.get(i - 1).copied().is_some_and(in_token) {
-        i -= 1;
+    let in_token =
+        |c: char| !c.is_whitespace() && (non_ascii || c.is_ascii() || (c.is_alphanumeric() && u32::from(c) < 0x530));
+    let mut start = text.len();
+    for (i, c) in text.char_indices().rev() {
+        if !in_token(c) || text.len() - i > TRAILING_TOKEN_MAX {
+            break;
+        }
+        start = i;
     }
-    while i < bytes.len() && !text.is_char_boundary(i) {
-        i += 1;
-    }
-    i
+    start
 }
 
 /// The offset `chars` characters before the end (0 if the text is shorter).
@@ -288,6 +352,45 @@ mod tests {
     }
 
     #[test]
+    fn json_documents_are_decoded_and_stay_valid() {
+        let scanner = builtins(&Entity::ALL);
+        let args = r#"{"to":"ana.silva\u0040example.com","card":4111111111111111,"note":"x\nbob@example.org"}"#;
+        let out = masked(&scanner, args);
+        assert_eq!(out, r#"{"to":"[EMAIL_ADDRESS]","card":"[CREDIT_CARD]","note":"x\n[EMAIL_ADDRESS]"}"#);
+        let parsed: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(parsed["to"], "[EMAIL_ADDRESS]");
+        // A replacement with a quote is escaped inside a string.
+        let quoting = Scanner::new(vec![Rule {
+            name: "EMAIL_ADDRESS".into(),
+            kind: RuleKind::Builtin(Entity::EmailAddress),
+            action: Action::Replace { text: "\"mail\"".into() },
+        }]);
+        let out = masked(&quoting, r#"["a\u0040b.com"]"#);
+        assert_eq!(out, r#"["\"mail\""]"#);
+        assert!(serde_json::from_str::<serde_json::Value>(&out).is_ok());
+        // Prose that only looks like JSON at the start is prose.
+        assert_eq!(masked(&scanner, "[note] a\\u0040b.com"), "[note] a\\u0040b.com");
+    }
+
+    #[test]
+    fn obfuscated_values_are_found_when_enabled() {
+        let scanner = builtins(&Entity::ALL).with_deobfuscation(true);
+        assert_eq!(masked(&scanner, "mail ｊｏｈｎ＠ｅｘａｍｐｌｅ．ｃｏｍ now"), "mail [EMAIL_ADDRESS] now");
+        assert_eq!(masked(&scanner, "card 4111 11\u{200B}11 1111 1111 ok"), "card [CREDIT_CARD] ok");
+        assert_eq!(masked(&scanner, "a%40b.com and c&#64;d.org"), "[EMAIL_ADDRESS] and [EMAIL_ADDRESS]");
+        let plain = builtins(&Entity::ALL);
+        assert_eq!(masked(&plain, "a%40b.com"), "a%40b.com");
+    }
+
+    #[test]
+    fn an_ssn_with_a_low_area_is_an_ssn_not_a_phone() {
+        // Area 001–099 starts with the trunk 0 of national phone numbers.
+        let scanner = builtins(&Entity::ALL);
+        assert_eq!(masked(&scanner, "ssn 078-05-1120 and 012 34 5678"), "ssn [US_SSN] and [US_SSN]");
+        assert_eq!(masked(&scanner, "tel 020 7946 0958"), "tel [PHONE_NUMBER]");
+    }
+
+    #[test]
     fn overlaps_resolve_to_earliest_then_longest() {
         let scanner = builtins(&[Entity::IpAddress, Entity::EmailAddress]);
         // The email starts first and contains the dotted quad.
@@ -317,6 +420,7 @@ mod tests {
         assert_eq!(trailing_token_start("日本語abc", false), "日本語".len());
         assert_eq!(trailing_token_start("日本語abc", true), 0);
         assert_eq!(trailing_token_start("日本語", false), "日本語".len());
+        assert_eq!(trailing_token_start("mail josé.garcí", false), 5);
         assert_eq!(chars_back("héllo", 2), 4);
         assert_eq!(chars_back("ab", 5), 0);
     }
