@@ -76,7 +76,11 @@ fn mask_all(vm: &Vm, texts: &[&str]) -> Vec<String> {
             ("content-type", "application/json"),
             ("content-length", length.as_str()),
         ];
-        assert_eq!(stream.send_request_headers(&headers, false), Action::Pause);
+        assert_eq!(
+            stream.send_request_headers(&headers, false),
+            Action::Continue,
+            "headers go on; the body is held until complete"
+        );
         stream.send_request_body(body.as_bytes(), true);
         let upstream: Value = serde_json::from_slice(&stream.upstream_request_body()).unwrap();
         for message in upstream["messages"].as_array().unwrap() {
