@@ -83,3 +83,9 @@ bench *args: build
 fuzz seconds="60" *args:
     cargo build --profile bench-tools -p aigw-fuzz
     target/bench-tools/aigw-fuzz {{seconds}} {{args}}
+
+# pii-mask's recall and false-positive evaluation on the built .wasm (filters/pii-mask/tests/eval): prints the
+# table the pii-mask README shows. `just test` runs it as a threshold check. PII_EVAL_GENERATED=<file> points it
+# at another generated set (filters/pii-mask/tests/eval/generate.py).
+pii-eval: build
+    cargo test -p pii-mask --test eval -- --nocapture
