@@ -209,7 +209,7 @@ fn envoys_own_errors_are_openai_or_anthropic_json() {
     assert_eq!(response.header("retry-after"), None);
     assert_eq!(response.header("x-should-retry"), Some("false"));
     let mut fits = chat("slow", "hi");
-    fits["max_tokens"] = json!(200);
+    fits["max_tokens"] = json!(250);
     assert_eq!(gw.chat_with(&[("x-api-key", retail_key)], &fits).status, 200);
     let response = gw.chat_with(&[("x-api-key", retail_key)], &fits);
     assert_eq!(response.status, 429, "{}", response.text());
