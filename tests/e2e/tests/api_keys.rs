@@ -86,7 +86,8 @@ fn wrong_keys_get_openai_401s_and_model_lists_403s() {
         assert_openai_error(&response, 401, "invalid_api_key");
     }
     // Anthropic's shape on /v1/messages.
-    let messages = json!({"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]});
+    let messages =
+        json!({"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]});
     let response = gw.post_json("/v1/messages", &[("x-api-key", "sk-wrong")], &messages);
     assert_anthropic_error(&response, 401, "authentication_error");
     assert!(gw.upstream_requests().is_empty());
@@ -219,12 +220,8 @@ fn envoys_own_errors_are_openai_or_anthropic_json() {
     // A crashed filter VM: while it reloads, Envoy's empty 503 becomes JSON too.
     let mut reload_replies = Vec::new();
     for _ in 0..6 {
-        let response = gw.request(
-            "POST",
-            CHAT,
-            &[("x-fixture-action", "panic")],
-            chat("slow", "x").to_string().as_bytes(),
-        );
+        let response =
+            gw.request("POST", CHAT, &[("x-fixture-action", "panic")], chat("slow", "x").to_string().as_bytes());
         assert_ne!(response.status, 200);
         reload_replies.push(response);
     }
