@@ -47,3 +47,32 @@ fn the_openai_and_anthropic_sdks_use_keys_and_jwts() {
         json!({"case": "anthropic-wrong-key", "ok": true, "status": 401, "error_type": "authentication_error"})
     );
 }
+
+/// The root README's quick-start Python snippet, as written, against a gateway (its port swapped in).
+#[test]
+fn the_readme_quick_start_snippet_works() {
+    let python = repo_root().join(".tools/bin/python");
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let (_, after) = readme.split_once("<!-- quickstart:python").expect("README has the quick-start marker");
+    let (_, code) = after.split_once("```python\n").unwrap();
+    let (code, _) = code.split_once("```").unwrap();
+    assert!(code.contains("http://127.0.0.1:10000/v1"), "{code}");
+    let readme_key = readme.split("export OPENAI_API_KEY=").nth(1).and_then(|rest| rest.split_whitespace().next());
+    assert_eq!(readme_key, Some(DEMO_KEYS[0].0));
+
+    let gw = Gateway::start();
+    let code = code.replace("http://127.0.0.1:10000", &gw.url());
+    let output = Command::new(&python)
+        .args(["-c", &code])
+        .env("OPENAI_API_KEY", DEMO_KEYS[0].0)
+        .env_remove("OPENAI_BASE_URL")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("Hello, my email is"), "{stdout}");
+    // The provider never saw the address.
+    let sent = gw.upstream_requests();
+    assert_eq!(sent.len(), 1);
+    assert!(!sent[0].body.contains("jane@example.com"), "{}", sent[0].body);
+}
