@@ -604,7 +604,8 @@ mod tests {
         let names: Vec<String> = wasm_configs(&gateway_yaml()).unwrap().into_iter().map(|(n, _)| n).collect();
         assert_eq!(names, FILTERS);
         let chain = http_filter_names(&gateway_yaml()).unwrap();
-        assert_eq!(chain.first().map(String::as_str), Some("envoy.filters.http.jwt_authn"));
+        assert_eq!(chain.first().map(String::as_str), Some("aigw.strip-client-id"));
+        assert!(chain.iter().any(|name| name == "envoy.filters.http.jwt_authn"));
         assert_eq!(chain.last().map(String::as_str), Some("envoy.filters.http.router"));
     }
 
