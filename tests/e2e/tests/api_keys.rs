@@ -1,6 +1,8 @@
 //! Gateway API keys (Envoy's `api_key_auth`) beside JWTs, per-key policy, and Envoy's own local
 //! replies in OpenAI's (or Anthropic's) error JSON, through a real Envoy running gateway.yaml.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // test helpers outside #[test] fns
+
 use aigw_e2e::{jwt, Gateway, HttpResponse, DEMO_KEYS};
 use serde_json::{json, Value};
 

@@ -3,6 +3,8 @@
 //! (PermissionDeniedError), a JWT as the API key. The SDKs live in the project venv (`just sdk-tools`);
 //! the calls are made by tests/e2e/sdk/sdk_check.py.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // test helpers outside #[test] fns
+
 use aigw_e2e::{jwt, repo_root, Gateway, DEMO_KEYS};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
