@@ -76,7 +76,7 @@ aigw is up: gateway http://127.0.0.1:$port   admin http://127.0.0.1:$admin_port 
 $(printf '  %s\n' "${providers[@]}")
 Rendered config: .run/gateway.yaml. Access log (JSON, one line per request) and filter logs below.
 
-Demo API keys (api_key_auth in envoy-config/gateway.yaml; Authorization: Bearer, x-api-key or api-key):
+Demo API keys (envoy-config/secrets/api-keys.yaml; Authorization: Bearer, x-api-key or api-key):
   sk-aigw-retail-demo   client retail: models gpt-4o-mini, failover-demo; retail's system prompt
   sk-aigw-wealth-demo   client wealth: every model; wealth's system prompt and templates
   (no key: anonymous, every model; a wrong key: 401 invalid_api_key)

@@ -239,3 +239,35 @@ fn envoys_own_errors_are_openai_or_anthropic_json() {
         assert_eq!(response.json()["error"]["type"], "api_error", "{}", response.text());
     }
 }
+
+/// The keys file (envoy-config/secrets/api-keys.yaml, delivered by ECDS) rotates without a restart:
+/// an atomic rename of a new file, and the new key works while the old one gets 401.
+#[test]
+fn renaming_a_new_keys_file_rotates_the_keys() {
+    let gw = Gateway::start();
+    let (retail_key, _) = DEMO_KEYS[0];
+    let ok = |key: &str| gw.chat_with(&[("x-api-key", key)], &chat("gpt-4o-mini", "hi")).status;
+    assert_eq!(ok(retail_key), 200);
+    assert_eq!(ok("sk-rotated-e2e"), 401);
+
+    let rendered = gw.dir().join("secrets/api-keys.yaml");
+    let text = std::fs::read_to_string(&rendered).unwrap();
+    assert!(text.contains(retail_key), "{text}");
+    let aside = gw.dir().join("secrets/.api-keys.yaml.tmp");
+    std::fs::write(&aside, text.replace(retail_key, "sk-rotated-e2e")).unwrap();
+    std::fs::rename(&aside, &rendered).unwrap();
+
+    // Envoy applies the file on its main thread soon after the rename: poll (bounded) for the new key.
+    let mut statuses = Vec::new();
+    for _ in 0..100 {
+        let status = ok("sk-rotated-e2e");
+        statuses.push(status);
+        if status == 200 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(statuses.last(), Some(&200), "the new key never worked: {statuses:?}\n{}", gw.envoy_log());
+    assert_eq!(ok(retail_key), 401, "the old key still works after rotation");
+    assert!(statuses.iter().all(|s| *s == 401 || *s == 200), "{statuses:?}");
+}
