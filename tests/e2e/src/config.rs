@@ -764,7 +764,10 @@ mod tests {
         assert!(rendered.config.contains("path: /t/secrets/openai.yaml"));
         assert!(rendered.config.contains("path: /t/secrets/anthropic.yaml"));
         let files: BTreeMap<PathBuf, String> = rendered.files.iter().cloned().collect();
-        assert_eq!(files.len(), 2);
+        // The two provider key SDS files and the API keys' ECDS file.
+        assert_eq!(files.len(), 3);
+        assert!(rendered.config.contains("path: /t/secrets/api-keys.yaml"));
+        assert!(files[Path::new("/t/secrets/api-keys.yaml")].contains("envoy.filters.http.api_key_auth"));
         let sds: Value = serde_yaml::from_str(&files[Path::new("/t/secrets/openai.yaml")]).unwrap();
         let secret = &sds["resources"][0];
         assert_eq!(secret["name"], "openai-key");
