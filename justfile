@@ -32,6 +32,12 @@ tools:
     fi
     @"$ENVOY_BIN" --version | grep -q "/1\.40\." || { echo "expected Envoy 1.40.x, got: $("$ENVOY_BIN" --version)" >&2; exit 1; }
 
+# Install the OpenAI and Anthropic Python SDKs into the project venv `.tools/` (the SDK end-to-end test,
+# tests/e2e/tests/sdk.rs, runs tests/e2e/sdk/sdk_check.py with `.tools/bin/python`).
+sdk-tools:
+    @[ -x .tools/bin/pip ] || python3 -m venv .tools
+    @.tools/bin/python -c 'import openai, anthropic' 2>/dev/null || .tools/bin/pip install --quiet openai anthropic
+
 # Build the four filters for wasm32-wasip1 (release) into dist/.
 # The harness's fixture filter is built too (target/wasm32-wasip1/release/fixture_filter.wasm), not copied to dist/.
 build: tools
@@ -41,7 +47,7 @@ build: tools
     @ls -l dist/*.wasm
 
 # Run every test: native unit tests, the wasmtime harness on the built .wasm files, and end-to-end tests through a real Envoy.
-test: build
+test: build sdk-tools
     cargo test --workspace --no-fail-fast
 
 # Formatting and clippy (-D warnings), natively and for wasm32.

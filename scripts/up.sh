@@ -76,8 +76,16 @@ aigw is up: gateway http://127.0.0.1:$port   admin http://127.0.0.1:$admin_port 
 $(printf '  %s\n' "${providers[@]}")
 Rendered config: .run/gateway.yaml. Access log (JSON, one line per request) and filter logs below.
 
+Demo API keys (envoy-config/secrets/api-keys.yaml; Authorization: Bearer, x-api-key or api-key):
+  sk-aigw-retail-demo   client retail: models gpt-4o-mini, failover-demo; retail's system prompt
+  sk-aigw-wealth-demo   client wealth: every model; wealth's system prompt and templates
+  (no key: anonymous, every model; a wrong key: 401 invalid_api_key)
+
+  export OPENAI_API_KEY=sk-aigw-retail-demo
+  python3 -c 'from openai import OpenAI; print(OpenAI(base_url="http://127.0.0.1:$port/v1").chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]).choices[0].message.content)'
+
 Try:
-  curl -s http://127.0.0.1:$port/v1/chat/completions -H 'content-type: application/json' \\
+  curl -s http://127.0.0.1:$port/v1/chat/completions -H "Authorization: Bearer sk-aigw-retail-demo" -H 'content-type: application/json' \\
     -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello, my email is jane@example.com"}]}'
   curl -sN http://127.0.0.1:$port/v1/chat/completions -H 'content-type: application/json' -H 'x-mock-chunk-delay-ms: 200' \\
     -d '{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Stream me a few words"}]}'

@@ -347,6 +347,10 @@ impl Stream {
                     let mut headers =
                         RateHeaders { limit: rule.limit, remaining: snapshot.remaining(), reset_millis }.pairs();
                     headers.extend(error.headers());
+                    if error.retry_after_seconds.is_none() {
+                        // No wait makes it fit: tell the OpenAI and Anthropic SDKs not to retry it.
+                        headers.push(("x-should-retry", "false".to_string()));
+                    }
                     if !config.rate_limit_headers {
                         headers.retain(|(name, _)| !name.starts_with("x-ratelimit-"));
                     }
@@ -555,28 +559,35 @@ impl Stream {
     }
 }
 
-/// The 429 for a rule, worded like OpenAI's.
+/// The 429 for a rule, worded like OpenAI's. A request larger than the rule's whole budget can never
+/// succeed, however long the client waits: it gets its own code, `request_too_large_for_budget`, and
+/// no `retry-after` (SDKs would otherwise wait and retry it).
 fn rejection(rule: &Rule, amount: u64, snapshot: &Snapshot, reset_millis: u64) -> ApiError {
     let window = match rule.window {
         limits::Window::Minute => "minute",
         limits::Window::Hour => "hour",
         limits::Window::Day => "day",
     };
-    let message = if amount > rule.limit {
-        format!(
-            "Request too large for rate limit `{}`: it needs {amount} tokens, the limit is {} tokens per {window}.",
-            rule.name, rule.limit
-        )
-    } else {
-        format!(
-            "Rate limit reached for tokens (rule `{}`): limit {} per {window}, used {}, requested {amount}. \
-             Please try again in {}.",
-            rule.name,
-            rule.limit,
-            snapshot.consumed,
-            format_reset(reset_millis)
-        )
-    };
+    if amount > rule.limit {
+        return ApiError::new(
+            429,
+            "rate_limit_exceeded",
+            "request_too_large_for_budget",
+            format!(
+                "Request too large for rate limit `{}`: it needs {amount} tokens, the limit is {} tokens per \
+                 {window}. Lower max_tokens or shorten the prompt; retrying will not help.",
+                rule.name, rule.limit
+            ),
+        );
+    }
+    let message = format!(
+        "Rate limit reached for tokens (rule `{}`): limit {} per {window}, used {}, requested {amount}. \
+         Please try again in {}.",
+        rule.name,
+        rule.limit,
+        snapshot.consumed,
+        format_reset(reset_millis)
+    );
     ApiError::rate_limited(message, reset_millis.div_ceil(1000).max(1))
 }
 
@@ -674,8 +685,14 @@ mod tests {
                 {"name": "tight", "key": "header:x-user", "limit": 100, "window": "minute"}]"#,
         );
         let host = host("bob");
+        // The first request holds 59 of `tight`'s 100; a second one of 59 does not fit this minute.
+        let mut first = Stream::new(&config, &host, CHAT);
+        assert!(matches!(
+            first.request_body(&config, &host, &chat_body(json!({"max_tokens": 50}))),
+            RequestAction::Forward { .. }
+        ));
         let mut stream = Stream::new(&config, &host, CHAT);
-        let action = stream.request_body(&config, &host, &chat_body(json!({"max_tokens": 95})));
+        let action = stream.request_body(&config, &host, &chat_body(json!({"max_tokens": 50})));
         let RequestAction::Reject { error, headers } = action else { panic!("expected 429, got {action:?}") };
         assert_eq!(error.status, 429);
         let body: serde_json::Value = serde_json::from_slice(&error.body()).unwrap();
@@ -683,10 +700,11 @@ mod tests {
         assert!(body["error"]["message"].as_str().unwrap().contains("`tight`"));
         let header = |name: &str| headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone());
         assert_eq!(header("x-ratelimit-limit-tokens").as_deref(), Some("100"));
-        assert_eq!(header("x-ratelimit-remaining-tokens").as_deref(), Some("100"));
+        assert_eq!(header("x-ratelimit-remaining-tokens").as_deref(), Some("41"));
         assert_eq!(header("x-ratelimit-reset-tokens").as_deref(), Some("59s"));
         assert_eq!(header("retry-after").as_deref(), Some("59"));
         assert!(stream.is_rejected());
+        assert_eq!(header("x-should-retry"), None);
         // The first rule's reservation was given back.
         let wide = entry(&host, "wide", "bob", config.rules[0].slots);
         assert_eq!((wide.used, wide.reserved), (0, 0));
@@ -697,6 +715,25 @@ mod tests {
             small.request_body(&config, &host, &chat_body(json!({"max_tokens": 20}))),
             RequestAction::Forward { .. }
         ));
+    }
+
+    #[test]
+    fn a_request_larger_than_the_whole_budget_gets_its_own_code_and_no_retry_after() {
+        let config = config(r#"[{"name": "tight", "key": "header:x-user", "limit": 100, "window": "minute"}]"#);
+        let host = host("dave");
+        let mut stream = Stream::new(&config, &host, CHAT);
+        // 9 prompt tokens + 200 reserved for output: more than the whole minute's 100.
+        let action = stream.request_body(&config, &host, &chat_body(json!({"max_tokens": 200})));
+        let RequestAction::Reject { error, headers } = action else { panic!("expected 429, got {action:?}") };
+        assert_eq!(error.status, 429);
+        let body: serde_json::Value = serde_json::from_slice(&error.body()).unwrap();
+        assert_eq!(body["error"]["code"], "request_too_large_for_budget");
+        assert!(body["error"]["message"].as_str().unwrap().contains("needs 209 tokens"));
+        let header = |name: &str| headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone());
+        assert_eq!(header("retry-after"), None);
+        assert_eq!(header("x-should-retry").as_deref(), Some("false"));
+        // A request that fits once the window rolls over keeps the ordinary code and its retry-after.
+        assert_eq!(host.counter("aigw.token_counter.ratelimit.rule.tight.rejected"), 1);
     }
 
     #[test]

@@ -88,7 +88,9 @@ fn reference_gateway_config_is_valid() {
     let text = testing::gateway_config(&read("../../envoy-config/gateway.yaml"), "token-counter");
     let config = from_json(Some(text.as_bytes())).unwrap_or_else(|err| panic!("{err}\n{text}"));
     let names: Vec<&str> = config.rules.iter().map(|r| r.name.as_str()).collect();
-    assert_eq!(names, ["per-client", "per-sub"]);
+    assert_eq!(names, ["per-client", "per-sub", "per-app"]);
     assert_eq!(config.rules[0].key.to_string(), "client_address");
     assert_eq!((config.rules[1].key.to_string().as_str(), config.rules[1].limit), ("jwt:sub", 500));
+    // Each API key's budget, keyed by the client id api_key_auth sets.
+    assert_eq!(config.rules[2].key.to_string(), "header:x-aigw-client");
 }

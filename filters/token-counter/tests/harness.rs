@@ -136,12 +136,23 @@ fn stream_usage_is_requested_upstream_with_a_correct_content_length() {
 fn a_429_carries_openai_headers_and_body() {
     let harness = Harness::new();
     let vm = start(&harness, &per_user(100));
-    // 9 prompt tokens + 95 requested = 104 > 100.
+    // A request larger than the whole budget (9 prompt tokens + 95 requested = 104 > 100) can never fit:
+    // its own code, and no retry-after.
     let s = request(&vm, "ann", "/v1/chat/completions", &chat("gpt-4o", json!({"max_tokens": 95})));
     let reply = s.local_reply().expect("a local reply");
     assert_eq!(reply.status, 429);
+    let body: Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(body["error"]["code"], "request_too_large_for_budget");
+    assert_eq!(reply.headers.get("retry-after"), None);
+    assert_eq!(reply.headers.get("x-should-retry"), Some("false"));
+    // 9 + 50 = 59 fits and stays reserved (no response yet); a second 59 does not fit this hour.
+    let mut held = request(&vm, "ann", "/v1/chat/completions", &chat("gpt-4o", json!({"max_tokens": 50})));
+    assert!(held.local_reply().is_none());
+    let s = request(&vm, "ann", "/v1/chat/completions", &chat("gpt-4o", json!({"max_tokens": 50})));
+    let reply = s.local_reply().expect("a local reply");
+    assert_eq!(reply.status, 429);
     assert_eq!(reply.headers.get("x-ratelimit-limit-tokens"), Some("100"));
-    assert_eq!(reply.headers.get("x-ratelimit-remaining-tokens"), Some("100"));
+    assert_eq!(reply.headers.get("x-ratelimit-remaining-tokens"), Some("41"));
     // The harness clock starts at midnight: a full hour to go.
     assert_eq!(reply.headers.get("x-ratelimit-reset-tokens"), Some("1h0m0s"));
     assert_eq!(reply.headers.get("retry-after"), Some("3600"));
@@ -149,7 +160,9 @@ fn a_429_carries_openai_headers_and_body() {
     assert_eq!(body["error"]["type"], "rate_limit_exceeded");
     assert_eq!(body["error"]["code"], "rate_limit_exceeded");
     assert!(s.upstream_request_headers().is_none(), "nothing went upstream");
-    assert_eq!(vm.counter("aigw.token_counter.ratelimit.rule.per-user.rejected"), 1);
+    assert_eq!(vm.counter("aigw.token_counter.ratelimit.rule.per-user.rejected"), 2);
+    // The held request's answer settles it to its real usage, which leaves room again.
+    respond(&mut held, "application/json", &[OPENAI_JSON.as_bytes()]);
 
     // A request that fits is served, and its response carries the headers too.
     let mut ok = request(&vm, "ann", "/v1/chat/completions", &chat("gpt-4o", json!({"max_tokens": 50})));
@@ -157,7 +170,8 @@ fn a_429_carries_openai_headers_and_body() {
     respond(&mut ok, "application/json", &[OPENAI_JSON.as_bytes()]);
     let headers = ok.client_response_headers().unwrap();
     assert_eq!(headers.get("x-ratelimit-limit-tokens"), Some("100"));
-    assert_eq!(headers.get("x-ratelimit-remaining-tokens"), Some("41"));
+    // The held request used 15, this one reserves 59.
+    assert_eq!(headers.get("x-ratelimit-remaining-tokens"), Some("26"));
     assert!(headers.get("x-ratelimit-reset-tokens").is_some());
 }
 

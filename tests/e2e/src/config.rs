@@ -604,7 +604,8 @@ mod tests {
         let names: Vec<String> = wasm_configs(&gateway_yaml()).unwrap().into_iter().map(|(n, _)| n).collect();
         assert_eq!(names, FILTERS);
         let chain = http_filter_names(&gateway_yaml()).unwrap();
-        assert_eq!(chain.first().map(String::as_str), Some("envoy.filters.http.jwt_authn"));
+        assert_eq!(chain.first().map(String::as_str), Some("aigw.strip-client-id"));
+        assert!(chain.iter().any(|name| name == "envoy.filters.http.jwt_authn"));
         assert_eq!(chain.last().map(String::as_str), Some("envoy.filters.http.router"));
     }
 
@@ -763,7 +764,10 @@ mod tests {
         assert!(rendered.config.contains("path: /t/secrets/openai.yaml"));
         assert!(rendered.config.contains("path: /t/secrets/anthropic.yaml"));
         let files: BTreeMap<PathBuf, String> = rendered.files.iter().cloned().collect();
-        assert_eq!(files.len(), 2);
+        // The two provider key SDS files and the API keys' ECDS file.
+        assert_eq!(files.len(), 3);
+        assert!(rendered.config.contains("path: /t/secrets/api-keys.yaml"));
+        assert!(files[Path::new("/t/secrets/api-keys.yaml")].contains("envoy.filters.http.api_key_auth"));
         let sds: Value = serde_yaml::from_str(&files[Path::new("/t/secrets/openai.yaml")]).unwrap();
         let secret = &sds["resources"][0];
         assert_eq!(secret["name"], "openai-key");

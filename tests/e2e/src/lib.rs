@@ -56,6 +56,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+/// The demo API keys in gateway.yaml's `api_key_auth` and the client id each one maps to.
+pub const DEMO_KEYS: [(&str, &str); 2] = [("sk-aigw-retail-demo", "retail"), ("sk-aigw-wealth-demo", "wealth")];
+
 /// The mock backends every gateway gets, named after the clusters they serve.
 pub const MOCKS: [&str; 4] = ["mock", "mock-secondary", "openai", "anthropic"];
 
@@ -196,6 +199,13 @@ impl GatewayBuilder {
     /// Another config from `envoy-config/` instead of gateway.yaml (e.g. `"bare.yaml"`).
     pub fn config_file(mut self, name: &str) -> Self {
         self.config = repo_root().join("envoy-config").join(name);
+        self
+    }
+
+    /// A config at any path instead of gateway.yaml (e.g. a test's edited copy of it); relative paths in
+    /// it are still relative to the repository root.
+    pub fn config_path(mut self, path: PathBuf) -> Self {
+        self.config = path;
         self
     }
 

@@ -160,7 +160,9 @@ fn anthropic_backed_model_answers_an_openai_client() {
             {"role": "user", "content": "Bonjour Anthropic ✓"}
         ]
     });
-    let response = gw.chat_with(&[("x-api-key", "client-key-must-not-leak")], &body);
+    // The client's key is a gateway API key (any other x-api-key gets 401 from api_key_auth); the
+    // provider gets only the gateway's Anthropic key.
+    let response = gw.chat_with(&[("x-api-key", aigw_e2e::DEMO_KEYS[1].0)], &body);
     assert_eq!(response.status, 200, "{}", response.text());
     let reply = response.json();
     assert_eq!(reply["object"], "chat.completion");

@@ -89,10 +89,10 @@ fn shipped_gateway_decorates_templates_and_separates_teams() {
     gw.clear_mocks();
     let chat = json!({"model": "gpt-4o-mini", "messages": [
         {"role": "system", "content": "Talk like a pirate."}, {"role": "user", "content": "hello"}]});
-    assert_eq!(gw.chat_with(&[("x-team", "retail")], &chat).status, 200);
+    assert_eq!(gw.chat_with(&[("x-api-key", "sk-aigw-retail-demo")], &chat).status, 200);
     let retail = roles_and_contents(&upstream_body(&gw));
     gw.clear_mocks();
-    assert_eq!(gw.chat_with(&[("x-team", "wealth")], &chat).status, 200);
+    assert_eq!(gw.chat_with(&[("x-api-key", "sk-aigw-wealth-demo")], &chat).status, 200);
     let wealth = roles_and_contents(&upstream_body(&gw));
     assert_eq!(retail.len(), 2, "retail replaced the client's system prompt: {retail:?}");
     assert!(retail[0].1.contains("retail banking assistant"), "{retail:?}");
@@ -106,13 +106,13 @@ fn shipped_gateway_decorates_templates_and_separates_teams() {
     gw.clear_mocks();
     let summary =
         json!({"model": "gpt-4o-mini", "template": "portfolio-summary", "variables": {"note": "60/40 split."}});
-    let response = gw.chat_with(&[("x-team", "wealth")], &summary);
+    let response = gw.chat_with(&[("x-api-key", "sk-aigw-wealth-demo")], &summary);
     assert_eq!(response.status, 200, "{}", response.text());
     let wealth = roles_and_contents(&upstream_body(&gw));
     assert!(wealth[1].1.starts_with("Summarise the portfolio note below for the adviser"), "{wealth:?}");
     assert!(wealth[1].1.ends_with("Prepared for user anonymous."), "{wealth:?}");
     gw.clear_mocks();
-    let response = gw.chat_with(&[("x-team", "retail")], &summary);
+    let response = gw.chat_with(&[("x-api-key", "sk-aigw-retail-demo")], &summary);
     assert_eq!(response.status, 400);
     assert_eq!(response.json()["error"]["code"], "unknown_template");
     assert!(gw.upstream_requests().is_empty(), "a rejected request never reaches the provider");
