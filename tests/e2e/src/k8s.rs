@@ -127,9 +127,53 @@ pub fn generate(gateway_yaml: &str) -> Result<Vec<(PathBuf, String)>, String> {
     Ok(files)
 }
 
+/// The header gateway.yaml's `api_key_auth` sets for the filters, after its
+/// `header_mutation` removed any client copy.
+pub const CLIENT_ID_HEADER_SOURCE: &str = "header:x-aigw-client";
+
+/// A filter's gateway.yaml configuration as the manifests carry it. The
+/// manifests install no `api_key_auth` and nothing that strips a client's
+/// `x-aigw-client` in front of the filters, so there a client could set that
+/// header itself: every policy keyed on it is left out (token-counter's
+/// `per-app` rule, model-router's per-client lists) or keyed on a verified JWT
+/// claim instead (prompt-template's tenant: `jwt:team`).
+pub fn kubernetes_config(filter: &str, json: &str) -> Result<String, String> {
+    let mut config: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| format!("{filter}: configuration is not JSON: {e}"))?;
+    let from_client_id =
+        |value: Option<&serde_json::Value>| value.and_then(|v| v.as_str()) == Some(CLIENT_ID_HEADER_SOURCE);
+    match filter {
+        "token-counter" => {
+            if let Some(rules) = config.get_mut("rules").and_then(|r| r.as_array_mut()) {
+                rules.retain(|rule| !from_client_id(rule.get("key")));
+            }
+        }
+        "prompt-template" => {
+            if let Some(tenant) = config.get_mut("tenant").and_then(|t| t.as_object_mut()) {
+                if from_client_id(tenant.get("from")) {
+                    tenant.insert("from".into(), serde_json::Value::String("jwt:team".into()));
+                }
+            }
+        }
+        "model-router" => {
+            if let Some(access) = config.get_mut("access").and_then(|a| a.as_object_mut()) {
+                if from_client_id(access.get("source")) {
+                    access.remove("source");
+                    access.remove("lists");
+                }
+            }
+        }
+        _ => {}
+    }
+    serde_json::to_string(&config).map_err(|e| e.to_string())
+}
+
 /// The Kubernetes manifests generated from gateway.yaml.
 pub fn manifests(gateway_yaml: &str) -> Result<Vec<(PathBuf, String)>, String> {
-    let configs = wasm_configs(gateway_yaml)?;
+    let configs: Vec<(String, String)> = wasm_configs(gateway_yaml)?
+        .into_iter()
+        .map(|(filter, json)| kubernetes_config(&filter, &json).map(|json| (filter, json)))
+        .collect::<Result<_, _>>()?;
     let names: Vec<&str> = configs.iter().map(|(n, _)| n.as_str()).collect();
     if names != FILTERS {
         return Err(format!("gateway.yaml has Wasm filters {names:?}, expected {FILTERS:?}"));

@@ -42,6 +42,18 @@ fn gateway_configs() -> BTreeMap<String, Json> {
         .collect()
 }
 
+/// gateway.yaml's configs as the manifests must carry them (k8s::kubernetes_config).
+fn kubernetes_configs() -> BTreeMap<String, Json> {
+    gateway_configs()
+        .into_iter()
+        .map(|(name, value)| {
+            let text = k8s::kubernetes_config(&name, &value.to_string()).unwrap();
+            let value = serde_json::from_str(&text).unwrap();
+            (name, value)
+        })
+        .collect()
+}
+
 /// Checks one manifest's plugin config against the filter's parser and gateway.yaml.
 fn check_plugin_config(where_: &str, filter: &str, config: Option<&Value>, gateway: &BTreeMap<String, Json>) {
     let config: Json = match config {
@@ -52,6 +64,12 @@ fn check_plugin_config(where_: &str, filter: &str, config: Option<&Value>, gatew
     if let Err(err) = parse_with_filter(filter, &bytes) {
         panic!("{where_}: {filter}'s config is rejected by its parser: {err}");
     }
+    // Nothing in front of the filters on Kubernetes strips a client's copy of the client-id header.
+    assert!(
+        !config.to_string().contains(k8s::CLIENT_ID_HEADER_SOURCE),
+        "{where_}: {filter} trusts {} on Kubernetes, where a client can set it",
+        k8s::CLIENT_ID_HEADER_SOURCE
+    );
     assert_eq!(
         Some(&config),
         gateway.get(filter),
@@ -80,7 +98,7 @@ fn derived_files_are_generated_from_gateway_yaml() {
 
 #[test]
 fn every_manifest_carries_configs_its_filter_accepts_in_chain_order() {
-    let gateway = gateway_configs();
+    let gateway = kubernetes_configs();
     let manifests = k8s::read_manifests(&repo_root().join("envoy-config/k8s")).unwrap();
     let mut istio: Vec<(i64, String)> = Vec::new();
     let mut policies = 0;
