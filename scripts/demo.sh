@@ -5,11 +5,12 @@
 # To add a step: write a function `step_<name>` below that calls `show_chat` (or `send` + `show_upstream`
 # + `show_response`), and add its name to STEPS. `just demo <name>...` runs only the named steps.
 #
-# Environment: AIGW_URL (http://127.0.0.1:10000), AIGW_MOCK_PORT (18080; the mock backends use this
-# port and the next three).
+# Environment, as for `just up`: AIGW_PORT (10000), AIGW_ADMIN_PORT (9901), AIGW_MOCK_PORT (18080; the mock
+# backends use this port and the next three); AIGW_URL / AIGW_ADMIN_URL override the whole address.
 set -euo pipefail
 
-url=${AIGW_URL:-http://127.0.0.1:10000}
+url=${AIGW_URL:-http://127.0.0.1:${AIGW_PORT:-10000}}
+admin_url=${AIGW_ADMIN_URL:-http://127.0.0.1:${AIGW_ADMIN_PORT:-9901}}
 mock_port=${AIGW_MOCK_PORT:-18080}
 mocks=("http://127.0.0.1:$mock_port" "http://127.0.0.1:$((mock_port + 1))"
        "http://127.0.0.1:$((mock_port + 2))" "http://127.0.0.1:$((mock_port + 3))")
@@ -168,8 +169,8 @@ print(f"{head}.{body}.{b(sig)}")')
     show_response
     show_chat "An OpenAI stream without stream_options: the gateway asks the provider for usage and hides the extra chunk." \
         '{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"Count my tokens"}]}'
-    note "Metrics on the admin endpoint (${AIGW_ADMIN_URL:-http://127.0.0.1:9901}/stats/prometheus):"
-    curl -fsS "${AIGW_ADMIN_URL:-http://127.0.0.1:9901}/stats/prometheus" 2>/dev/null \
+    note "Metrics on the admin endpoint ($admin_url/stats/prometheus):"
+    curl -fsS "$admin_url/stats/prometheus" 2>/dev/null \
         | grep -E '^aigw_(tokens_(input|output)|cost_micro_usd|ratelimit_rejected|ratelimit_key_(rejected|tokens))\{' || true
 }
 

@@ -88,7 +88,10 @@ impl Default for Controls {
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, String> {
     match headers.get(name) {
         None => Ok(None),
-        Some(value) => value.to_str().map(|v| Some(v.trim())).map_err(|_| format!("{name}: not valid text")),
+        // UTF-8 is accepted (`x-mock-mode: fixed:Négatif` as curl sends it), not only visible ASCII.
+        Some(value) => std::str::from_utf8(value.as_bytes())
+            .map(|v| Some(v.trim()))
+            .map_err(|_| format!("{name}: not valid UTF-8")),
     }
 }
 
@@ -182,6 +185,14 @@ mod tests {
             map.insert(HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_str(value).unwrap());
         }
         map
+    }
+
+    #[test]
+    fn utf8_header_values_are_accepted() {
+        let mut map = HeaderMap::new();
+        map.insert("x-mock-mode", HeaderValue::from_bytes("fixed:Négatif".as_bytes()).unwrap());
+        let controls = Controls::from_headers(&map, "mock").unwrap();
+        assert_eq!(controls.mode, Mode::Fixed("Négatif".to_string()));
     }
 
     #[test]
