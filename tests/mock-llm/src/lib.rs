@@ -4,7 +4,9 @@
 //! `POST /openai/deployments/{deployment}/chat/completions`) and Anthropic
 //! messages (`POST /v1/messages`), as JSON or as SSE streams shaped like the
 //! real providers', with usage counted by tiktoken (o200k_base). It also
-//! answers `GET /v1/models` and `GET /healthz`.
+//! answers `POST /v1/embeddings` (and Azure's deployment path) with
+//! deterministic vectors (see [`embeddings`]), `GET /v1/models` and
+//! `GET /healthz`.
 //!
 //! Request headers steer it (see [`controls`]):
 //!
@@ -32,6 +34,7 @@
 //! get the same through [`MockServer::requests`].
 
 pub mod controls;
+pub mod embeddings;
 pub mod reply;
 
 use bytes::Bytes;
@@ -211,6 +214,35 @@ fn classify(path: &str) -> Option<(Api, Option<String>)> {
     (!deployment.is_empty() && !deployment.contains('/')).then(|| (Api::OpenAi, Some(deployment.to_string())))
 }
 
+/// `/v1/embeddings`, or Azure's `/openai/deployments/{d}/embeddings`.
+fn embeddings_path(path: &str) -> bool {
+    let path = path.split('?').next().unwrap_or("");
+    path == "/v1/embeddings"
+        || path
+            .strip_prefix("/openai/deployments/")
+            .and_then(|p| p.strip_suffix("/embeddings"))
+            .is_some_and(|d| !d.is_empty() && !d.contains('/'))
+}
+
+/// The early answer to an embeddings request (wrong method, bad controls, an
+/// injected status), if it gets one.
+fn embeddings_status(
+    method: &Method,
+    headers: &hyper::HeaderMap,
+    backend: &Backend,
+) -> Option<(u16, serde_json::Value)> {
+    if method != Method::POST {
+        return Some((405, reply::error_body(Api::OpenAi, 405, "mock: use POST")));
+    }
+    match Controls::from_headers(headers, &backend.name) {
+        Err(reason) => Some((400, reply::error_body(Api::OpenAi, 400, &format!("mock: {reason}")))),
+        Ok(controls) => controls.status.map(|status| {
+            let message = format!("mock: injected status {status} from backend {}", backend.name);
+            (status, reply::error_body(Api::OpenAi, status, &message))
+        }),
+    }
+}
+
 /// Handles one request on `backend`.
 pub async fn handle(request: Request<Incoming>, backend: Arc<Backend>) -> Result<Response<MockBody>, Infallible> {
     let (parts, body) = request.into_parts();
@@ -277,6 +309,18 @@ async fn respond(
             .map(|m| serde_json::json!({"id": m, "object": "model", "created": 1_700_000_000u64, "owned_by": "mock"}))
             .collect();
         return json_response(backend, id, 200, &serde_json::json!({"object": "list", "data": models}));
+    }
+    if embeddings_path(path) {
+        if let Some((status, error)) = embeddings_status(method, headers, backend) {
+            return json_response(backend, id, status, &error);
+        }
+        tokio::time::sleep(Controls::from_headers(headers, &backend.name).map(|c| c.delay).unwrap_or_default()).await;
+        return match embeddings::respond(body, reply::count_tokens) {
+            Ok(answer) => json_response(backend, id, 200, &answer),
+            Err(reason) => {
+                json_response(backend, id, 400, &reply::error_body(Api::OpenAi, 400, &format!("mock: {reason}")))
+            }
+        };
     }
     let Some((api, deployment)) = classify(path) else {
         let message = format!("mock: no route for {method} {path}");
@@ -489,6 +533,10 @@ mod tests {
     fn classifies_provider_paths() {
         assert_eq!(classify("/v1/chat/completions"), Some((Api::OpenAi, None)));
         assert_eq!(classify("/v1/messages?beta=1"), Some((Api::Anthropic, None)));
+        assert!(
+            embeddings_path("/v1/embeddings") && embeddings_path("/openai/deployments/e3/embeddings?api-version=1")
+        );
+        assert!(!embeddings_path("/openai/deployments//embeddings") && !embeddings_path("/v1/embeddings/x"));
         assert_eq!(
             classify("/openai/deployments/gpt4/chat/completions?api-version=2024-06-01"),
             Some((Api::OpenAi, Some("gpt4".into())))
