@@ -494,6 +494,11 @@ impl Bench {
         memory.insert("full_chain_after".into(), self.memory(&chain));
         drop(chain);
 
+        // (7) semantic-cache: a miss (embedding excluded / included), a hit, memory per 1,000 entries.
+        progress("(7) semantic-cache alone: miss, hit, memory per 1,000 entries");
+        let cache = self.semantic_cache(&mut bare)?;
+        self.results.insert("semantic_cache".into(), cache);
+
         let native = self.native_tokenizer();
         self.results.insert("tokenizer_native".into(), native);
         if self.plan.per_filter {
@@ -506,6 +511,98 @@ impl Bench {
         self.results.insert("ready_ms".into(), Value::Object(ready));
         self.results.insert("elapsed_s".into(), json!(started.elapsed().as_secs_f64()));
         Ok(())
+    }
+
+    /// semantic-cache alone (shipped config, its cache sizes kept), against the bare Envoy:
+    /// - a miss without the embeddings call (`semantic` removed: exact lookup only), and with it (the
+    ///   mock's /v1/embeddings, then a brute-force scan of 200 stored entries of the same context):
+    ///   requests carry `cache-control: no-store`, so each one is looked up and forwarded, never stored;
+    /// - a hit (the first request stores the answer, every later one is answered from the cache), whose
+    ///   latency compares with the bare Envoy's round trip to the mock provider;
+    /// - Envoy's memory (RSS) and the cache's own bytes gauge after storing 1,000 distinct answers.
+    fn semantic_cache(&mut self, bare: &mut Instance) -> Result<Value, String> {
+        let plan = self.plan.clone();
+        let shipped: Value =
+            serde_json::from_str(self.shipped("semantic-cache")?).map_err(|e| format!("semantic-cache config: {e}"))?;
+        let mut exact_only = shipped.clone();
+        if let Some(map) = exact_only.as_object_mut() {
+            map.remove("semantic");
+        }
+        let mut sized = shipped.clone();
+        sized["max_entries"] = json!(2000);
+        let mode = format!("fixed:{}", self.answer_2k);
+        let question = |i: usize| format!("Question {i}: what does clause {i} of contract {} say about {i} days?", i * 7);
+        let body = |text: &str| {
+            json!({"model": "gpt-4o-mini", "temperature": 0, "messages": [{"role": "user", "content": text}]})
+                .to_string()
+                .into_bytes()
+        };
+        let no_store =
+            Arc::new(http::post("/v1/chat/completions", &[("x-mock-mode", &mode), ("cache-control", "no-store")], &body(&self.prompt_1k)));
+        let cacheable = Arc::new(http::post("/v1/chat/completions", &[("x-mock-mode", &mode)], &body(&self.prompt_1k)));
+        let only: &[&str] = &["semantic-cache"];
+        let mut out = Map::new();
+        let stored = |instance: &Instance, count: usize, offset: usize| -> Result<(), String> {
+            for i in offset..offset + count {
+                let request = http::post("/v1/chat/completions", &[("x-mock-mode", "fixed:OK.")], &body(&question(i)));
+                let mut conn =
+                    http::Conn::connect(instance.info.addr, Duration::from_secs(10)).map_err(|e| e.to_string())?;
+                conn.send(&request).map_err(|e| e.to_string())?;
+                let info = conn.read_response(&mut |_, _| {}, &mut |_, _| {}).map_err(|e| e.to_string())?;
+                if info.status != 200 {
+                    return Err(format!("storing entry {i}: status {}", info.status));
+                }
+            }
+            Ok(())
+        };
+        for (key, label, config, prefill) in [
+            ("miss_exact_only", "7 cache miss, no embedding", exact_only.to_string(), 0),
+            ("miss_with_embedding", "7 cache miss, embedding + scan of 200", shipped.to_string(), 200),
+        ] {
+            let mut instance = self.start(self.spec(key, Some(only), &[("semantic-cache", config)])?)?;
+            stored(&instance, prefill, 0)?;
+            self.check(&instance, &no_store)?;
+            let ab = self.ab_rate(bare, &mut instance, &no_store, plan.rate, plan.duration_s);
+            self.table.ab_latency(label, "latency", &ab);
+            out.insert(key.into(), serde_json::to_value(&ab).unwrap_or_default());
+        }
+        let mut instance = self.start(self.spec("cache-hit", Some(only), &[("semantic-cache", sized.to_string())])?)?;
+        self.check(&instance, &cacheable)?;
+        let ab = self.ab_rate(bare, &mut instance, &cacheable, plan.rate, plan.duration_s);
+        self.table.ab_latency("7 cache hit (B) vs mock provider (A)", "latency", &ab);
+        out.insert("hit".into(), serde_json::to_value(&ab).unwrap_or_default());
+        let stat = |instance: &Instance, name: &str| -> u64 {
+            aigw_e2e::http::request(instance.info.admin, "GET", &format!("/stats?filter={name}"), &[], b"")
+                .ok()
+                .and_then(|r| {
+                    r.text().lines().find_map(|l| l.split_once(": ").and_then(|(_, v)| v.trim().parse().ok()))
+                })
+                .unwrap_or(0)
+        };
+        let hits = stat(&instance, "semantic_cache.hit.kind.exact");
+        let before = self.memory(&instance);
+        let bytes_before = stat(&instance, "semantic_cache.bytes$");
+        let entries = if plan.smoke { 100 } else { 1000 };
+        stored(&instance, entries, 10_000)?;
+        let after = self.memory(&instance);
+        let bytes_after = stat(&instance, "semantic_cache.bytes$");
+        let rss = |v: &Value| v["rss_kib"].as_f64().unwrap_or(0.0);
+        let per_1000 = |delta: f64| delta * 1000.0 / entries as f64;
+        let rss_per_1000 = per_1000(rss(&after) - rss(&before));
+        let bytes_per_1000 = per_1000(bytes_after.saturating_sub(bytes_before) as f64) / 1024.0;
+        self.table.row("7 cache memory", "per 1,000 entries: Envoy RSS / cache bytes", rss_per_1000, bytes_per_1000, "KiB", None);
+        self.table.note(
+            "7 cache memory",
+            &format!("A = RSS growth, B = aigw.semantic_cache.bytes; {entries} short answers (~2 KiB each with the 256-d vector)"),
+        );
+        out.insert(
+            "memory".into(),
+            json!({"entries_added": entries, "rss_before": before, "rss_after": after,
+                   "cache_bytes_before": bytes_before, "cache_bytes_after": bytes_after,
+                   "rss_kib_per_1000_entries": rss_per_1000, "cache_kib_per_1000_entries": bytes_per_1000,
+                   "exact_hits_during_hit_run": hits}),
+        );
+        Ok(Value::Object(out))
     }
 
     fn streaming(&mut self, bare: &mut Instance, chain: &mut Instance, scenario: &str, streams: usize) -> Value {

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The Wasm filters of the chain, in order (their `config.name` in gateway.yaml).
-pub const FILTERS: [&str; 4] = ["pii-mask", "prompt-template", "token-counter", "model-router"];
+pub const FILTERS: [&str; 5] = ["pii-mask", "prompt-template", "semantic-cache", "token-counter", "model-router"];
 
 /// `@type` of the Wasm HTTP filter.
 pub const WASM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
@@ -600,7 +600,7 @@ mod tests {
     }
 
     #[test]
-    fn finds_the_four_filters_in_chain_order() {
+    fn finds_the_five_filters_in_chain_order() {
         let names: Vec<String> = wasm_configs(&gateway_yaml()).unwrap().into_iter().map(|(n, _)| n).collect();
         assert_eq!(names, FILTERS);
         let chain = http_filter_names(&gateway_yaml()).unwrap();
