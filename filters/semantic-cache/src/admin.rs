@@ -50,9 +50,9 @@ pub fn handle<S: SharedStore + ?Sized>(
     let tenant = header(HEADER_CACHE_TENANT)
         .filter(|t| !t.trim().is_empty())
         .ok_or_else(|| ApiError::bad_request("missing_tenant", format!("Name the tenant in {HEADER_CACHE_TENANT}.")))?;
-    let cleared = Cache::new(store, slots)
-        .clear_tenant(tenant_id(&tenant))
-        .map_err(|err| ApiError::service_unavailable("cache_busy", format!("The cache could not be cleared ({}).", err.reason())))?;
+    let cleared = Cache::new(store, slots).clear_tenant(tenant_id(&tenant)).map_err(|err| {
+        ApiError::service_unavailable("cache_busy", format!("The cache could not be cleared ({}).", err.reason()))
+    })?;
     Ok((json!({"tenant": tenant, "cleared": cleared}).to_string().into_bytes(), cleared))
 }
 
@@ -77,7 +77,14 @@ mod tests {
     fn clears_only_with_the_token() {
         let store = MemoryStore::new();
         let cache = Cache::new(&store, 2);
-        let entry = NewEntry { tenant: tenant_id("retail"), exact: 1, context: 2, vector: vec![], answer: b"a".to_vec(), ttl_seconds: 60 };
+        let entry = NewEntry {
+            tenant: tenant_id("retail"),
+            exact: 1,
+            context: 2,
+            vector: vec![],
+            answer: b"a".to_vec(),
+            ttl_seconds: 60,
+        };
         cache.insert(&entry, 10, 1000, 1000).unwrap();
         assert_eq!(handle(TOKEN, "POST", &headers("wrong-token-wrong-", "retail"), &store, 2).unwrap_err().status, 403);
         assert_eq!(handle(TOKEN, "POST", &headers("", "retail"), &store, 2).unwrap_err().status, 403);

@@ -398,7 +398,8 @@ mod tests {
 
     #[test]
     fn stores_complete_openai_json_only() {
-        let stored = collect(ApiShape::OpenAiChat, "application/json", &[&OPENAI_JSON[..30], &OPENAI_JSON[30..]]).unwrap();
+        let stored =
+            collect(ApiShape::OpenAiChat, "application/json", &[&OPENAI_JSON[..30], &OPENAI_JSON[30..]]).unwrap();
         assert_eq!(stored["choices"][0]["message"]["content"], "Thirty days.");
         let truncated = OPENAI_JSON.replace("\"stop\"", "\"length\"");
         assert_eq!(collect(ApiShape::OpenAiChat, "application/json", &[&truncated]), Err(Skip::NotFinal));
@@ -436,12 +437,16 @@ mod tests {
         assert_eq!(ct, "application/json");
         let value: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(value["usage"]["prompt_tokens"], 20);
-        assert_eq!(value["usage"]["aigw_cache"], json!({"hit": true, "upstream_tokens": 0, "similarity": 0.953, "age_seconds": 12}));
+        assert_eq!(
+            value["usage"]["aigw_cache"],
+            json!({"hit": true, "upstream_tokens": 0, "similarity": 0.953, "age_seconds": 12})
+        );
 
         let (ct, body) = replay(ApiShape::OpenAiChat, OPENAI_JSON.as_bytes(), true, true, hit).unwrap();
         assert_eq!(ct, "text/event-stream");
         // The replayed stream assembles back into the same answer.
-        let reassembled = collect(ApiShape::OpenAiChat, "text/event-stream", &[std::str::from_utf8(&body).unwrap()]).unwrap();
+        let reassembled =
+            collect(ApiShape::OpenAiChat, "text/event-stream", &[std::str::from_utf8(&body).unwrap()]).unwrap();
         assert_eq!(reassembled["choices"][0]["message"]["content"], "Thirty days.");
         assert_eq!(reassembled["usage"]["aigw_cache"]["upstream_tokens"], 0);
         let text = String::from_utf8(body).unwrap();

@@ -179,13 +179,14 @@ impl Config {
     pub fn policy(&self, tenant: &str, model: &str) -> Policy {
         let model_entry = self.models.get(model).cloned().unwrap_or_default();
         let tenant_entry = self.tenants.get(tenant).cloned().unwrap_or_default();
-        let enabled =
-            self.enabled && model_entry.enabled.unwrap_or(true) && tenant_entry.enabled.unwrap_or(true);
+        let enabled = self.enabled && model_entry.enabled.unwrap_or(true) && tenant_entry.enabled.unwrap_or(true);
         let ttl_seconds = tenant_entry.ttl_seconds.or(model_entry.ttl_seconds).unwrap_or(self.ttl_seconds);
         let semantic_on = tenant_entry.semantic.or(model_entry.semantic).unwrap_or(true);
-        let threshold = self.semantic.as_ref().filter(|_| semantic_on).map(|semantic| {
-            tenant_entry.threshold.or(model_entry.threshold).unwrap_or(semantic.threshold)
-        });
+        let threshold = self
+            .semantic
+            .as_ref()
+            .filter(|_| semantic_on)
+            .map(|semantic| tenant_entry.threshold.or(model_entry.threshold).unwrap_or(semantic.threshold));
         Policy { enabled, ttl_seconds, threshold }
     }
 
@@ -255,7 +256,11 @@ fn compile_semantic(raw: RawSemantic) -> Result<Semantic, ConfigError> {
         timeout: Duration::from_millis(at_most(timeout_ms, 60_000, "semantic.timeout_ms")?),
         threshold: threshold(raw.threshold.unwrap_or(0.92), "semantic.threshold")?,
         input: raw.input.unwrap_or(EmbedInput::LastUserMessage),
-        max_input_bytes: at_most(raw.max_input_bytes.unwrap_or(8 * 1024), MAX_BUFFER_BYTES, "semantic.max_input_bytes")?,
+        max_input_bytes: at_most(
+            raw.max_input_bytes.unwrap_or(8 * 1024),
+            MAX_BUFFER_BYTES,
+            "semantic.max_input_bytes",
+        )?,
         max_response_bytes: at_most(
             raw.max_response_bytes.unwrap_or(1024 * 1024),
             MAX_BUFFER_BYTES,
@@ -369,9 +374,10 @@ mod tests {
 
     #[test]
     fn prices_longest_pattern_first() {
-        let config =
-            parse(r#"{"prices": {"gpt-4o*": {"input": 2.5, "output": 10}, "gpt-4o-mini*": {"input": 0.15, "output": 0.6}}}"#)
-                .unwrap();
+        let config = parse(
+            r#"{"prices": {"gpt-4o*": {"input": 2.5, "output": 10}, "gpt-4o-mini*": {"input": 0.15, "output": 0.6}}}"#,
+        )
+        .unwrap();
         assert_eq!(config.price("gpt-4o-mini-2024").map(|p| p.input), Some(0.15));
         assert_eq!(config.price("gpt-4o").map(|p| p.output), Some(10.0));
         assert_eq!(config.price("claude"), None);

@@ -59,11 +59,7 @@ pub fn call(semantic: &Semantic, text: &str) -> (Vec<(String, String)>, Vec<u8>)
 }
 
 /// The unit vector from an embeddings response. `status` is `:status` (absent on timeout or reset).
-pub fn parse(
-    semantic: &Semantic,
-    status: Option<&str>,
-    body: Option<&[u8]>,
-) -> Result<Vec<f32>, EmbeddingError> {
+pub fn parse(semantic: &Semantic, status: Option<&str>, body: Option<&[u8]>) -> Result<Vec<f32>, EmbeddingError> {
     let status: u16 = status.and_then(|s| s.trim().parse().ok()).ok_or(EmbeddingError::NoResponse)?;
     if !(200..300).contains(&status) {
         return Err(EmbeddingError::Status);

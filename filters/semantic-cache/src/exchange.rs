@@ -48,9 +48,18 @@ enum Phase {
     Request,
     Bypass(Bypass),
     /// Waiting for the embeddings call.
-    Embedding { request: CacheRequest, policy: Policy, started_nanos: u64 },
+    Embedding {
+        request: CacheRequest,
+        policy: Policy,
+        started_nanos: u64,
+    },
     /// Forwarded; the answer may be stored under `vector` (empty: exact only).
-    Miss { request: CacheRequest, policy: Policy, vector: Vec<f32>, collector: Option<Collector> },
+    Miss {
+        request: CacheRequest,
+        policy: Policy,
+        vector: Vec<f32>,
+        collector: Option<Collector>,
+    },
     Hit,
     Done,
 }
@@ -162,7 +171,13 @@ impl Exchange {
     }
 
     /// The embeddings call answered (`status` absent: timeout or reset).
-    pub fn on_embedding(&mut self, config: &Config, host: &dyn Host, status: Option<&str>, body: Option<&[u8]>) -> Step {
+    pub fn on_embedding(
+        &mut self,
+        config: &Config,
+        host: &dyn Host,
+        status: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> Step {
         let Phase::Embedding { request, policy, started_nanos } = std::mem::replace(&mut self.phase, Phase::Done)
         else {
             return Step::Forward;
@@ -273,7 +288,10 @@ impl Exchange {
                     }
                 }
                 if self.no_cache {
-                    vec![(HEADER_CACHE, "bypass".to_string()), (HEADER_CACHE_BYPASS, Bypass::NoCache.reason().to_string())]
+                    vec![
+                        (HEADER_CACHE, "bypass".to_string()),
+                        (HEADER_CACHE_BYPASS, Bypass::NoCache.reason().to_string()),
+                    ]
                 } else {
                     vec![(HEADER_CACHE, "miss".to_string())]
                 }
@@ -389,7 +407,8 @@ mod tests {
 
         // The same request: an exact hit, without an embeddings call.
         let mut exact = Exchange::new(&config, &host, ApiShape::OpenAiChat, None);
-        let Step::Hit(reply) = exact.on_request(&config, &host, Some(&body("What is the return policy?", false))) else {
+        let Step::Hit(reply) = exact.on_request(&config, &host, Some(&body("What is the return policy?", false)))
+        else {
             panic!("expected an exact hit")
         };
         assert_eq!(reply.similarity, 1.0);
@@ -426,8 +445,14 @@ mod tests {
             let (value, _) = aigw_shared::counter::SharedStore::get(&host, &key);
             aigw_shared::counter::SharedStore::set(&other, &key, &value.unwrap(), None).unwrap();
         }
-        assert!(matches!(wealth.on_request(&config, &other, Some(&body("What is the return policy?", false))), Step::Embed { .. }));
-        assert_eq!(wealth.on_embedding(&config, &other, Some("200"), Some(&embedding_body(&[1.0, 0.0]))), Step::Forward);
+        assert!(matches!(
+            wealth.on_request(&config, &other, Some(&body("What is the return policy?", false))),
+            Step::Embed { .. }
+        ));
+        assert_eq!(
+            wealth.on_embedding(&config, &other, Some("200"), Some(&embedding_body(&[1.0, 0.0]))),
+            Step::Forward
+        );
         assert_eq!(wealth.label(), "miss");
     }
 

@@ -244,7 +244,10 @@ pub fn read(shape: ApiShape, body: &[u8], tenant: &str, input: EmbedInput) -> Re
                     (true, Value::Object(fields)) => {
                         // The embedded message: its role and non-text parts stay exact.
                         canonical_object(fields, &["content"], &mut context);
-                        canonical(&fields.get("content").map(content_without_text).unwrap_or(Value::Null), &mut context);
+                        canonical(
+                            &fields.get("content").map(content_without_text).unwrap_or(Value::Null),
+                            &mut context,
+                        );
                     }
                     _ => canonical(message, &mut context),
                 }
@@ -391,9 +394,15 @@ mod tests {
         assert!(keys(body).sampling);
         let mut body = chat("hi");
         body["n"] = json!(2);
-        assert_eq!(read(ApiShape::OpenAiChat, body.to_string().as_bytes(), "t", EmbedInput::LastUserMessage), Err(Bypass::Unsupported));
+        assert_eq!(
+            read(ApiShape::OpenAiChat, body.to_string().as_bytes(), "t", EmbedInput::LastUserMessage),
+            Err(Bypass::Unsupported)
+        );
         assert_eq!(read(ApiShape::OpenAiChat, b"[]", "t", EmbedInput::LastUserMessage), Err(Bypass::Unreadable));
-        assert_eq!(read(ApiShape::OpenAiChat, br#"{"model":"m"}"#, "t", EmbedInput::LastUserMessage), Err(Bypass::Unreadable));
+        assert_eq!(
+            read(ApiShape::OpenAiChat, br#"{"model":"m"}"#, "t", EmbedInput::LastUserMessage),
+            Err(Bypass::Unreadable)
+        );
         let no_user = json!({"model": "m", "temperature": 0, "messages": [{"role": "system", "content": "s"}]});
         assert_eq!(keys(no_user).embed_text, None);
     }

@@ -35,8 +35,19 @@ fn schema_is_json_and_names_every_top_level_field() {
     let schema: serde_json::Value = serde_json::from_str(&read("config.schema.json")).unwrap();
     let properties = schema["properties"].as_object().unwrap();
     for field in [
-        "tenant", "enabled", "ttl_seconds", "cache_when_sampling", "max_entries", "max_bytes", "max_entry_bytes",
-        "max_body_bytes", "semantic", "tenants", "models", "prices", "admin",
+        "tenant",
+        "enabled",
+        "ttl_seconds",
+        "cache_when_sampling",
+        "max_entries",
+        "max_bytes",
+        "max_entry_bytes",
+        "max_body_bytes",
+        "semantic",
+        "tenants",
+        "models",
+        "prices",
+        "admin",
     ] {
         assert!(properties.contains_key(field), "{field} missing from the schema");
     }

@@ -32,7 +32,10 @@ fn worker(harness: &Harness, config: &str) -> Vm {
 fn embed(text: &str) -> Vec<f32> {
     let mut vector = vec![0f32; 64];
     for word in text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
-        let hash = word.to_lowercase().bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        let hash = word
+            .to_lowercase()
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
         vector[(hash % 64) as usize] += if hash >> 63 == 0 { 1.0 } else { -1.0 };
     }
     vector
@@ -71,7 +74,12 @@ fn embed_answer(s: &mut Stream, question: &str) {
     assert_eq!(call.cluster, "embeddings");
     let sent: Value = serde_json::from_slice(&call.body).unwrap();
     assert_eq!(sent["input"], question, "the last user message is embedded");
-    s.answer_http_call(call.token, 200, &[("content-type", "application/json")], json!({"data": [{"embedding": embed(question)}]}).to_string());
+    s.answer_http_call(
+        call.token,
+        200,
+        &[("content-type", "application/json")],
+        json!({"data": [{"embedding": embed(question)}]}).to_string(),
+    );
 }
 
 /// The provider answers a forwarded request.
@@ -255,7 +263,12 @@ fn entries_never_cross_tenants_and_admin_clears_one_tenant() {
     let clear = |token: &str| {
         let mut s = vm.stream();
         s.send_request_headers(
-            &[(":method", "POST"), (":path", "/aigw/cache/clear"), ("x-aigw-cache-admin-token", token), ("x-aigw-cache-tenant", "retail")],
+            &[
+                (":method", "POST"),
+                (":path", "/aigw/cache/clear"),
+                ("x-aigw-cache-admin-token", token),
+                ("x-aigw-cache-tenant", "retail"),
+            ],
             true,
         );
         s.local_reply().expect("answered by the filter")

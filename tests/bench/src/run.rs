@@ -531,14 +531,18 @@ impl Bench {
         let mut sized = shipped.clone();
         sized["max_entries"] = json!(2000);
         let mode = format!("fixed:{}", self.answer_2k);
-        let question = |i: usize| format!("Question {i}: what does clause {i} of contract {} say about {i} days?", i * 7);
+        let question =
+            |i: usize| format!("Question {i}: what does clause {i} of contract {} say about {i} days?", i * 7);
         let body = |text: &str| {
             json!({"model": "gpt-4o-mini", "temperature": 0, "messages": [{"role": "user", "content": text}]})
                 .to_string()
                 .into_bytes()
         };
-        let no_store =
-            Arc::new(http::post("/v1/chat/completions", &[("x-mock-mode", &mode), ("cache-control", "no-store")], &body(&self.prompt_1k)));
+        let no_store = Arc::new(http::post(
+            "/v1/chat/completions",
+            &[("x-mock-mode", &mode), ("cache-control", "no-store")],
+            &body(&self.prompt_1k),
+        ));
         let cacheable = Arc::new(http::post("/v1/chat/completions", &[("x-mock-mode", &mode)], &body(&self.prompt_1k)));
         let only: &[&str] = &["semantic-cache"];
         let mut out = Map::new();
@@ -566,7 +570,8 @@ impl Bench {
             self.table.ab_latency(label, "latency", &ab);
             out.insert(key.into(), serde_json::to_value(&ab).unwrap_or_default());
         }
-        let mut instance = self.start(self.spec("cache-hit", Some(only), &[("semantic-cache", sized.to_string())])?)?;
+        let mut instance =
+            self.start(self.spec("cache-hit", Some(only), &[("semantic-cache", sized.to_string())])?)?;
         self.check(&instance, &cacheable)?;
         let ab = self.ab_rate(bare, &mut instance, &cacheable, plan.rate, plan.duration_s);
         self.table.ab_latency("7 cache hit (B) vs mock provider (A)", "latency", &ab);
@@ -590,7 +595,14 @@ impl Bench {
         let per_1000 = |delta: f64| delta * 1000.0 / entries as f64;
         let rss_per_1000 = per_1000(rss(&after) - rss(&before));
         let bytes_per_1000 = per_1000(bytes_after.saturating_sub(bytes_before) as f64) / 1024.0;
-        self.table.row("7 cache memory", "per 1,000 entries: Envoy RSS / cache bytes", rss_per_1000, bytes_per_1000, "KiB", None);
+        self.table.row(
+            "7 cache memory",
+            "per 1,000 entries: Envoy RSS / cache bytes",
+            rss_per_1000,
+            bytes_per_1000,
+            "KiB",
+            None,
+        );
         self.table.note(
             "7 cache memory",
             &format!("A = RSS growth, B = aigw.semantic_cache.bytes; {entries} short answers (~2 KiB each with the 256-d vector)"),

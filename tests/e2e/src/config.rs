@@ -627,7 +627,7 @@ mod tests {
         assert!(out.contains("/abs/dist/pii-mask.wasm"));
         assert!(!out.contains("api.openai.com, port_value") && out.contains("port_value: 3333"));
         let configs = wasm_configs(&out).unwrap();
-        assert_eq!(configs.len(), 3);
+        assert_eq!(configs.len(), 4);
         assert_eq!(configs[0], ("pii-mask".to_string(), "{\"x\":1}".to_string()));
         // The anthropic cluster is untouched.
         assert!(out.contains("api.anthropic.com"));
@@ -716,7 +716,7 @@ mod tests {
         let options = RenderOptions { remove_filters: vec!["model-router".into()], ..RenderOptions::default() };
         let out = render(&yaml, &options).unwrap();
         assert!(upstream_filenames(&out).is_empty());
-        assert_eq!(wasm_filter_count(&out).unwrap(), 3);
+        assert_eq!(wasm_filter_count(&out).unwrap(), 4);
         assert!(out.contains("envoy.filters.http.upstream_codec"));
     }
 
