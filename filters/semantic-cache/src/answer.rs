@@ -216,10 +216,10 @@ fn anthropic_stream(body: &[u8]) -> Result<Value, Skip> {
         let data: Value = serde_json::from_str(&event.data).map_err(|_| Skip::Unreadable)?;
         match data.get("type").and_then(Value::as_str) {
             Some("message_start") => message = data.get("message").cloned(),
-            Some("content_block_start") => {
-                if data.pointer("/content_block/type").and_then(Value::as_str) != Some("text") {
-                    return Err(Skip::NotFinal);
-                }
+            Some("content_block_start")
+                if data.pointer("/content_block/type").and_then(Value::as_str) != Some("text") =>
+            {
+                return Err(Skip::NotFinal);
             }
             Some("content_block_delta") => {
                 if let Some(part) = data.pointer("/delta/text").and_then(Value::as_str) {

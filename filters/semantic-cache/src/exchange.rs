@@ -135,14 +135,14 @@ impl Exchange {
         if !self.no_cache {
             let cache = self.cache(config, host);
             match cache.index() {
-                Ok(index) => {
+                Some(index) => {
                     self.usage = Some(index.usage());
                     let lookup = cache.lookup_exact(&index, self.tenant_id, request.exact, now_s);
                     if let Some(step) = self.found(config, host, &request, lookup, "exact", now_s) {
                         return step;
                     }
                 }
-                Err(()) => host.increment_counter(metrics::CORRUPT, 1),
+                None => host.increment_counter(metrics::CORRUPT, 1),
             }
         }
         if self.no_cache {
@@ -196,7 +196,7 @@ impl Exchange {
         if !self.no_cache {
             let now_s = host.now_nanos() / NANOS_PER_SECOND;
             let cache = self.cache(config, host);
-            if let (Ok(index), Some(threshold)) = (cache.index(), policy.threshold) {
+            if let (Some(index), Some(threshold)) = (cache.index(), policy.threshold) {
                 let lookup = cache.lookup_semantic(&index, self.tenant_id, request.context, &vector, threshold, now_s);
                 host.record_histogram(metrics::COMPARED, lookup.compared as u64);
                 if let Some(nearest) = lookup.best_below {
@@ -353,7 +353,7 @@ impl Exchange {
                 if inserted.reset {
                     host.increment_counter(metrics::CORRUPT, 1);
                 }
-                self.usage = cache.index().ok().map(|index| index.usage());
+                self.usage = cache.index().map(|index| index.usage());
             }
             Err(err) => host.increment_counter(&metrics::store_skipped(err.reason()), 1),
         }

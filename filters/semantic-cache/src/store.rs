@@ -284,10 +284,10 @@ impl<'a, S: SharedStore + ?Sized> Cache<'a, S> {
         self.store.set(&index_key(), &Index::empty(self.slots).encode(), None).is_ok()
     }
 
-    /// The index; `Err(())` when it is absent or unreadable (a writer resets it).
-    pub fn index(&self) -> Result<Index, ()> {
+    /// The index; `None` when it is absent or unreadable (the next writer resets it).
+    pub fn index(&self) -> Option<Index> {
         let (bytes, _) = self.store.get(&index_key());
-        bytes.and_then(|bytes| Index::decode(&bytes, self.slots)).ok_or(())
+        bytes.and_then(|bytes| Index::decode(&bytes, self.slots))
     }
 
     fn record(&self, key: &str, magic: &[u8; 4], generation: u32) -> Record {
@@ -599,7 +599,7 @@ mod tests {
         assert_eq!((semantic.found.is_none(), semantic.corrupt), (true, 1));
         // A corrupt index reads as an error and the next writer starts afresh.
         store.set(&index_key(), b"not an index", None).unwrap();
-        assert!(cache.index().is_err());
+        assert!(cache.index().is_none());
         let inserted = cache.insert(&entry(1, 2, vec![], "b"), 102, 1000, 10_000).unwrap();
         assert!(inserted.reset);
         assert_eq!(cache.index().unwrap().usage().0, 1);

@@ -150,11 +150,9 @@ pub fn kubernetes_config(filter: &str, json: &str) -> Result<String, String> {
             }
         }
         // semantic-cache's tenant (entries never cross tenants) comes from a verified claim there.
-        "semantic-cache" => {
-            if from_client_id(config.get("tenant")) {
-                if let Some(map) = config.as_object_mut() {
-                    map.insert("tenant".into(), serde_json::Value::String("jwt:team".into()));
-                }
+        "semantic-cache" if from_client_id(config.get("tenant")) => {
+            if let Some(map) = config.as_object_mut() {
+                map.insert("tenant".into(), serde_json::Value::String("jwt:team".into()));
             }
         }
         "prompt-template" => {
