@@ -98,6 +98,8 @@ impl Exchange {
         match self.phase {
             Phase::Hit => "hit",
             Phase::Bypass(_) => "bypass",
+            // `no-cache`: looked nothing up (the answer may still be stored).
+            _ if self.no_cache => "bypass",
             _ => "miss",
         }
     }
@@ -465,6 +467,7 @@ mod tests {
         assert_eq!(no_cache.on_embedding(&config, &host, None, None), Step::Forward);
         let headers = no_cache.response_headers(&config, &host, Some(200), Some("application/json"), None);
         assert!(headers.contains(&(HEADER_CACHE, "bypass".to_string())));
+        assert_eq!(no_cache.label(), "bypass");
         assert_eq!(host.counter(&metrics::bypass("no_cache")), 1);
         assert_eq!(host.counter(&metrics::embedding_failed("no_response")), 1);
         // Fail-open still stores the answer, for exact matches.
