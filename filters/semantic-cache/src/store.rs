@@ -161,15 +161,16 @@ fn encode_record(magic: &[u8; 4], generation: u32, payload: &[u8]) -> Vec<u8> {
 
 /// What reading a slot's record found.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Record {
-    Ok(Vec<u8>),
+pub enum Record<'a> {
+    /// The payload, borrowed from the bytes read.
+    Ok(&'a [u8]),
     /// Absent, cleared, or of another generation: the slot is being rewritten.
     Stale,
     /// Unreadable bytes or a checksum that does not hold.
     Corrupt,
 }
 
-fn decode_record(bytes: Option<&[u8]>, magic: &[u8; 4], generation: u32) -> Record {
+fn decode_record<'a>(bytes: Option<&'a [u8]>, magic: &[u8; 4], generation: u32) -> Record<'a> {
     let Some(bytes) = bytes.filter(|b| !b.is_empty()) else { return Record::Stale };
     let mut reader = Reader(bytes);
     let (Some(found_magic), Some(found_generation), Some(sum)) =
@@ -187,7 +188,21 @@ fn decode_record(bytes: Option<&[u8]>, magic: &[u8; 4], generation: u32) -> Reco
     if checksum(generation, payload) != sum {
         return Record::Corrupt;
     }
-    Record::Ok(payload.to_vec())
+    Record::Ok(payload)
+}
+
+/// The cosine similarity of a unit vector and a stored one (f32 LE bytes),
+/// without decoding it first; `None` for another length.
+fn similarity_to(vector: &[f32], stored: &[u8]) -> Option<f64> {
+    if stored.len() != vector.len() * 4 {
+        return None;
+    }
+    let dot: f32 = stored
+        .chunks_exact(4)
+        .zip(vector)
+        .map(|(bytes, x)| <[u8; 4]>::try_from(bytes).map(f32::from_le_bytes).unwrap_or(0.0) * x)
+        .sum();
+    Some(f64::from(dot).clamp(-1.0, 1.0))
 }
 
 pub fn index_key() -> String {
@@ -200,6 +215,13 @@ pub fn vector_key(slot: usize) -> String {
 
 pub fn answer_key(slot: usize) -> String {
     format!("{KEY_PREFIX}.{slot}.answer")
+}
+
+/// A record read through [`Cache::record`].
+enum Read<T> {
+    Ok(T),
+    Stale,
+    Corrupt,
 }
 
 /// A new entry to store.
@@ -301,9 +323,14 @@ impl<'a, S: SharedStore + ?Sized> Cache<'a, S> {
         bytes.and_then(|bytes| Index::decode(&bytes, self.slots))
     }
 
-    fn record(&self, key: &str, magic: &[u8; 4], generation: u32) -> Record {
+    /// Reads a record and hands its payload to `use_payload`.
+    fn record<T>(&self, key: &str, magic: &[u8; 4], generation: u32, use_payload: impl FnOnce(&[u8]) -> T) -> Read<T> {
         let (bytes, _) = self.store.get(key);
-        decode_record(bytes.as_deref(), magic, generation)
+        match decode_record(bytes.as_deref(), magic, generation) {
+            Record::Ok(payload) => Read::Ok(use_payload(payload)),
+            Record::Stale => Read::Stale,
+            Record::Corrupt => Read::Corrupt,
+        }
     }
 
     /// The entry stored under exactly this request.
@@ -311,12 +338,12 @@ impl<'a, S: SharedStore + ?Sized> Cache<'a, S> {
         let mut lookup = Lookup::default();
         let hit = index.slots.iter().enumerate().find(|(_, s)| s.live(now_s) && s.tenant == tenant && s.exact == exact);
         if let Some((slot, entry)) = hit {
-            match self.record(&answer_key(slot), ANSWER_MAGIC, entry.generation) {
-                Record::Ok(answer) => {
+            match self.record(&answer_key(slot), ANSWER_MAGIC, entry.generation, <[u8]>::to_vec) {
+                Read::Ok(answer) => {
                     lookup.found = Some(Found { slot, similarity: 1.0, answer, created_s: entry.created_s })
                 }
-                Record::Corrupt => lookup.corrupt += 1,
-                Record::Stale => {}
+                Read::Corrupt => lookup.corrupt += 1,
+                Read::Stale => {}
             }
         }
         lookup
@@ -339,20 +366,23 @@ impl<'a, S: SharedStore + ?Sized> Cache<'a, S> {
             if !entry.live(now_s) || entry.tenant != tenant || entry.context != context {
                 continue;
             }
-            let stored = match self.record(&vector_key(slot), VECTOR_MAGIC, entry.generation) {
-                Record::Ok(bytes) => crate::embedding::decode_f32(&bytes),
-                Record::Corrupt => None,
-                Record::Stale => continue,
+            // `None`: stored without a vector (exact matches only); Some(None): another length.
+            let compared = self.record(&vector_key(slot), VECTOR_MAGIC, entry.generation, |stored| {
+                (!stored.is_empty()).then(|| similarity_to(vector, stored))
+            });
+            let similarity = match compared {
+                Read::Ok(Some(Some(similarity))) => similarity,
+                Read::Ok(Some(None)) => {
+                    lookup.compared += 1;
+                    continue;
+                }
+                Read::Ok(None) | Read::Stale => continue,
+                Read::Corrupt => {
+                    lookup.corrupt += 1;
+                    continue;
+                }
             };
-            let Some(stored) = stored else {
-                lookup.corrupt += 1;
-                continue;
-            };
-            if stored.is_empty() {
-                continue; // stored without a vector: exact matches only
-            }
             lookup.compared += 1;
-            let Some(similarity) = crate::embedding::cosine(vector, &stored) else { continue };
             if best.is_none_or(|(_, b)| similarity > b) {
                 best = Some((slot, similarity));
             }
@@ -360,12 +390,12 @@ impl<'a, S: SharedStore + ?Sized> Cache<'a, S> {
         match best {
             Some((slot, similarity)) if similarity >= threshold => {
                 let Some(entry) = index.slots.get(slot) else { return lookup };
-                match self.record(&answer_key(slot), ANSWER_MAGIC, entry.generation) {
-                    Record::Ok(answer) => {
+                match self.record(&answer_key(slot), ANSWER_MAGIC, entry.generation, <[u8]>::to_vec) {
+                    Read::Ok(answer) => {
                         lookup.found = Some(Found { slot, similarity, answer, created_s: entry.created_s })
                     }
-                    Record::Corrupt => lookup.corrupt += 1,
-                    Record::Stale => {}
+                    Read::Corrupt => lookup.corrupt += 1,
+                    Read::Stale => {}
                 }
             }
             Some((_, similarity)) => lookup.best_below = Some(similarity),
