@@ -304,3 +304,55 @@ fn no_cache_bypasses_the_lookup_and_no_store_the_storage() {
     assert_eq!(response.get("x-aigw-cache-bypass"), Some("no_cache"));
     assert_eq!(lookup(&vm, "retail", QUESTION).as_deref(), Some("New answer."), "the fresh answer replaced the old");
 }
+
+#[test]
+fn anthropic_messages_are_cached_and_replayed_as_anthropic_events() {
+    let harness = Harness::new();
+    let vm = worker(&harness, &config(4, 60));
+    let request = |stream: bool| {
+        json!({"model": "claude-sonnet-4-5", "max_tokens": 100, "temperature": 0, "stream": stream,
+               "system": "Be brief.", "messages": [{"role": "user", "content": QUESTION}]})
+        .to_string()
+    };
+    let headers = [
+        (":method", "POST"),
+        (":path", "/v1/messages"),
+        ("content-type", "application/json"),
+        ("x-aigw-client", "retail"),
+    ];
+    let mut s = vm.stream();
+    s.send_request_headers(&headers, false);
+    s.send_request_body(request(false), true);
+    embed_answer(&mut s, QUESTION);
+    s.send_response_headers(&[(":status", "200"), ("content-type", "application/json")], false);
+    let message = json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+        "content": [{"type": "text", "text": "Thirty days."}], "stop_reason": "end_turn", "stop_sequence": null,
+        "usage": {"input_tokens": 12, "output_tokens": 4}});
+    s.send_response_body(message.to_string(), true);
+    s.finish();
+    assert_eq!(harness.counter("aigw.semantic_cache.stored"), 1);
+
+    // The same request, streamed: replayed as Anthropic's events.
+    let mut s = vm.stream();
+    s.send_request_headers(&headers, false);
+    s.send_request_body(request(true), true);
+    let reply = s.local_reply().expect("an exact hit");
+    assert_eq!(reply.headers.get("content-type"), Some("text/event-stream"));
+    let text = reply.body_str();
+    let names: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("event: ")).collect();
+    assert_eq!(
+        names,
+        [
+            "message_start",
+            "content_block_start",
+            "content_block_delta",
+            "content_block_stop",
+            "message_delta",
+            "message_stop"
+        ]
+    );
+    assert!(text.contains(r#""text":"Thirty days.""#), "{text}");
+    assert!(text.contains(r#""stop_reason":"end_turn""#), "{text}");
+    // An OpenAI request with the same words is another API: no hit across shapes.
+    assert_eq!(lookup(&vm, "retail", QUESTION), None);
+}
