@@ -6,8 +6,12 @@ use crate::config::{Downstream, CLIENT_ADDRESS_HEADERS, CLIENT_CREDENTIAL_HEADER
 use crate::provider::{adapt_body, is_chat, Handoff};
 use crate::route::Decision;
 use crate::translate::request::RequestInfo;
+use aigw_shared::api::Endpoint;
 use aigw_shared::body::parse_json_object;
-use aigw_shared::contract::{STATE_ROUTE, STATE_ROUTE_BACKEND, STATE_ROUTE_HANDOFF, STATE_ROUTE_MODEL};
+use aigw_shared::contract::{
+    STATE_GENAI_OPERATION, STATE_GENAI_PROVIDER, STATE_ROUTE, STATE_ROUTE_BACKEND, STATE_ROUTE_HANDOFF,
+    STATE_ROUTE_MODEL,
+};
 use aigw_shared::glue::RequestEdits;
 use aigw_shared::host::{metric_segment, Host};
 use aigw_shared::ApiError;
@@ -75,6 +79,13 @@ pub fn route_request(config: &Downstream, host: &dyn Host, path: &str, body: &[u
     edits.set_state(STATE_ROUTE_HANDOFF, Handoff::encode(&plan.models, path, adapt_here));
     edits.set_state(STATE_ROUTE_BACKEND, plan.primary.clone());
     edits.set_state(STATE_ROUTE_MODEL, plan.primary_model.clone());
+    // For Envoy's tracer (envoy-config/observability/tracing.yaml).
+    if let Some(backend) = primary_backend {
+        edits.set_state(STATE_GENAI_PROVIDER, backend.provider.genai_name());
+    }
+    if let Some(operation) = Endpoint::from_path(path).and_then(Endpoint::genai_operation) {
+        edits.set_state(STATE_GENAI_OPERATION, operation);
+    }
     edits.clear_route_cache = true;
     host.increment_counter(&backend_metric(&plan.primary, "routed_requests"), 1);
     if let Some(rule) = &plan.decision.rule {

@@ -126,6 +126,19 @@ pub fn detected_names(scanner: &Scanner, findings: &Findings) -> Option<String> 
     (!names.is_empty()).then(|| names.join(","))
 }
 
+/// The entity names found, with how many of each (`EMAIL_ADDRESS:1,US_SSN:2`),
+/// for traces. Never the values.
+pub fn detected_counts(scanner: &Scanner, findings: &Findings) -> Option<String> {
+    let counts: Vec<String> = findings
+        .counts
+        .iter()
+        .enumerate()
+        .filter(|(_, &count)| count > 0)
+        .filter_map(|(rule, count)| scanner.rules.get(rule).map(|r| format!("{}:{count}", r.name)))
+        .collect();
+    (!counts.is_empty()).then(|| counts.join(","))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

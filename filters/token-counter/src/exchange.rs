@@ -24,6 +24,7 @@ use aigw_shared::api::ApiShape;
 use aigw_shared::body::{is_event_stream, is_identity_encoding, is_json_content_type};
 use aigw_shared::glue::{RequestDecision, RequestEdits};
 use aigw_shared::host::Host;
+use aigw_shared::outcome::ResponseFacts;
 use aigw_shared::ApiError;
 use serde_json::Value;
 
@@ -532,8 +533,7 @@ impl Stream {
             .unwrap_or_else(|| "unknown".to_string());
         let cost = config.prices.lookup(&model).map(|price| price.micro_usd(&usage));
         let streamed = self.is_stream();
-        let ttft_ms =
-            self.first_token_nanos.filter(|_| streamed).map(|first| first.saturating_sub(self.start_nanos) / 1_000_000);
+        let ttft_ms = self.ttft_ms();
         let tpot_ms = match (self.first_token_nanos, streamed && completed) {
             (Some(first), true) if usage.output > 1 => Some(now.saturating_sub(first) / 1_000_000 / (usage.output - 1)),
             _ => None,
@@ -556,6 +556,22 @@ impl Stream {
 
     fn is_stream(&self) -> bool {
         self.tracker.as_ref().is_some_and(ResponseTracker::is_event_stream)
+    }
+
+    /// What the response said about itself, if it was read.
+    pub fn response_facts(&self) -> Option<&ResponseFacts> {
+        self.tracker.as_ref().map(ResponseTracker::facts)
+    }
+
+    /// The status the upstream (or a local reply) gave, once known.
+    pub fn status(&self) -> Option<u32> {
+        self.status
+    }
+
+    /// Milliseconds to the first streamed token, for streams that produced one.
+    pub fn ttft_ms(&self) -> Option<u64> {
+        let first = self.first_token_nanos.filter(|_| self.is_stream())?;
+        Some(first.saturating_sub(self.start_nanos) / 1_000_000)
     }
 }
 

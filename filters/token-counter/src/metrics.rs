@@ -50,6 +50,12 @@ pub fn filter(what: &str) -> String {
     format!("aigw.token_counter.{what}")
 }
 
+/// Failed exchanges by error type (`aigw_shared::outcome::ErrorType`): the
+/// stats tag rules turn `errors.type.<t>` into `aigw_errors{type="<t>"}`.
+pub fn error(error_type: &str) -> String {
+    format!("aigw.token_counter.errors.type.{error_type}")
+}
+
 /// Emits the per-model counters and latency histograms of one finished request.
 pub struct RequestMetrics<'a> {
     pub model: &'a str,

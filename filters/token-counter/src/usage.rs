@@ -21,6 +21,7 @@
 
 use aigw_shared::api::anthropic;
 use aigw_shared::api::ApiShape;
+use aigw_shared::outcome::ResponseFacts;
 use aigw_shared::sse::{SseEvent, SseParser, DEFAULT_MAX_EVENT_BYTES};
 use serde_json::Value;
 
@@ -56,6 +57,8 @@ pub struct UsageAccumulator {
     openai: Option<Usage>,
     anthropic: Option<anthropic::Usage>,
     last: Option<Source>,
+    /// Model, finish reasons and provider error, for traces and the error metric.
+    facts: ResponseFacts,
 }
 
 fn u64_at(value: &Value, pointer: &str) -> Option<u64> {
@@ -102,6 +105,7 @@ impl UsageAccumulator {
 
     /// Absorbs a whole (non-streamed) JSON response body.
     pub fn absorb_body(&mut self, body: &Value) {
+        self.facts.absorb_body(body);
         if let Some(usage) = body.get("usage") {
             self.absorb_usage(usage);
         } else if let Some(usage) = body.pointer("/response/usage") {
@@ -111,6 +115,7 @@ impl UsageAccumulator {
 
     /// Absorbs one streamed event's JSON data.
     pub fn absorb_event(&mut self, data: &Value) {
+        self.facts.absorb_event(data);
         match data.get("type").and_then(Value::as_str) {
             Some("message_start") => {
                 if let Some(usage) = data.pointer("/message/usage") {
@@ -380,6 +385,11 @@ impl ResponseTracker {
 
     pub fn usage(&self) -> Option<Usage> {
         self.usage.usage()
+    }
+
+    /// What the response said about itself (model, finish reasons, error).
+    pub fn facts(&self) -> &ResponseFacts {
+        &self.usage.facts
     }
 
     pub fn problem(&self) -> Option<ReadProblem> {

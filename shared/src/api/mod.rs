@@ -85,6 +85,17 @@ impl Endpoint {
         !matches!(self, Endpoint::Models)
     }
 
+    /// `gen_ai.operation.name` in the OpenTelemetry GenAI conventions (traces).
+    /// Token counting and model listing are not model operations.
+    pub fn genai_operation(self) -> Option<&'static str> {
+        match self {
+            Endpoint::ChatCompletions | Endpoint::Messages | Endpoint::Responses => Some("chat"),
+            Endpoint::Embeddings => Some("embeddings"),
+            Endpoint::Completions => Some("text_completion"),
+            Endpoint::CountTokens | Endpoint::Models => None,
+        }
+    }
+
     /// The shape of the error bodies a client of this endpoint parses.
     pub fn error_dialect(self) -> crate::error::ErrorDialect {
         match self {

@@ -16,8 +16,10 @@ fn attr<'a>(span: &'a Value, key: &str) -> Option<&'a str> {
     span["attributes"][key].as_str()
 }
 
-fn server_span<'a>(spans: &'a [Value], request_id: &str) -> Option<&'a Value> {
-    spans.iter().find(|s| s["kind"] == 2 && attr(s, "guid:x-request-id") == Some(request_id))
+/// The server span of the request sent with `user-agent: <name>` (Envoy records the user agent; it
+/// replaces a client's x-request-id at the edge, so that cannot name a request).
+fn server_span<'a>(spans: &'a [Value], name: &str) -> Option<&'a Value> {
+    spans.iter().find(|s| s["kind"] == 2 && attr(s, "user_agent") == Some(name))
 }
 
 fn client_spans<'a>(spans: &'a [Value], trace_id: &str) -> Vec<&'a Value> {
@@ -40,18 +42,18 @@ fn requests_are_traced_with_genai_attributes_and_never_with_text() {
 
     // A JSON chat with an e-mail address in the prompt, and a stream.
     let text = format!("Hello, my email is {SECRET_EMAIL}");
-    let json_reply = gw.chat_with(&[("x-request-id", "trace-json")], &chat("gpt-4o-mini", &text, false));
+    let json_reply = gw.chat_with(&[("user-agent", "trace-json")], &chat("gpt-4o-mini", &text, false));
     assert_eq!(json_reply.status, 200, "{}", json_reply.text());
-    let stream_reply = gw.chat_with(&[("x-request-id", "trace-stream")], &chat("gpt-4o-mini", "stream me", true));
+    let stream_reply = gw.chat_with(&[("user-agent", "trace-stream")], &chat("gpt-4o-mini", "stream me", true));
     assert_eq!(stream_reply.status, 200, "{}", stream_reply.text());
     // The provider's 429 (no failover for this model), and a failover: primary 503, secondary answers.
     let limited = gw.chat_with(
-        &[("x-request-id", "trace-429"), ("x-mock-status", "429")],
+        &[("user-agent", "trace-429"), ("x-mock-status", "429")],
         &chat("claude-sonnet-4-5", "limited", false),
     );
     assert_eq!(limited.status, 429, "{}", limited.text());
     let failover = gw.chat_with(
-        &[("x-request-id", "trace-failover"), ("x-mock-status", "503"), ("x-mock-fault-backend", "mock")],
+        &[("user-agent", "trace-failover"), ("x-mock-status", "503"), ("x-mock-fault-backend", "mock")],
         &chat("failover-demo", "fail over", false),
     );
     assert_eq!(failover.status, 200, "{}", failover.text());
@@ -61,7 +63,7 @@ fn requests_are_traced_with_genai_attributes_and_never_with_text() {
     let mut refused = None;
     for i in 0..6 {
         let id = format!("trace-budget-{i}");
-        let response = gw.chat_with(&[("authorization", bearer.as_str()), ("x-request-id", id.as_str())], &long);
+        let response = gw.chat_with(&[("authorization", bearer.as_str()), ("user-agent", id.as_str())], &long);
         if response.status == 429 {
             refused = Some(id);
             break;
@@ -100,20 +102,25 @@ fn requests_are_traced_with_genai_attributes_and_never_with_text() {
     let limited_span = server_span(&spans, "trace-429").unwrap();
     assert_eq!(attr(limited_span, "http.status_code"), Some("429"));
     assert_eq!(attr(limited_span, "gen_ai.provider.name"), Some("anthropic"), "{limited_span:#}");
+    assert_eq!(attr(limited_span, "error.type"), Some("rate_limited_provider"), "{limited_span:#}");
     let refused_span = server_span(&spans, &refused).unwrap();
     assert_eq!(attr(refused_span, "http.status_code"), Some("429"));
-    assert_eq!(attr(refused_span, "aigw.budget.exceeded"), Some("1"), "{refused_span:#}");
+    assert_eq!(attr(refused_span, "error.type"), Some("rate_limited_gateway"), "{refused_span:#}");
+    assert!(attr(refused_span, "aigw.error.code").is_some_and(|c| c.contains("budget") || c == "rate_limit_exceeded"));
+    assert_eq!(attr(json_span, "error.type"), None, "{json_span:#}");
 
     // The failover: one client span per attempt, under the request's trace.
     let failover_span = server_span(&spans, "trace-failover").unwrap();
     let trace = failover_span["trace_id"].as_str().unwrap();
     let spans = receiver.wait_for("both attempts' client spans", |spans| client_spans(spans, trace).len() >= 2);
+    // The attempts go through the aggregate cluster `mock-failover`: each span names the host it reached.
     let attempts: Vec<(Option<&str>, Option<&str>)> = client_spans(&spans, trace)
         .iter()
-        .map(|s| (attr(s, "upstream_cluster"), attr(s, "http.status_code")))
+        .map(|s| (attr(s, "upstream_address"), attr(s, "http.status_code")))
         .collect();
-    assert!(attempts.contains(&(Some("mock"), Some("503"))), "{attempts:?}");
-    assert!(attempts.contains(&(Some("mock-secondary"), Some("200"))), "{attempts:?}");
+    let (primary, secondary) = (gw.mock("mock").addr().to_string(), gw.mock("mock-secondary").addr().to_string());
+    assert!(attempts.contains(&(Some(primary.as_str()), Some("503"))), "{attempts:?}");
+    assert!(attempts.contains(&(Some(secondary.as_str()), Some("200"))), "{attempts:?}");
 
     // Never a prompt or completion on a span.
     let raw = receiver.raw();

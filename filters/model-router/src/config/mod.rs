@@ -56,6 +56,15 @@ impl Provider {
             Provider::AzureOpenai => "azure_openai",
         }
     }
+
+    /// `gen_ai.provider.name` in the OpenTelemetry GenAI conventions (traces).
+    pub fn genai_name(self) -> &'static str {
+        match self {
+            Provider::Openai => "openai",
+            Provider::Anthropic => "anthropic",
+            Provider::AzureOpenai => "azure.ai.openai",
+        }
+    }
 }
 
 // The validated form.
