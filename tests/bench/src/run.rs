@@ -50,6 +50,8 @@ pub struct Plan {
     pub large_duration_s: f64,
     /// Run scenarios 2, 3, 5 and the per-filter memory (not in smoke mode).
     pub per_filter: bool,
+    /// Run only scenario 7 (`--stream-hold`).
+    pub stream_hold_only: bool,
 }
 
 impl Plan {
@@ -76,6 +78,7 @@ impl Plan {
             large_rate: 20.0,
             large_duration_s: 3.0,
             per_filter: true,
+            stream_hold_only: false,
         }
     }
 
@@ -103,6 +106,7 @@ impl Plan {
             large_rate: 10.0,
             large_duration_s: 0.5,
             per_filter: false,
+            stream_hold_only: false,
         }
     }
 }
@@ -395,6 +399,14 @@ impl Bench {
             only_filters: None,
             filter_configs: BTreeMap::new(),
         })?;
+        if self.plan.stream_hold_only {
+            progress("(7) what pii-mask holds back on streams (token-sized chunks), alone");
+            self.check(&bare, &self.small)?;
+            let release = self.stream_release(&mut bare)?;
+            self.results.insert("stream_release".into(), release);
+            self.results.insert("elapsed_s".into(), json!(started.elapsed().as_secs_f64()));
+            return Ok(());
+        }
         let mut chain = self.start(self.spec("full-chain", None, &[])?)?;
         let completion_bytes = self.check(&bare, &self.small)?;
         let chain_completion_bytes = self.check(&chain, &self.small)?;
