@@ -992,6 +992,23 @@ impl Bench {
     pub fn targets(&self) -> Vec<Value> {
         let r = &self.results;
         let num = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
+        // Issue #20: one chunk interval held at most, plus 2 ms for the work itself.
+        let mut stream_hold = Vec::new();
+        if let Some(release) = r.get("stream_release") {
+            let allowance_ms = self.plan.release_delay_ms as f64 + 2.0;
+            for chunking in ["4-char chunks", "word chunks"] {
+                stream_hold.push(target(
+                    &format!("pii-mask TTFT added ≤ 1 chunk interval + 2 ms (shipped config, prose, {chunking})"),
+                    num(&release["shipped"][chunking]["added_first_token_p50_ms"]),
+                    allowance_ms,
+                    false,
+                    "ms",
+                ));
+            }
+        }
+        if self.plan.stream_hold_only {
+            return stream_hold;
+        }
         let mut targets = vec![
             target("full chain throughput ≥ 0.8× bare", num(&r["full_chain_max_throughput"]["ratio"]), 0.8, true, "×"),
             target(
@@ -1003,15 +1020,7 @@ impl Bench {
             ),
             target("TTFT added ≤ 1 ms", num(&r["streaming"]["added_first_token_p50_us"]) / 1e3, 1.0, false, "ms"),
         ];
-        for chunking in ["4-char chunks", "word chunks"] {
-            targets.push(target(
-                &format!("pii-mask TTFT added ≤ 1 chunk interval (shipped config, prose, {chunking})"),
-                num(&r["stream_release"]["shipped"][chunking]["added_first_token_intervals"]),
-                1.0,
-                false,
-                "intervals",
-            ));
-        }
+
         if let Some(large) = r.get("large_prompt_pii_mask") {
             targets.push(target(
                 "100 KiB prompt scanned ≤ 2 ms (pii-mask alone, shipped config, p50 added)",
@@ -1032,6 +1041,7 @@ impl Bench {
                 ));
             }
         }
+        targets.extend(stream_hold);
         targets
     }
 }
