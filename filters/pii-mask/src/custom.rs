@@ -27,12 +27,13 @@ pub struct RegexRule {
     pub max_match_chars: usize,
     /// Whether a match may still be in progress; `None` if the automaton
     /// could not be built (then every start in the window counts as pending).
-    live: Option<LiveMatches>,
+    /// Boxed: the DFA is large and rules sit in an enum with small variants.
+    live: Option<Box<LiveMatches>>,
 }
 
 impl RegexRule {
     pub fn new(regex: regex::Regex, max_match_chars: usize) -> Self {
-        let live = LiveMatches::new(regex.as_str());
+        let live = LiveMatches::new(regex.as_str()).map(Box::new);
         RegexRule { regex, max_match_chars, live }
     }
 
