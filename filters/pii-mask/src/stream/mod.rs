@@ -391,6 +391,31 @@ mod tests {
         assert!(text.contains("\"output_tokens\":9"));
     }
 
+    /// The held tail goes out in a content chunk; the chunk with the finish
+    /// reason carries no text (OpenAI), and Anthropic's text comes before
+    /// `content_block_stop`. Split at every byte of the body.
+    #[test]
+    fn held_tail_never_travels_with_the_finish_event() {
+        let scanner = Rc::new(replace_all());
+        let openai = openai_stream(&["mail me at a@b.c", "om", " or EMP"]);
+        for cut in 0..=openai.len() {
+            let out = run_sse(&scanner, &openai, &[cut]);
+            assert_eq!(reassemble(&out), "mail me at [EMAIL_ADDRESS] or EMP", "cut {cut}");
+            let mut parser = SseParser::default();
+            let events = parser.feed(&out).unwrap();
+            let finish = events.iter().position(|e| e.data.contains("\"finish_reason\":\"stop\"")).unwrap();
+            let data: Value = serde_json::from_str(&events[finish].data).unwrap();
+            assert_eq!(data["choices"][0]["delta"], json!({}), "cut {cut}: {}", events[finish].data);
+            assert!(events[..finish].iter().any(|e| e.data.contains("EMP")), "cut {cut}");
+        }
+        let anthropic = anthropic_stream(&["mail a@b.c", "om or EMP"]);
+        for cut in 0..=anthropic.len() {
+            let out = String::from_utf8(run_sse(&scanner, &anthropic, &[cut])).unwrap();
+            assert!(out.rfind("EMP").unwrap() < out.find("content_block_stop").unwrap(), "cut {cut}: {out}");
+            assert_eq!(reassemble(out.as_bytes()), "mail [EMAIL_ADDRESS] or EMP", "cut {cut}");
+        }
+    }
+
     #[test]
     fn events_without_changes_keep_their_data() {
         let scanner = Rc::new(replace_all());

@@ -15,10 +15,13 @@ impl SseMasker {
         let mut reject: Option<(u64, usize)> = None;
         // Events whose text did not change are forwarded as they came.
         let mut changed = false;
+        // Finish reasons moved to their own chunk, after the held text.
+        let mut finishes: Vec<(u64, Value)> = Vec::new();
         if let Some(Value::Array(choices)) = data.get_mut("choices") {
             for (position, choice) in choices.iter_mut().enumerate() {
                 let index = choice.get("index").and_then(Value::as_u64).unwrap_or(position as u64);
                 let finished = choice.get("finish_reason").is_some_and(|r| !r.is_null());
+                let mut tail_flushed = false;
                 let Some(Value::Object(delta)) = choice.get_mut("delta") else { continue };
                 for (field, part) in [("content", Part::Content), ("refusal", Part::Refusal)] {
                     if let Some(Value::String(text)) = delta.get_mut(field) {
@@ -44,11 +47,18 @@ impl SseMasker {
                     }
                 }
                 if finished && reject.is_none() {
-                    let keys_before = delta.len();
-                    let reject_here = self.flush_openai_choice(index, delta, &mut changed);
-                    changed |= delta.len() != keys_before;
+                    let reject_here = self.flush_openai_choice(index, delta, &mut tail_flushed);
+                    changed |= tail_flushed;
                     if let Some(rule) = reject_here {
                         reject.get_or_insert((index, rule));
+                    }
+                }
+                // The held tail goes out in this content chunk; the finish
+                // reason follows in a chunk of its own, so clients that stop
+                // reading at the finish reason still get all the text.
+                if tail_flushed {
+                    if let Some(reason) = choice.get_mut("finish_reason") {
+                        finishes.push((index, std::mem::take(reason)));
                     }
                 }
             }
@@ -71,6 +81,10 @@ impl SseMasker {
             event.data = Value::Object(data).to_string();
         }
         out.extend(event.to_bytes());
+        for (index, reason) in finishes {
+            let chunk = self.openai_chunk(json!([{"index": index, "delta": {}, "finish_reason": reason}]));
+            out.extend(chunk.to_bytes());
+        }
     }
 
     /// Flushes every text of choice `index` into `delta` (setting `changed` when
