@@ -6,6 +6,9 @@
 //!   Unicode code point in several contexts, and
 //! * the token ranks with `CoreBPE::encode_ordinary` (so the counts too).
 
+// Test code: failing loudly is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
 use fancy_regex::Regex;
 use tiktoken_rs::CoreBPE;
 use token_counter::bpe::{Bpe, CL100K_BASE, O200K_BASE};
