@@ -365,7 +365,7 @@ pub fn scale(tokens: u64, factor: f64) -> u64 {
 
 /// Counts `text` exactly, except that same-class runs longer than
 /// [`MAX_RUN_BYTES`] are cut into pieces first so that neither the regex
-/// split nor the BPE merge sees an unbounded piece.
+/// split (the pre-tokenizer) nor the BPE merge sees an unbounded piece.
 pub fn count_bounded(bpe: &Bpe, text: &str) -> u64 {
     let mut total = 0u64;
     for segment in bounded_segments(text) {
