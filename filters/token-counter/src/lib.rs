@@ -7,6 +7,7 @@
 //! carries it out. See README.md for the configuration and DESIGN.md for the
 //! callbacks.
 
+pub mod bpe;
 pub mod config;
 pub mod cost;
 pub mod exchange;
