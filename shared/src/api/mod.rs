@@ -8,7 +8,9 @@
 //! round trip through them may reorder keys.
 
 pub mod anthropic;
+pub mod legacy;
 pub mod openai;
+pub mod responses;
 
 /// Which API a request or response speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,20 +19,33 @@ pub enum ApiShape {
     OpenAiChat,
     /// Anthropic messages: `POST /v1/messages`.
     AnthropicMessages,
+    /// OpenAI Responses API: `POST /v1/responses`.
+    OpenAiResponses,
+    /// OpenAI embeddings: `POST /v1/embeddings` (and Azure's deployment path).
+    OpenAiEmbeddings,
+    /// OpenAI legacy completions: `POST /v1/completions`.
+    OpenAiCompletions,
 }
 
 impl ApiShape {
     /// Recognises the API from the request path (query string ignored, any
     /// prefix such as `/openai` allowed).
     pub fn from_path(path: &str) -> Option<Self> {
-        let path = path.split('?').next().unwrap_or("").trim_end_matches('/');
-        if path.ends_with("/chat/completions") {
-            Some(ApiShape::OpenAiChat)
-        } else if path.ends_with("/v1/messages") || path == "/messages" {
-            Some(ApiShape::AnthropicMessages)
-        } else {
-            None
+        match Endpoint::from_path(path)? {
+            Endpoint::ChatCompletions => Some(ApiShape::OpenAiChat),
+            Endpoint::Messages => Some(ApiShape::AnthropicMessages),
+            Endpoint::Responses => Some(ApiShape::OpenAiResponses),
+            Endpoint::Embeddings => Some(ApiShape::OpenAiEmbeddings),
+            Endpoint::Completions => Some(ApiShape::OpenAiCompletions),
+            Endpoint::CountTokens | Endpoint::Models => None,
         }
+    }
+
+    /// Whether the body holds a conversation (messages or Responses input)
+    /// that a system prompt and templates can decorate. Embeddings and legacy
+    /// completions hold bare text: prompt-template leaves them alone.
+    pub fn is_conversation(self) -> bool {
+        matches!(self, ApiShape::OpenAiChat | ApiShape::AnthropicMessages | ApiShape::OpenAiResponses)
     }
 }
 
@@ -144,6 +159,9 @@ pub fn request_texts_mut(shape: ApiShape, body: &mut serde_json::Value, visit: &
     match shape {
         ApiShape::OpenAiChat => openai::request_texts_mut(body, visit),
         ApiShape::AnthropicMessages => anthropic::request_texts_mut(body, visit),
+        ApiShape::OpenAiResponses => responses::request_texts_mut(body, visit),
+        ApiShape::OpenAiEmbeddings => legacy::embeddings_request_texts_mut(body, visit),
+        ApiShape::OpenAiCompletions => legacy::completions_request_texts_mut(body, visit),
     }
 }
 
@@ -152,6 +170,10 @@ pub fn response_texts_mut(shape: ApiShape, body: &mut serde_json::Value, visit: 
     match shape {
         ApiShape::OpenAiChat => openai::response_texts_mut(body, visit),
         ApiShape::AnthropicMessages => anthropic::response_texts_mut(body, visit),
+        ApiShape::OpenAiResponses => responses::response_texts_mut(body, visit),
+        // An embeddings response holds vectors, no text.
+        ApiShape::OpenAiEmbeddings => {}
+        ApiShape::OpenAiCompletions => legacy::completions_response_texts_mut(body, visit),
     }
 }
 
@@ -160,6 +182,9 @@ pub fn stream_texts_mut(shape: ApiShape, data: &mut serde_json::Value, visit: &m
     match shape {
         ApiShape::OpenAiChat => openai::chunk_texts_mut(data, visit),
         ApiShape::AnthropicMessages => anthropic::stream_event_texts_mut(data, visit),
+        ApiShape::OpenAiResponses => responses::stream_event_texts_mut(data, visit),
+        ApiShape::OpenAiEmbeddings => {}
+        ApiShape::OpenAiCompletions => legacy::completions_response_texts_mut(data, visit),
     }
 }
 
@@ -173,6 +198,11 @@ mod tests {
         assert_eq!(ApiShape::from_path("/openai/v1/chat/completions?x=1"), Some(ApiShape::OpenAiChat));
         assert_eq!(ApiShape::from_path("/v1/messages"), Some(ApiShape::AnthropicMessages));
         assert_eq!(ApiShape::from_path("/v1/models"), None);
+        assert_eq!(ApiShape::from_path("/v1/responses"), Some(ApiShape::OpenAiResponses));
+        assert_eq!(ApiShape::from_path("/openai/deployments/e/embeddings?api-version=1"), Some(ApiShape::OpenAiEmbeddings));
+        assert_eq!(ApiShape::from_path("/v1/completions"), Some(ApiShape::OpenAiCompletions));
+        assert_eq!(ApiShape::from_path("/v1/messages/count_tokens"), None);
+        assert!(!ApiShape::OpenAiEmbeddings.is_conversation());
     }
 
     #[test]
