@@ -86,7 +86,8 @@ mod tests {
     fn completions_prompt_suffix_and_choices() {
         let mut body = json!({"model": "m", "prompt": ["p1", "p2"], "suffix": "s"});
         assert_eq!(texts(&mut body, completions_request_texts_mut), ["p1", "p2", "s"]);
-        let mut body = json!({"object": "text_completion", "choices": [{"index": 0, "text": "t0"}, {"index": 1, "text": "t1"}]});
+        let mut body =
+            json!({"object": "text_completion", "choices": [{"index": 0, "text": "t0"}, {"index": 1, "text": "t1"}]});
         assert_eq!(texts(&mut body, completions_response_texts_mut), ["t0", "t1"]);
     }
 }

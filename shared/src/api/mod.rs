@@ -49,6 +49,44 @@ impl ApiShape {
     }
 }
 
+/// The shape of a response body or one streamed event, judged by its
+/// content: the request path says what the client asked for (`requested`),
+/// the body says what came back (an error object is none of them, and a
+/// translated reply has the client's shape whatever the backend spoke).
+pub fn response_shape(value: &serde_json::Value, requested: Option<ApiShape>) -> Option<ApiShape> {
+    use serde_json::Value;
+    let kind = value.get("type").and_then(Value::as_str).unwrap_or("");
+    if let Some(Value::Array(choices)) = value.get("choices") {
+        let completion = value.get("object").and_then(Value::as_str).is_some_and(|o| o.starts_with("text_completion"))
+            || choices.iter().any(|c| c.get("text").is_some_and(Value::is_string));
+        return Some(if completion { ApiShape::OpenAiCompletions } else { ApiShape::OpenAiChat });
+    }
+    if kind.starts_with("response.")
+        || value.get("object").and_then(Value::as_str) == Some("response")
+        || (requested == Some(ApiShape::OpenAiResponses) && value.get("output").is_some_and(Value::is_array))
+    {
+        return Some(ApiShape::OpenAiResponses);
+    }
+    if kind == "message"
+        || matches!(
+            kind,
+            "message_start"
+                | "content_block_start"
+                | "content_block_delta"
+                | "content_block_stop"
+                | "message_delta"
+                | "message_stop"
+        )
+        || (requested == Some(ApiShape::AnthropicMessages) && value.get("content").is_some_and(Value::is_array))
+    {
+        return Some(ApiShape::AnthropicMessages);
+    }
+    if value.get("object").and_then(Value::as_str) == Some("list") && requested == Some(ApiShape::OpenAiEmbeddings) {
+        return Some(ApiShape::OpenAiEmbeddings);
+    }
+    None
+}
+
 /// The LLM API endpoints the gateway knows, by request path. Every filter
 /// applies the same request checks on them (method, empty body, encodings,
 /// size), so a path no filter recognises cannot slip past one that would.
@@ -199,10 +237,36 @@ mod tests {
         assert_eq!(ApiShape::from_path("/v1/messages"), Some(ApiShape::AnthropicMessages));
         assert_eq!(ApiShape::from_path("/v1/models"), None);
         assert_eq!(ApiShape::from_path("/v1/responses"), Some(ApiShape::OpenAiResponses));
-        assert_eq!(ApiShape::from_path("/openai/deployments/e/embeddings?api-version=1"), Some(ApiShape::OpenAiEmbeddings));
+        assert_eq!(
+            ApiShape::from_path("/openai/deployments/e/embeddings?api-version=1"),
+            Some(ApiShape::OpenAiEmbeddings)
+        );
         assert_eq!(ApiShape::from_path("/v1/completions"), Some(ApiShape::OpenAiCompletions));
         assert_eq!(ApiShape::from_path("/v1/messages/count_tokens"), None);
         assert!(!ApiShape::OpenAiEmbeddings.is_conversation());
+    }
+
+    #[test]
+    fn response_shapes_by_content() {
+        use serde_json::json;
+        let chat = json!({"object": "chat.completion", "choices": [{"message": {"content": "x"}}]});
+        assert_eq!(response_shape(&chat, None), Some(ApiShape::OpenAiChat));
+        let completion = json!({"object": "text_completion", "choices": [{"text": "x"}]});
+        assert_eq!(response_shape(&completion, Some(ApiShape::OpenAiChat)), Some(ApiShape::OpenAiCompletions));
+        let chunk = json!({"choices": [{"index": 0, "text": "x", "finish_reason": null}]});
+        assert_eq!(response_shape(&chunk, None), Some(ApiShape::OpenAiCompletions));
+        let response = json!({"object": "response", "output": []});
+        assert_eq!(response_shape(&response, None), Some(ApiShape::OpenAiResponses));
+        let event = json!({"type": "response.output_text.delta", "delta": "x"});
+        assert_eq!(response_shape(&event, None), Some(ApiShape::OpenAiResponses));
+        let message = json!({"type": "message", "content": []});
+        assert_eq!(response_shape(&message, None), Some(ApiShape::AnthropicMessages));
+        let delta = json!({"type": "content_block_delta", "delta": {"text": "x"}});
+        assert_eq!(response_shape(&delta, Some(ApiShape::OpenAiResponses)), Some(ApiShape::AnthropicMessages));
+        let error = json!({"error": {"message": "x"}});
+        assert_eq!(response_shape(&error, Some(ApiShape::OpenAiResponses)), None);
+        let vectors = json!({"object": "list", "data": [{"embedding": [0.1]}]});
+        assert_eq!(response_shape(&vectors, Some(ApiShape::OpenAiEmbeddings)), Some(ApiShape::OpenAiEmbeddings));
     }
 
     #[test]

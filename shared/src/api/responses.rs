@@ -240,7 +240,10 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn collect(value: &mut Value, walk: fn(&mut Value, &mut dyn FnMut(TextKind, &mut String))) -> Vec<(TextKind, String)> {
+    fn collect(
+        value: &mut Value,
+        walk: fn(&mut Value, &mut dyn FnMut(TextKind, &mut String)),
+    ) -> Vec<(TextKind, String)> {
         let mut seen = Vec::new();
         walk(value, &mut |kind, text| {
             seen.push((kind, text.clone()));
@@ -275,7 +278,22 @@ mod tests {
         let texts: Vec<&str> = seen.iter().map(|(_, t)| t.as_str()).collect();
         assert_eq!(
             texts,
-            ["be brief", "dev", "hello", "{\"a\":\"x\"}", "result", "thought", "u", "meta", "desc", "pd", "fd", "st", "vt", "var"]
+            [
+                "be brief",
+                "dev",
+                "hello",
+                "{\"a\":\"x\"}",
+                "result",
+                "thought",
+                "u",
+                "meta",
+                "desc",
+                "pd",
+                "fd",
+                "st",
+                "vt",
+                "var"
+            ]
         );
         assert_eq!(seen[0].0, TextKind::System);
         assert_eq!(seen[1].0, TextKind::System);
