@@ -341,7 +341,7 @@ mod tests {
         let p = prepare(&b, "/v1/responses", RESPONSES.as_bytes(), Some("claude-x")).unwrap();
         assert_eq!(p.path.as_deref(), Some("/v1/messages"));
         let body: Value = serde_json::from_slice(&p.body.unwrap()).unwrap();
-        assert_eq!(body["system"], "Be brief.");
+        assert_eq!(body["system"], json!([{"type": "text", "text": "Be brief."}]));
         assert_eq!(body["model"], "claude-x");
         assert_eq!(body["messages"], json!([{"role": "user", "content": [{"type": "text", "text": "hi"}]}]));
         let back = p.responses.unwrap();

@@ -253,10 +253,10 @@ pub fn to_chat(body: &Value) -> Result<Value, ApiError> {
             out.insert(field.into(), value.clone());
         }
     }
-    if let Some(effort) = request.pointer("/reasoning/effort").filter(|v| !v.is_null()) {
+    if let Some(effort) = body.pointer("/reasoning/effort").filter(|v| !v.is_null()) {
         out.insert("reasoning_effort".into(), effort.clone());
     }
-    if let Some(format) = request.pointer("/text/format") {
+    if let Some(format) = body.pointer("/text/format") {
         match format.get("type").and_then(Value::as_str) {
             Some("json_schema") => {
                 let mut schema = Map::new();
