@@ -75,13 +75,17 @@ fn the_openai_sdk_on_responses_embeddings_and_completions() {
     let messages: Vec<_> = sent.iter().filter(|r| r.path == "/v1/messages").collect();
     assert!(responses.len() >= 3 && messages.len() >= 3, "{:?}", sent.iter().map(|r| &r.path).collect::<Vec<_>>());
     let translated: Value = serde_json::from_str(&messages[0].body).unwrap();
-    assert_eq!(translated["system"][0]["text"], "Be brief.", "{translated}");
+    // prompt-template's decoration for the wealth key's tenant comes first, in `instructions`.
+    let system = translated["system"][0]["text"].as_str().unwrap();
+    assert!(system.starts_with("You are the Acme Bank") && system.ends_with("\n\nBe brief."), "{translated}");
     assert_eq!(translated["model"], "claude-sonnet-4-5");
     for request in &sent {
         assert!(!request.body.contains("jane.doe@example.com"), "{} leaked: {}", request.path, request.body);
         assert!(!request.body.contains("123-45-6789"), "{} leaked: {}", request.path, request.body);
     }
-    let embedded: Vec<_> = sent.iter().filter(|r| r.path == "/v1/embeddings" && r.body.contains("[US_SSN]")).collect();
+    // The reference config hashes SSNs (`[US_SSN:<hash>]`): the provider embeds the token, not the number.
+    let embedded: Vec<_> =
+        sent.iter().filter(|r| r.path == "/v1/embeddings" && r.body.contains("My SSN is [US_SSN:")).collect();
     assert_eq!(embedded.len(), 1, "the embeddings input was masked at the provider");
     assert_eq!(cases["embeddings"]["count"], 2);
     assert!(cases["embeddings"]["dimensions"].as_u64().unwrap() > 0);
@@ -111,7 +115,8 @@ fn the_openai_sdk_on_responses_embeddings_and_completions() {
             .filter(|e| e["tokens_in"].as_str().is_some_and(|t| t.parse::<u64>().unwrap_or(0) > 0))
             .count()
     };
-    assert!(counted("/v1/responses") >= 6, "{entries:?}");
+    // (The log shows the path as sent upstream: translated requests went to /v1/messages.)
+    assert!(counted("/v1/responses") >= 3 && counted("/v1/messages") >= 3, "{entries:?}");
     assert!(counted("/v1/embeddings") >= 1, "{entries:?}");
     assert!(counted("/v1/completions") >= 2, "{entries:?}");
 }
