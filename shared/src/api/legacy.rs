@@ -64,7 +64,10 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn texts(body: &mut Value, walk: fn(&mut Value, &mut dyn FnMut(TextKind, &mut String))) -> Vec<String> {
+    /// A text visitor of this module.
+    type Walk = fn(&mut Value, &mut dyn FnMut(TextKind, &mut String));
+
+    fn texts(body: &mut Value, walk: Walk) -> Vec<String> {
         let mut seen = Vec::new();
         walk(body, &mut |_, text| seen.push(text.clone()));
         seen

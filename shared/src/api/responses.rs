@@ -240,10 +240,10 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn collect(
-        value: &mut Value,
-        walk: fn(&mut Value, &mut dyn FnMut(TextKind, &mut String)),
-    ) -> Vec<(TextKind, String)> {
+    /// A text visitor of this module.
+    type Walk = fn(&mut Value, &mut dyn FnMut(TextKind, &mut String));
+
+    fn collect(value: &mut Value, walk: Walk) -> Vec<(TextKind, String)> {
         let mut seen = Vec::new();
         walk(value, &mut |kind, text| {
             seen.push((kind, text.clone()));
