@@ -5,8 +5,13 @@
 //! messages (`POST /v1/messages`), as JSON or as SSE streams shaped like the
 //! real providers', with usage counted by tiktoken (o200k_base). It also
 //! answers `POST /v1/embeddings` (and Azure's deployment path) with
-//! deterministic vectors (see [`embeddings`]), `GET /v1/models` and
-//! `GET /healthz`.
+//! deterministic vectors (see [`embeddings`]), the OpenAI Responses API
+//! (`POST /v1/responses`, JSON or the real streamed event sequence with usage,
+//! see [`responses`]), legacy completions (`POST /v1/completions` and Azure's
+//! deployment path, JSON or SSE, see [`completions`]), `GET /v1/models` and
+//! `GET /healthz`. The controls below apply to Responses and completions as to
+//! chat (echo: the last user input / the prompt; the tool call becomes a
+//! `function_call` output item).
 //!
 //! Request headers steer it (see [`controls`]):
 //!
