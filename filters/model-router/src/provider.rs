@@ -48,7 +48,8 @@ pub fn is_adapted(path: &str) -> bool {
 /// A Responses request to this backend is translated to chat completions
 /// (and on to Messages for Anthropic): the backend speaks no Responses API.
 fn translates_responses(backend: &Backend, path: &str) -> bool {
-    backend.provider != Provider::Openai && Endpoint::from_path(path) == Some(Endpoint::Responses)
+    (backend.provider != Provider::Openai || backend.chat_only)
+        && Endpoint::from_path(path) == Some(Endpoint::Responses)
 }
 
 /// The 400 for an endpoint a provider does not offer at all.
@@ -117,7 +118,13 @@ pub fn adapt_head(backend: &Backend, path: &str, model: Option<&str>) -> Result<
     let mut head = Head { path: String::new(), set_headers: Vec::new(), remove_headers: Vec::new() };
     match backend.provider {
         Provider::Openai => {
-            head.path = format!("{}{}", backend.path_prefix, path);
+            head.path = if translates_responses(backend, path) {
+                // The reply is translated, so it must arrive readable.
+                head.remove_headers.push("accept-encoding");
+                format!("{}/v1/chat/completions", backend.path_prefix)
+            } else {
+                format!("{}{}", backend.path_prefix, path)
+            };
             head.remove_headers.push("anthropic-version");
         }
         Provider::AzureOpenai => {
@@ -356,6 +363,17 @@ mod tests {
         assert_eq!(body["messages"][0], json!({"role": "system", "content": "Be brief."}));
         assert!(p.remove_headers.contains(&"accept-encoding"));
         assert_eq!(p.responses.unwrap().anthropic, None);
+
+        let b = backend(r#"{"name": "vllm", "path_prefix": "/vllm", "chat_only": true}"#);
+        let p = prepare(&b, "/v1/responses", RESPONSES.as_bytes(), Some("llama")).unwrap();
+        assert_eq!(p.path.as_deref(), Some("/vllm/v1/chat/completions"));
+        let body: Value = serde_json::from_slice(&p.body.unwrap()).unwrap();
+        assert_eq!(body["model"], "llama");
+        assert_eq!(body["messages"][1], json!({"role": "user", "content": "hi"}));
+        assert_eq!(p.responses.unwrap().anthropic, None);
+        let p = prepare(&b, "/v1/chat/completions", CHAT.as_bytes(), Some("llama")).unwrap();
+        assert_eq!(p.path.as_deref(), Some("/vllm/v1/chat/completions"));
+        assert!(p.responses.is_none());
 
         let stateful = r#"{"model": "claude-x", "input": "hi", "previous_response_id": "resp_1"}"#;
         let b = backend(r#"{"name": "claude", "provider": "anthropic"}"#);

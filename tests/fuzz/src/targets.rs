@@ -300,9 +300,12 @@ pub fn fixed_configs_load() -> Result<(), String> {
 }
 
 fn shape(rng: &mut Rng) -> Option<ApiShape> {
-    match rng.below(3) {
+    match rng.below(6) {
         0 => Some(ApiShape::OpenAiChat),
         1 => Some(ApiShape::AnthropicMessages),
+        2 => Some(ApiShape::OpenAiResponses),
+        3 => Some(ApiShape::OpenAiEmbeddings),
+        4 => Some(ApiShape::OpenAiCompletions),
         _ => None,
     }
 }
@@ -559,7 +562,11 @@ fn planning(input: &[u8], rng: &mut Rng) {
 fn templates(input: &[u8], rng: &mut Rng) {
     use prompt_template::request::{complete, process, Answer, Outcome};
     let host = host_from(input, rng);
-    let shape = if rng.one_in(2) { ApiShape::OpenAiChat } else { ApiShape::AnthropicMessages };
+    let shape = match rng.below(3) {
+        0 => ApiShape::OpenAiChat,
+        1 => ApiShape::AnthropicMessages,
+        _ => ApiShape::OpenAiResponses,
+    };
     PROMPT_TEMPLATE.with(|config| {
         let Some(config) = config else { return };
         let Ok(set) = prompt_template::tenant::select(config, &host) else { return };
