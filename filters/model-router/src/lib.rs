@@ -10,6 +10,7 @@ pub mod config;
 pub mod plan;
 pub mod provider;
 mod respond;
+mod respond_responses;
 pub mod route;
 pub mod translate;
 

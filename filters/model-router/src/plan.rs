@@ -3,7 +3,7 @@
 
 use crate::access::{self, Subject};
 use crate::config::{Downstream, CLIENT_ADDRESS_HEADERS, CLIENT_CREDENTIAL_HEADERS, INTERNAL_REQUEST_HEADERS};
-use crate::provider::{adapt_body, is_chat, Handoff};
+use crate::provider::{adapt_request, is_adapted, is_chat, Handoff};
 use crate::route::Decision;
 use crate::translate::request::RequestInfo;
 use aigw_shared::api::Endpoint;
@@ -63,10 +63,16 @@ pub fn route_request(config: &Downstream, host: &dyn Host, path: &str, body: &[u
     // A backend without an upstream instance gets the request adapted here;
     // the config guarantees such a backend needs no other path or headers
     // (`Backend::changes_head`), since those can no longer change now.
-    let adapt_here = is_chat(path) && primary_backend.is_some_and(|b| !b.upstream_instance);
+    let adapt_here = is_adapted(path) && primary_backend.is_some_and(|b| !b.upstream_instance);
     if let Some(backend) = primary_backend.filter(|_| adapt_here) {
         let current = new_body.as_deref().unwrap_or(body);
-        let adapted = adapt_body(backend, current, Some(&plan.primary_model))?;
+        let adapted = adapt_request(backend, path, current, Some(&plan.primary_model))?;
+        if adapted.responses.is_some() {
+            // Only backends with upstream instances translate the Responses API.
+            return Err(ApiError::internal(
+                "This backend needs model-router's upstream instance for the Responses API.",
+            ));
+        }
         if adapted.body.is_some() {
             new_body = adapted.body;
         }

@@ -3,7 +3,8 @@
 
 use crate::config::{Backend, Provider};
 use crate::translate::request::{request_info, to_anthropic, Options, RequestInfo};
-use aigw_shared::api::ApiShape;
+use crate::translate::responses_request::{responses_info, to_chat, ResponsesInfo};
+use aigw_shared::api::{ApiShape, Endpoint};
 use aigw_shared::body::parse_json_object;
 use aigw_shared::ApiError;
 use serde_json::Value;
@@ -21,6 +22,8 @@ pub struct Prepared {
     pub body: Option<Vec<u8>>,
     /// Set when the response must be translated back (Anthropic chat).
     pub translate: Option<RequestInfo>,
+    /// Set when a Responses request was translated to chat.
+    pub responses: Option<ResponsesBack>,
     /// The model the backend was asked for.
     pub model: Option<String>,
 }
@@ -31,6 +34,36 @@ pub struct Prepared {
 /// Envoy shares between attempts.
 pub fn is_chat(path: &str) -> bool {
     ApiShape::from_path(path) == Some(ApiShape::OpenAiChat)
+}
+
+/// Whether a request is one a backend may need adapted (path, model,
+/// translation): chat completions, Responses, embeddings, legacy completions.
+pub fn is_adapted(path: &str) -> bool {
+    matches!(
+        Endpoint::from_path(path),
+        Some(Endpoint::ChatCompletions | Endpoint::Responses | Endpoint::Embeddings | Endpoint::Completions)
+    )
+}
+
+/// A Responses request to this backend is translated to chat completions
+/// (and on to Messages for Anthropic): the backend speaks no Responses API.
+fn translates_responses(backend: &Backend, path: &str) -> bool {
+    (backend.provider != Provider::Openai || backend.chat_only)
+        && Endpoint::from_path(path) == Some(Endpoint::Responses)
+}
+
+/// The 400 for an endpoint a provider does not offer at all.
+fn endpoint_unsupported(backend: &Backend, path: &str) -> ApiError {
+    let what = match Endpoint::from_path(path) {
+        Some(Endpoint::Embeddings) => "embeddings",
+        Some(Endpoint::Completions) => "legacy completions",
+        _ => "this endpoint",
+    };
+    ApiError::bad_request(
+        "unsupported_endpoint",
+        format!("The model's provider ({}) does not offer {what}.", backend.provider.as_str()),
+    )
+    .with_param("model")
 }
 
 /// What the downstream instance hands the upstream instance.
@@ -85,7 +118,13 @@ pub fn adapt_head(backend: &Backend, path: &str, model: Option<&str>) -> Result<
     let mut head = Head { path: String::new(), set_headers: Vec::new(), remove_headers: Vec::new() };
     match backend.provider {
         Provider::Openai => {
-            head.path = format!("{}{}", backend.path_prefix, path);
+            head.path = if translates_responses(backend, path) {
+                // The reply is translated, so it must arrive readable.
+                head.remove_headers.push("accept-encoding");
+                format!("{}/v1/chat/completions", backend.path_prefix)
+            } else {
+                format!("{}{}", backend.path_prefix, path)
+            };
             head.remove_headers.push("anthropic-version");
         }
         Provider::AzureOpenai => {
@@ -96,13 +135,26 @@ pub fn adapt_head(backend: &Backend, path: &str, model: Option<&str>) -> Result<
                 ));
             };
             let deployment = backend.deployment.replace("{model}", model);
+            let operation = match Endpoint::from_path(path) {
+                Some(Endpoint::Embeddings) => "embeddings",
+                Some(Endpoint::Completions) => "completions",
+                // Chat, and Responses translated to chat.
+                _ => "chat/completions",
+            };
             head.path = format!(
-                "{}/openai/deployments/{}/chat/completions?api-version={}",
+                "{}/openai/deployments/{}/{operation}?api-version={}",
                 backend.path_prefix, deployment, backend.api_version
             );
             head.remove_headers.push("anthropic-version");
+            if translates_responses(backend, path) {
+                // The reply is translated, so it must arrive readable.
+                head.remove_headers.push("accept-encoding");
+            }
         }
         Provider::Anthropic => {
+            if !matches!(Endpoint::from_path(path), Some(Endpoint::ChatCompletions | Endpoint::Responses)) {
+                return Err(endpoint_unsupported(backend, path));
+            }
             head.path = format!("{}/v1/messages", backend.path_prefix);
             head.set_headers.push(("anthropic-version", backend.anthropic_version.clone()));
             head.set_headers.push(("content-type", "application/json".to_string()));
@@ -120,6 +172,41 @@ pub struct AdaptedBody {
     pub body: Option<Vec<u8>>,
     /// Set when the response must be translated back (Anthropic chat).
     pub translate: Option<RequestInfo>,
+    /// Set when a Responses request was translated to chat: the reply goes
+    /// back to the Responses shape (see `respond_responses.rs`).
+    pub responses: Option<ResponsesBack>,
+}
+
+/// What the response side needs for a translated Responses request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResponsesBack {
+    pub info: ResponsesInfo,
+    /// Set for Anthropic: the reply is first translated from Messages to chat.
+    pub anthropic: Option<RequestInfo>,
+}
+
+/// Adapts a request `body` sent to `path` for `backend`: chat completions as
+/// [`adapt_body`] does; a Responses request passes to OpenAI-compatible
+/// backends and is translated to chat (then Messages) for the others;
+/// embeddings and legacy completions get the model name, or a 400 from
+/// providers that have no such endpoint.
+pub fn adapt_request(backend: &Backend, path: &str, body: &[u8], model: Option<&str>) -> Result<AdaptedBody, ApiError> {
+    match Endpoint::from_path(path) {
+        Some(Endpoint::Embeddings | Endpoint::Completions) if backend.provider == Provider::Anthropic => {
+            Err(endpoint_unsupported(backend, path))
+        }
+        Some(Endpoint::Responses) if translates_responses(backend, path) => {
+            let value = parse_json_object(body)?;
+            let info = responses_info(&value);
+            let chat = to_chat(&value)?;
+            let chat_bytes = chat.to_string().into_bytes();
+            let adapted = adapt_body(backend, &chat_bytes, model)?;
+            let anthropic = adapted.translate;
+            let body = adapted.body.unwrap_or(chat_bytes);
+            Ok(AdaptedBody { body: Some(body), translate: None, responses: Some(ResponsesBack { info, anthropic }) })
+        }
+        _ => adapt_body(backend, body, model),
+    }
 }
 
 /// Adapts an OpenAI chat `body` for `backend`: the model name, and for
@@ -138,24 +225,28 @@ pub fn adapt_body(backend: &Backend, body: &[u8], model: Option<&str>) -> Result
     match backend.provider {
         Provider::Openai | Provider::AzureOpenai => {
             if value.get("model").and_then(Value::as_str) == Some(model.as_str()) {
-                return Ok(AdaptedBody { body: None, translate: None });
+                return Ok(AdaptedBody { body: None, translate: None, responses: None });
             }
             if let Some(object) = value.as_object_mut() {
                 object.insert("model".into(), Value::String(model));
             }
-            Ok(AdaptedBody { body: Some(value.to_string().into_bytes()), translate: None })
+            Ok(AdaptedBody { body: Some(value.to_string().into_bytes()), translate: None, responses: None })
         }
         Provider::Anthropic => {
             let options = Options { default_max_tokens: backend.default_max_tokens };
             let translated = to_anthropic(&value, &model, &options)?;
-            Ok(AdaptedBody { body: Some(translated.to_string().into_bytes()), translate: Some(request_info(&value)) })
+            Ok(AdaptedBody {
+                body: Some(translated.to_string().into_bytes()),
+                translate: Some(request_info(&value)),
+                responses: None,
+            })
         }
     }
 }
 
 /// Head and body together (as one attempt needs them), for tests and tools.
 pub fn prepare(backend: &Backend, path: &str, body: &[u8], handoff_model: Option<&str>) -> Result<Prepared, ApiError> {
-    let adapted = adapt_body(backend, body, handoff_model)?;
+    let adapted = adapt_request(backend, path, body, handoff_model)?;
     let model = match handoff_model {
         Some(model) => model.to_string(),
         None => parse_json_object(body)?.get("model").and_then(Value::as_str).unwrap_or_default().to_string(),
@@ -167,6 +258,7 @@ pub fn prepare(backend: &Backend, path: &str, body: &[u8], handoff_model: Option
         remove_headers: head.remove_headers,
         body: adapted.body,
         translate: adapted.translate,
+        responses: adapted.responses,
         model: Some(model),
     })
 }
@@ -238,6 +330,76 @@ mod tests {
             json!({"model": "claude-x", "max_tokens": 512, "stream": true, "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]})
         );
         assert_eq!(p.translate, Some(RequestInfo { stream: true, include_usage: false }));
+    }
+
+    const RESPONSES: &str = r#"{"model": "fast", "instructions": "Be brief.", "input": "hi", "stream": true}"#;
+
+    #[test]
+    fn responses_pass_to_openai_and_are_translated_for_the_others() {
+        let b = backend(r#"{"name": "mock"}"#);
+        let p = prepare(&b, "/v1/responses", RESPONSES.as_bytes(), Some("gpt-4o-mini")).unwrap();
+        assert_eq!(p.path.as_deref(), Some("/v1/responses"));
+        let body: Value = serde_json::from_slice(&p.body.unwrap()).unwrap();
+        assert_eq!(body["input"], "hi");
+        assert_eq!(body["model"], "gpt-4o-mini");
+        assert!(p.responses.is_none() && p.translate.is_none());
+
+        let b = backend(r#"{"name": "claude", "provider": "anthropic", "default_max_tokens": 512}"#);
+        let p = prepare(&b, "/v1/responses", RESPONSES.as_bytes(), Some("claude-x")).unwrap();
+        assert_eq!(p.path.as_deref(), Some("/v1/messages"));
+        let body: Value = serde_json::from_slice(&p.body.unwrap()).unwrap();
+        assert_eq!(body["system"], json!([{"type": "text", "text": "Be brief."}]));
+        assert_eq!(body["model"], "claude-x");
+        assert_eq!(body["messages"], json!([{"role": "user", "content": [{"type": "text", "text": "hi"}]}]));
+        let back = p.responses.unwrap();
+        assert!(back.info.stream);
+        assert_eq!(back.anthropic, Some(RequestInfo { stream: true, include_usage: true }));
+        assert!(p.translate.is_none(), "the Responses layer translates the reply, not the chat one");
+
+        let b = backend(r#"{"name": "az", "provider": "azure_openai", "api_version": "2024-10-21"}"#);
+        let p = prepare(&b, "/v1/responses", RESPONSES.as_bytes(), Some("gpt-4o")).unwrap();
+        assert_eq!(p.path.as_deref(), Some("/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21"));
+        let body: Value = serde_json::from_slice(&p.body.unwrap()).unwrap();
+        assert_eq!(body["messages"][0], json!({"role": "system", "content": "Be brief."}));
+        assert!(p.remove_headers.contains(&"accept-encoding"));
+        assert_eq!(p.responses.unwrap().anthropic, None);
+
+        let b = backend(r#"{"name": "vllm", "path_prefix": "/vllm", "chat_only": true}"#);
+        let p = prepare(&b, "/v1/responses", RESPONSES.as_bytes(), Some("llama")).unwrap();
+        assert_eq!(p.path.as_deref(), Some("/vllm/v1/chat/completions"));
+        let body: Value = serde_json::from_slice(&p.body.unwrap()).unwrap();
+        assert_eq!(body["model"], "llama");
+        assert_eq!(body["messages"][1], json!({"role": "user", "content": "hi"}));
+        assert_eq!(p.responses.unwrap().anthropic, None);
+        let p = prepare(&b, "/v1/chat/completions", CHAT.as_bytes(), Some("llama")).unwrap();
+        assert_eq!(p.path.as_deref(), Some("/vllm/v1/chat/completions"));
+        assert!(p.responses.is_none());
+
+        let stateful = r#"{"model": "claude-x", "input": "hi", "previous_response_id": "resp_1"}"#;
+        let b = backend(r#"{"name": "claude", "provider": "anthropic"}"#);
+        let err = prepare(&b, "/v1/responses", stateful.as_bytes(), None).unwrap_err();
+        assert_eq!(
+            (err.status, err.code, err.param.as_deref()),
+            (400, "unsupported_parameter", Some("previous_response_id"))
+        );
+    }
+
+    #[test]
+    fn embeddings_and_completions_per_provider() {
+        let embed = r#"{"model": "text-embedding-3-small", "input": "hi"}"#;
+        let b = backend(r#"{"name": "az", "provider": "azure_openai", "api_version": "2024-10-21"}"#);
+        let p = prepare(&b, "/v1/embeddings", embed.as_bytes(), Some("emb")).unwrap();
+        assert_eq!(p.path.as_deref(), Some("/openai/deployments/emb/embeddings?api-version=2024-10-21"));
+        let p = prepare(&b, "/v1/completions", br#"{"model": "i", "prompt": "x"}"#, None).unwrap();
+        assert_eq!(p.path.as_deref(), Some("/openai/deployments/i/completions?api-version=2024-10-21"));
+        let b = backend(r#"{"name": "mock"}"#);
+        let p = prepare(&b, "/v1/embeddings", embed.as_bytes(), None).unwrap();
+        assert_eq!((p.path.as_deref(), p.body), (Some("/v1/embeddings"), None));
+        let b = backend(r#"{"name": "claude", "provider": "anthropic"}"#);
+        let err = prepare(&b, "/v1/embeddings", embed.as_bytes(), None).unwrap_err();
+        assert_eq!((err.status, err.code), (400, "unsupported_endpoint"));
+        assert_eq!(adapt_head(&b, "/v1/completions", Some("c")).unwrap_err().code, "unsupported_endpoint");
+        assert!(is_adapted("/v1/embeddings") && is_adapted("/v1/responses") && !is_adapted("/v1/models"));
     }
 
     #[test]

@@ -268,7 +268,7 @@ impl Stream {
 
         let mut new_body = None;
         if config.stream_usage == StreamUsage::Inject
-            && self.shape == Some(ApiShape::OpenAiChat)
+            && matches!(self.shape, Some(ApiShape::OpenAiChat | ApiShape::OpenAiCompletions))
             && info.stream
             && !info.include_usage
         {
@@ -294,6 +294,10 @@ impl Stream {
     }
 
     fn output_reserve(&self, config: &Config, requested: Option<u64>) -> u64 {
+        // Embeddings answer with vectors: no output tokens to reserve.
+        if self.shape == Some(ApiShape::OpenAiEmbeddings) {
+            return 0;
+        }
         let wanted = requested.unwrap_or(config.default_output_tokens);
         match config.max_output_tokens {
             Some(cap) => wanted.min(cap),
@@ -516,7 +520,7 @@ impl Stream {
                 if matches!(tracker.and_then(ResponseTracker::problem), Some(ReadProblem::Unreadable)) {
                     host.increment_counter(&metrics::filter("usage_unreadable"), 1);
                 }
-                (Some(Usage { input: self.prompt_tokens, output, cached: 0, cache_creation: 0 }), true)
+                (Some(Usage { input: self.prompt_tokens, output, cached: 0, cache_creation: 0, reasoning: 0 }), true)
             }
             // The upstream failed (or never answered): release.
             None => (None, false),
@@ -544,6 +548,7 @@ impl Stream {
             output: usage.output,
             cached: usage.cached,
             cache_creation: usage.cache_creation,
+            reasoning: usage.reasoning,
             cost_micro_usd: cost,
             usage_estimated: estimated,
             ttft_ms,

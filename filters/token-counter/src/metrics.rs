@@ -63,6 +63,7 @@ pub struct RequestMetrics<'a> {
     pub output: u64,
     pub cached: u64,
     pub cache_creation: u64,
+    pub reasoning: u64,
     pub cost_micro_usd: Option<u64>,
     pub usage_estimated: bool,
     pub ttft_ms: Option<u64>,
@@ -78,6 +79,9 @@ impl RequestMetrics<'_> {
         host.increment_counter(&tokens(model, "output"), self.output);
         host.increment_counter(&tokens(model, "cached"), self.cached);
         host.increment_counter(&tokens(model, "cache_creation"), self.cache_creation);
+        if self.reasoning > 0 {
+            host.increment_counter(&tokens(model, "reasoning"), self.reasoning);
+        }
         match self.cost_micro_usd {
             Some(cost_value) => host.increment_counter(&cost(model), cost_value),
             None => host.increment_counter(&requests(model, "unpriced"), 1),
@@ -121,6 +125,7 @@ mod tests {
             output: 5,
             cached: 2,
             cache_creation: 0,
+            reasoning: 3,
             cost_micro_usd: Some(75),
             usage_estimated: false,
             ttft_ms: Some(120),
@@ -131,6 +136,7 @@ mod tests {
         assert_eq!(host.counter("aigw.token_counter.tokens.model.gpt-4o.input"), 10);
         assert_eq!(host.counter("aigw.token_counter.tokens.model.gpt-4o.output"), 5);
         assert_eq!(host.counter("aigw.token_counter.tokens.model.gpt-4o.cached"), 2);
+        assert_eq!(host.counter("aigw.token_counter.tokens.model.gpt-4o.reasoning"), 3);
         assert_eq!(host.counter("aigw.token_counter.cost.model.gpt-4o.micro_usd"), 75);
         assert_eq!(host.counter("aigw.token_counter.requests.model.gpt-4o.total"), 1);
         assert_eq!(host.histograms.borrow()["aigw.token_counter.latency.model.gpt-4o.ttft_ms"], vec![120]);

@@ -152,7 +152,7 @@ pub fn split_text(text: &str, chunks: Option<usize>) -> Vec<String> {
     }
 }
 
-fn now_secs() -> u64 {
+pub(crate) fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 

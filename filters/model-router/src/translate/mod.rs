@@ -8,6 +8,9 @@
 
 pub mod request;
 pub mod response;
+pub mod responses_request;
+pub mod responses_response;
+pub mod responses_stream;
 pub mod stream;
 
 /// Anthropic `stop_reason` → OpenAI `finish_reason`.
