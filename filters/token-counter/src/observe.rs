@@ -56,7 +56,7 @@ mod tests {
     fn a_streamed_answer_gives_model_reasons_cached_tokens_and_ttft() {
         let mut facts = ResponseFacts::default();
         facts.absorb_event(&json!({"model": "gpt-4o", "choices": [{"delta": {}, "finish_reason": "stop"}]}));
-        let usage = Usage { input: 10, output: 5, cached: 4, cache_creation: 0 };
+        let usage = Usage { input: 10, output: 5, cached: 4, cache_creation: 0, reasoning: 0 };
         let ending = Ending { status: Some(200), facts: Some(&facts), ..Ending::default() };
         let seen = observe(&ending, Some(&usage), Some(120));
         assert_eq!(
