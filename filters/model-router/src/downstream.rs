@@ -4,12 +4,15 @@
 //! translate its reply when this instance translated the request.
 
 use crate::config::{Downstream, BACKEND_HEADER, ENDPOINT_METADATA_PATH};
+use crate::local;
 use crate::plan::{backend_metric, headers_to_strip, rejected_metric, route_request};
 use crate::respond::{self, ResponseMode, Translation};
-use crate::translate::request::RequestInfo;
+use crate::translate::BackTo;
 use aigw_shared::gate::{BodyGate, GatePolicy};
 use aigw_shared::glue::{self, BodyReader, Head, RequestDecision};
 use aigw_shared::host::{CapturedHost, Host};
+use aigw_shared::api::Endpoint;
+use aigw_shared::contract::STATE_TOKENS_COUNTED;
 use aigw_shared::{ApiError, ErrorDialect};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
@@ -25,7 +28,7 @@ pub struct DownstreamFilter {
     /// Whether the route has a single backend (then whoever answered is it).
     single_target: bool,
     /// Set when this instance translated the request (no upstream instances).
-    translate: Option<RequestInfo>,
+    translate: Option<BackTo>,
     response: ResponseMode,
     host: CapturedHost,
 }
@@ -67,7 +70,18 @@ impl BodyReader for DownstreamFilter {
         let config_rc = self.config.clone();
         let crate::config::Config::Downstream(config) = config_rc.as_ref() else { return Action::Continue };
         let body = glue::request_body_bytes(size);
+        let count_tokens = Endpoint::from_path(&self.path) == Some(Endpoint::CountTokens);
         match route_request(config, &self.host, &self.path, &body) {
+            Ok(routed) if count_tokens && local::answers_count_tokens(config, &routed.primary) => {
+                // An OpenAI-shaped backend has no count_tokens: the gateway answers with token-counter's count.
+                let counted = self
+                    .host
+                    .property(&[STATE_TOKENS_COUNTED])
+                    .and_then(|bytes| String::from_utf8(bytes).ok())
+                    .and_then(|text| text.trim().parse::<u64>().ok());
+                self.host.increment_counter("aigw.model_router.count_tokens_answered", 1);
+                answer_json(&local::count_tokens_body(counted, body.len()))
+            }
             Ok(routed) => {
                 self.single_target = routed.single_target;
                 self.primary = Some(routed.primary);
@@ -95,6 +109,12 @@ impl HttpContext for DownstreamFilter {
         }
         self.dialect = head.dialect();
         self.path = head.path.clone();
+        // The model list comes from the routing table, never from a provider.
+        if Endpoint::from_path(&head.path) == Some(Endpoint::Models) && head.method == "GET" {
+            let anthropic = head.host.header("anthropic-version").is_some();
+            let models = self.config().map(|config| local::allowed_models(config, &head.host)).unwrap_or_default();
+            return answer_json(&local::models_body(&models, anthropic));
+        }
         // Without a body there is no model: Envoy's own routes decide (e.g. GET /v1/models).
         glue::open_gate(self, &head, true, policy)
     }
@@ -164,4 +184,10 @@ impl HttpContext for DownstreamFilter {
         self.response = next;
         action
     }
+}
+
+/// A 200 JSON answer made by the gateway itself.
+fn answer_json(body: &[u8]) -> Action {
+    let _ = proxy_wasm::hostcalls::send_http_response(200, vec![("content-type", "application/json")], Some(body));
+    Action::Pause
 }

@@ -2,7 +2,9 @@
 //! the model name, and for Anthropic the whole body. Pure.
 
 use crate::config::{Backend, Provider};
-use crate::translate::request::{request_info, to_anthropic, Options, RequestInfo};
+use crate::translate::messages_request::{messages_info, to_chat};
+use crate::translate::request::{request_info, to_anthropic, Options};
+use crate::translate::BackTo;
 use aigw_shared::api::ApiShape;
 use aigw_shared::body::parse_json_object;
 use aigw_shared::ApiError;
@@ -19,8 +21,8 @@ pub struct Prepared {
     pub remove_headers: Vec<&'static str>,
     /// The new body, when it changes.
     pub body: Option<Vec<u8>>,
-    /// Set when the response must be translated back (Anthropic chat).
-    pub translate: Option<RequestInfo>,
+    /// Set when the response must be translated back to the client's API.
+    pub translate: Option<BackTo>,
     /// The model the backend was asked for.
     pub model: Option<String>,
 }
@@ -31,6 +33,19 @@ pub struct Prepared {
 /// Envoy shares between attempts.
 pub fn is_chat(path: &str) -> bool {
     ApiShape::from_path(path) == Some(ApiShape::OpenAiChat)
+}
+
+/// Whether a request is an Anthropic Messages request (`/v1/messages`).
+pub fn is_messages(path: &str) -> bool {
+    ApiShape::from_path(path) == Some(ApiShape::AnthropicMessages)
+}
+
+/// Whether a request on `path` must be adapted for `backend`: every chat
+/// completions request (path, model, Anthropic translation), and Messages
+/// requests for a backend that does not speak Messages (translated to chat
+/// completions). Messages for Anthropic pass through.
+pub fn needs_adapting(backend: &Backend, path: &str) -> bool {
+    is_chat(path) || (is_messages(path) && backend.provider != Provider::Anthropic)
 }
 
 /// What the downstream instance hands the upstream instance.
@@ -83,7 +98,16 @@ pub struct Head {
 
 pub fn adapt_head(backend: &Backend, path: &str, model: Option<&str>) -> Result<Head, ApiError> {
     let mut head = Head { path: String::new(), set_headers: Vec::new(), remove_headers: Vec::new() };
+    let messages = is_messages(path);
+    if messages {
+        // Translated to chat completions: Anthropic's headers mean nothing
+        // there, and the reply is translated back, so it must arrive readable.
+        head.remove_headers.extend(["anthropic-version", "anthropic-beta", "accept-encoding"]);
+    }
     match backend.provider {
+        Provider::Openai if messages => {
+            head.path = format!("{}/v1/chat/completions", backend.path_prefix);
+        }
         Provider::Openai => {
             head.path = format!("{}{}", backend.path_prefix, path);
             head.remove_headers.push("anthropic-version");
@@ -118,14 +142,16 @@ pub fn adapt_head(backend: &Backend, path: &str, model: Option<&str>) -> Result<
 pub struct AdaptedBody {
     /// The new body, when it changes.
     pub body: Option<Vec<u8>>,
-    /// Set when the response must be translated back (Anthropic chat).
-    pub translate: Option<RequestInfo>,
+    /// Set when the response must be translated back to the client's API.
+    pub translate: Option<BackTo>,
 }
 
-/// Adapts an OpenAI chat `body` for `backend`: the model name, and for
-/// Anthropic the whole request. `model` is the model the downstream instance
-/// chose for this backend; without it the body's own `model` is used.
-pub fn adapt_body(backend: &Backend, body: &[u8], model: Option<&str>) -> Result<AdaptedBody, ApiError> {
+/// Adapts a `body` sent to `path` for `backend`: an OpenAI chat request gets
+/// the model name, and for Anthropic the whole request translated; an
+/// Anthropic Messages request for an OpenAI-shaped backend is translated to
+/// chat completions. `model` is the model the downstream instance chose for
+/// this backend; without it the body's own `model` is used.
+pub fn adapt_body(backend: &Backend, path: &str, body: &[u8], model: Option<&str>) -> Result<AdaptedBody, ApiError> {
     let mut value = parse_json_object(body)?;
     let body_model = value.get("model").and_then(Value::as_str).map(str::to_string);
     let model = match (model, body_model) {
@@ -135,6 +161,16 @@ pub fn adapt_body(backend: &Backend, body: &[u8], model: Option<&str>) -> Result
             return Err(ApiError::bad_request("invalid_request", "The request has no `model`.").with_param("model"))
         }
     };
+    if is_messages(path) {
+        if backend.provider == Provider::Anthropic {
+            return Ok(AdaptedBody { body: None, translate: None });
+        }
+        let translated = to_chat(&value, &model)?;
+        return Ok(AdaptedBody {
+            body: Some(translated.to_string().into_bytes()),
+            translate: Some(BackTo::Messages(messages_info(&value))),
+        });
+    }
     match backend.provider {
         Provider::Openai | Provider::AzureOpenai => {
             if value.get("model").and_then(Value::as_str) == Some(model.as_str()) {
@@ -148,14 +184,17 @@ pub fn adapt_body(backend: &Backend, body: &[u8], model: Option<&str>) -> Result
         Provider::Anthropic => {
             let options = Options { default_max_tokens: backend.default_max_tokens };
             let translated = to_anthropic(&value, &model, &options)?;
-            Ok(AdaptedBody { body: Some(translated.to_string().into_bytes()), translate: Some(request_info(&value)) })
+            Ok(AdaptedBody {
+                body: Some(translated.to_string().into_bytes()),
+                translate: Some(BackTo::Chat(request_info(&value))),
+            })
         }
     }
 }
 
 /// Head and body together (as one attempt needs them), for tests and tools.
 pub fn prepare(backend: &Backend, path: &str, body: &[u8], handoff_model: Option<&str>) -> Result<Prepared, ApiError> {
-    let adapted = adapt_body(backend, body, handoff_model)?;
+    let adapted = adapt_body(backend, path, body, handoff_model)?;
     let model = match handoff_model {
         Some(model) => model.to_string(),
         None => parse_json_object(body)?.get("model").and_then(Value::as_str).unwrap_or_default().to_string(),
@@ -185,6 +224,8 @@ pub fn attempt_backend<'a>(backends: &'a [Backend], endpoint: Option<&str>) -> O
 mod tests {
     use super::*;
     use crate::config::{from_json, Config};
+    use crate::translate::messages_request::MessagesInfo;
+    use crate::translate::request::RequestInfo;
     use serde_json::json;
 
     fn backend(text: &str) -> Backend {
@@ -237,7 +278,47 @@ mod tests {
             body,
             json!({"model": "claude-x", "max_tokens": 512, "stream": true, "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]})
         );
-        assert_eq!(p.translate, Some(RequestInfo { stream: true, include_usage: false }));
+        assert_eq!(p.translate, Some(BackTo::Chat(RequestInfo { stream: true, include_usage: false })));
+    }
+
+    const MESSAGES: &str =
+        r#"{"model": "fast", "max_tokens": 50, "system": "be brief", "messages": [{"role": "user", "content": "hi"}], "stream": true}"#;
+
+    #[test]
+    fn messages_for_openai_shaped_backends_become_chat_completions() {
+        for (b, path) in [
+            (r#"{"name": "mock"}"#, "/v1/chat/completions"),
+            (r#"{"name": "vllm", "path_prefix": "/vllm"}"#, "/vllm/v1/chat/completions"),
+            (
+                r#"{"name": "az", "provider": "azure_openai", "api_version": "2024-10-21"}"#,
+                "/openai/deployments/gpt-4o-mini/chat/completions?api-version=2024-10-21",
+            ),
+        ] {
+            let b = backend(b);
+            assert!(needs_adapting(&b, "/v1/messages?beta=true"));
+            let p = prepare(&b, "/v1/messages?beta=true", MESSAGES.as_bytes(), Some("gpt-4o-mini")).unwrap();
+            assert_eq!(p.path.as_deref(), Some(path));
+            for header in ["anthropic-version", "anthropic-beta", "accept-encoding"] {
+                assert!(p.remove_headers.contains(&header), "{header}");
+            }
+            let body: Value = serde_json::from_slice(&p.body.unwrap()).unwrap();
+            assert_eq!(
+                body,
+                json!({"model": "gpt-4o-mini", "max_tokens": 50, "stream": true, "stream_options": {"include_usage": true},
+                       "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]})
+            );
+            assert_eq!(p.translate, Some(BackTo::Messages(MessagesInfo { stream: true, model: "fast".into() })));
+        }
+        // Messages for Anthropic pass through untouched.
+        let b = backend(r#"{"name": "claude", "provider": "anthropic"}"#);
+        assert!(!needs_adapting(&b, "/v1/messages"));
+        let adapted = adapt_body(&b, "/v1/messages", MESSAGES.as_bytes(), Some("claude-x")).unwrap();
+        assert_eq!(adapted, AdaptedBody { body: None, translate: None });
+        assert!(!needs_adapting(&b, "/v1/messages/count_tokens"));
+        // Untranslatable fields are refused by name.
+        let err = adapt_body(&backend(r#"{"name": "mock"}"#), "/v1/messages", br#"{"model": "m", "max_tokens": 5, "messages": [], "top_k": 3}"#, None)
+            .unwrap_err();
+        assert_eq!((err.code, err.param.as_deref()), ("unsupported_parameter", Some("top_k")));
     }
 
     #[test]

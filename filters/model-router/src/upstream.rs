@@ -10,9 +10,9 @@ use crate::config::{
     HANDOFF_PROPERTY, ROUTE_HEADER,
 };
 use crate::plan::backend_metric;
-use crate::provider::{adapt_body, adapt_head, attempt_backend, is_chat, Handoff};
+use crate::provider::{adapt_body, adapt_head, attempt_backend, needs_adapting, Handoff};
 use crate::respond::{self, ResponseMode, Translation};
-use crate::translate::request::RequestInfo;
+use crate::translate::BackTo;
 use aigw_shared::gate::{BodyGate, GatePolicy};
 use aigw_shared::glue::{self, BodyReader, Head, RequestDecision, RequestEdits};
 use aigw_shared::host::{log, Host, ProxyWasmHost};
@@ -28,7 +28,7 @@ pub struct UpstreamFilter {
     backend: Option<Backend>,
     handoff: Handoff,
     path: String,
-    translate: Option<RequestInfo>,
+    translate: Option<BackTo>,
     response: ResponseMode,
 }
 
@@ -78,7 +78,7 @@ impl BodyReader for UpstreamFilter {
         let Some(backend) = self.backend.clone() else { return Action::Continue };
         let body = glue::request_body_bytes(size);
         let model = self.handoff.model_for(&backend.name).map(str::to_string);
-        match adapt_body(&backend, &body, model.as_deref()) {
+        match adapt_body(&backend, &self.path, &body, model.as_deref()) {
             Ok(adapted) => {
                 self.translate = adapted.translate;
                 let edits = RequestEdits { body: adapted.body, ..RequestEdits::default() };
@@ -126,7 +126,7 @@ impl HttpContext for UpstreamFilter {
         self.set_http_request_header(ATTEMPT_BACKEND_HEADER, Some(&backend.name));
         // When the downstream instance already adapted the request (configured
         // without upstream instances), adapting again would translate twice.
-        let needs = is_chat(&self.path) && !self.handoff.adapted;
+        let needs = needs_adapting(&backend, &self.path) && !self.handoff.adapted;
         self.count_for(&backend.name, "attempts");
         if needs {
             // Path and headers now, while Envoy still lets this filter edit them; the body when it is complete.

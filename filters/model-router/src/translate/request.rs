@@ -3,8 +3,10 @@
 //! Works on `serde_json::Value` and checks every type it reads, so a
 //! malformed request gets a 400 that names the field (`messages[2].content[0]`)
 //! without quoting the prompt. Fields Anthropic has no equivalent for are
-//! dropped (Anthropic rejects unknown fields), except those whose loss would
-//! change the answer (`n > 1`, non-text modalities), which are refused.
+//! refused with 400 `unsupported_parameter` naming the field (`seed`,
+//! `response_format`, `logprobs`, `n > 1`, non-text modalities…): dropping
+//! them would change the answer. Only fields that concern OpenAI's side
+//! (`store`, `metadata`, `service_tier`) and neutral values are dropped.
 
 use aigw_shared::ApiError;
 use serde_json::{json, Map, Value};
@@ -53,6 +55,7 @@ pub fn to_anthropic(body: &Value, model: &str, options: &Options) -> Result<Valu
     let Some(request) = body.as_object() else {
         return Err(ApiError::bad_request("invalid_request", "The request body must be a JSON object."));
     };
+    refuse_untranslatable(request)?;
     let mut out = Map::new();
     out.insert("model".into(), Value::String(model.to_string()));
 
@@ -142,6 +145,62 @@ pub fn to_anthropic(body: &Value, model: &str, options: &Options) -> Result<Valu
         out.insert("metadata".into(), json!({"user_id": user}));
     }
     Ok(Value::Object(out))
+}
+
+/// Fields this translation reads or may drop without changing the answer:
+/// `store`, `metadata` (OpenAI's stored-completion labels) and `service_tier`
+/// concern OpenAI's side only.
+const TRANSLATED_FIELDS: [&str; 17] = [
+    "model",
+    "messages",
+    "max_tokens",
+    "max_completion_tokens",
+    "stop",
+    "temperature",
+    "top_p",
+    "stream",
+    "stream_options",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "user",
+    "n",
+    "store",
+    "metadata",
+    "service_tier",
+];
+
+/// Refuses (400 `unsupported_parameter`, naming the field) what Anthropic's
+/// API cannot express: dropping it would hand the client a different answer
+/// than it asked for (a structured-output parse failing later, a seed that
+/// does not reproduce). Neutral values (`response_format: text`, penalties of
+/// 0, `logprobs: false`, an empty `logit_bias`) are accepted.
+fn refuse_untranslatable(request: &Map<String, Value>) -> Result<(), ApiError> {
+    for (field, value) in request {
+        if TRANSLATED_FIELDS.contains(&field.as_str()) || value.is_null() {
+            continue;
+        }
+        let neutral = match field.as_str() {
+            "response_format" => value.get("type").and_then(Value::as_str) == Some("text"),
+            "presence_penalty" | "frequency_penalty" => value.as_f64() == Some(0.0),
+            "logprobs" => value.as_bool() == Some(false),
+            "logit_bias" => value.as_object().is_some_and(Map::is_empty),
+            "modalities" => value.as_array().is_some_and(|m| m.iter().all(|v| v.as_str() == Some("text"))),
+            _ => false,
+        };
+        if neutral {
+            continue;
+        }
+        let message = match field.as_str() {
+            "response_format" => {
+                "Structured output (`response_format`) cannot be translated for this model's backend (Anthropic)."
+            }
+            "seed" => "Anthropic has no `seed`; the answer would not be reproducible as asked.",
+            _ => "This parameter cannot be translated for this model's backend (Anthropic).",
+        };
+        return Err(unsupported(safe(field), message));
+    }
+    Ok(())
 }
 
 fn positive_int(value: &Value, field: &str) -> Result<u64, ApiError> {
@@ -446,6 +505,35 @@ mod tests {
 
     fn error(body: Value) -> ApiError {
         to_anthropic(&body, "claude-x", &Options::default()).unwrap_err()
+    }
+
+    #[test]
+    fn untranslatable_parameters_are_refused_by_name() {
+        for (field, value) in [
+            ("response_format", json!({"type": "json_object"})),
+            ("response_format", json!({"type": "json_schema", "json_schema": {"name": "x", "schema": {}}})),
+            ("seed", json!(7)),
+            ("logprobs", json!(true)),
+            ("top_logprobs", json!(3)),
+            ("presence_penalty", json!(0.5)),
+            ("logit_bias", json!({"50256": -100})),
+            ("functions", json!([])),
+            ("audio", json!({"voice": "alloy"})),
+            ("something_new", json!(1)),
+        ] {
+            let mut body = json!({"messages": [{"role": "user", "content": "x"}]});
+            body[field] = value;
+            let err = error(body);
+            assert_eq!((err.status, err.code), (400, "unsupported_parameter"), "{field}");
+            assert_eq!(err.param.as_deref(), Some(field));
+        }
+        // Neutral values change nothing and pass.
+        let out = translate(json!({"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "text"},
+            "presence_penalty": 0, "frequency_penalty": 0.0, "logprobs": false, "logit_bias": {}, "seed": null,
+            "store": false, "metadata": {"tag": "a"}, "service_tier": "auto", "modalities": ["text"]}));
+        for field in ["response_format", "presence_penalty", "seed", "store", "metadata", "service_tier", "modalities"] {
+            assert!(out.get(field).is_none(), "{field}");
+        }
     }
 
     #[test]
