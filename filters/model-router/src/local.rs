@@ -124,16 +124,16 @@ mod tests {
             envoy_value::encode(&json!({"anthropic": ["claude-*"]})),
         );
         assert_eq!(ids(&allowed_models(&c, &jwt)), ["claude-sonnet-4-5", "smart"]);
-        let none = config(r#"{"backends": [{"name": "m"}], "models": [{"name": "x", "targets": [{"backend": "m"}]}], "access": {"default": []}}"#);
+        let none = config(
+            r#"{"backends": [{"name": "m"}], "models": [{"name": "x", "targets": [{"backend": "m"}]}], "access": {"default": []}}"#,
+        );
         assert!(allowed_models(&none, &FakeHost::new()).is_empty());
     }
 
     #[test]
     fn openai_and_anthropic_list_shapes() {
-        let models = vec![
-            Listed { id: "a".into(), provider: "openai" },
-            Listed { id: "b".into(), provider: "anthropic" },
-        ];
+        let models =
+            vec![Listed { id: "a".into(), provider: "openai" }, Listed { id: "b".into(), provider: "anthropic" }];
         let openai: Value = serde_json::from_slice(&models_body(&models, false)).unwrap();
         assert_eq!(
             openai,

@@ -160,7 +160,12 @@ pub fn plan(config: &Downstream, body: &[u8], host: &dyn Host) -> Result<Plan, A
 
 /// Allows or refuses (403) `requested`, routed as `decision`, for the caller
 /// (`access`: JWT claim, team lists, default). Without `access` every model is allowed.
-pub fn check_access(config: &Downstream, requested: &str, decision: &Decision, host: &dyn Host) -> Result<(), ApiError> {
+pub fn check_access(
+    config: &Downstream,
+    requested: &str,
+    decision: &Decision,
+    host: &dyn Host,
+) -> Result<(), ApiError> {
     let Some(policy) = &config.access else { return Ok(()) };
     let resolve = |source: &aigw_shared::attributes::Source| source.resolve(host);
     let alias = config.aliases.get(requested).map(String::as_str);

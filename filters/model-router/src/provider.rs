@@ -281,8 +281,7 @@ mod tests {
         assert_eq!(p.translate, Some(BackTo::Chat(RequestInfo { stream: true, include_usage: false })));
     }
 
-    const MESSAGES: &str =
-        r#"{"model": "fast", "max_tokens": 50, "system": "be brief", "messages": [{"role": "user", "content": "hi"}], "stream": true}"#;
+    const MESSAGES: &str = r#"{"model": "fast", "max_tokens": 50, "system": "be brief", "messages": [{"role": "user", "content": "hi"}], "stream": true}"#;
 
     #[test]
     fn messages_for_openai_shaped_backends_become_chat_completions() {
@@ -316,8 +315,13 @@ mod tests {
         assert_eq!(adapted, AdaptedBody { body: None, translate: None });
         assert!(!needs_adapting(&b, "/v1/messages/count_tokens"));
         // Untranslatable fields are refused by name.
-        let err = adapt_body(&backend(r#"{"name": "mock"}"#), "/v1/messages", br#"{"model": "m", "max_tokens": 5, "messages": [], "top_k": 3}"#, None)
-            .unwrap_err();
+        let err = adapt_body(
+            &backend(r#"{"name": "mock"}"#),
+            "/v1/messages",
+            br#"{"model": "m", "max_tokens": 5, "messages": [], "top_k": 3}"#,
+            None,
+        )
+        .unwrap_err();
         assert_eq!((err.code, err.param.as_deref()), ("unsupported_parameter", Some("top_k")));
     }
 

@@ -190,9 +190,10 @@ fn local_replies_in_openai_shape() {
     assert_eq!(vm.counter("aigw.model_router.routing_rejected.code.model_not_allowed"), 1);
     assert_eq!(vm.counter("aigw.model_router.routing_rejected.code.model_not_found"), 1);
 
-    // A body-less request (GET /v1/models) passes without a route header, and a spoofed one is dropped.
+    // A body-less request (GET /healthz) passes without a route header, and a spoofed one is dropped.
+    // (GET /v1/models is answered by the filter: models_and_count_tokens_are_answered_locally.)
     let mut s = vm.stream();
-    let action = s.send_request_headers(&[(":method", "GET"), (":path", "/v1/models"), ("x-aigw-route", "x")], true);
+    let action = s.send_request_headers(&[(":method", "GET"), (":path", "/healthz"), ("x-aigw-route", "x")], true);
     assert_eq!(action, Action::Continue);
     assert_eq!(header(&s.upstream_request_headers().unwrap(), "x-aigw-route"), None);
 }
@@ -508,7 +509,12 @@ fn a_body_ended_by_trailers_is_routed_and_refused_like_any_other() {
 fn send_messages(vm: &Vm, path: &str, body: &Value) -> Stream {
     let text = body.to_string();
     let mut s = vm.stream();
-    let headers = [(":method", "POST"), (":path", path), ("content-type", "application/json"), ("anthropic-version", "2023-06-01")];
+    let headers = [
+        (":method", "POST"),
+        (":path", path),
+        ("content-type", "application/json"),
+        ("anthropic-version", "2023-06-01"),
+    ];
     assert_eq!(s.send_request_headers(&headers, false), Action::Continue);
     s.send_request_body(text.as_bytes(), true);
     s
@@ -621,7 +627,10 @@ fn models_and_count_tokens_are_answered_locally() {
     assert_eq!(ids, ["failover-demo", "fast", "gpt-4o-mini", "private-llm"]);
     let mut s = vm.stream();
     s.set_jwt_payload(json!({"llms": ["gpt-4o-mini"]}));
-    s.send_request_headers(&[(":method", "GET"), (":path", "/v1/models?limit=20"), ("anthropic-version", "2023-06-01")], true);
+    s.send_request_headers(
+        &[(":method", "GET"), (":path", "/v1/models?limit=20"), ("anthropic-version", "2023-06-01")],
+        true,
+    );
     let reply = s.local_reply().unwrap();
     assert_eq!(reply.json()["data"][0]["type"], "model");
     let listed = reply.json();

@@ -232,7 +232,10 @@ fn pii_is_masked_and_budgets_apply_on_messages_as_on_chat() {
     let gw = Gateway::start();
     let email = "jane.doe@example.com";
     for (path, body) in [
-        ("/v1/chat/completions", json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": format!("mail {email} now")}]})),
+        (
+            "/v1/chat/completions",
+            json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": format!("mail {email} now")}]}),
+        ),
         ("/v1/messages", messages_body("gpt-4o-mini", &format!("mail {email} now"), false)),
     ] {
         gw.clear_mocks();

@@ -326,7 +326,9 @@ async fn respond(
         }
         return match reply::count_message_tokens(body) {
             Ok(answer) => json_response(backend, id, 200, &answer),
-            Err(reason) => json_response(backend, id, 400, &reply::error_body(Api::Anthropic, 400, &format!("mock: {reason}"))),
+            Err(reason) => {
+                json_response(backend, id, 400, &reply::error_body(Api::Anthropic, 400, &format!("mock: {reason}")))
+            }
         };
     }
     if embeddings_path(path) {

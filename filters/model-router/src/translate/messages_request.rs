@@ -125,7 +125,10 @@ pub fn to_chat(body: &Value, model: &str) -> Result<Value, ApiError> {
         }
     }
     if request.get("top_k").is_some_and(|v| !v.is_null()) {
-        return Err(unsupported("top_k", "`top_k` has no equivalent in this model's backend (an OpenAI-compatible API)."));
+        return Err(unsupported(
+            "top_k",
+            "`top_k` has no equivalent in this model's backend (an OpenAI-compatible API).",
+        ));
     }
 
     match request.get("stop_sequences") {
@@ -139,10 +142,7 @@ pub fn to_chat(body: &Value, model: &str) -> Result<Value, ApiError> {
                 }
             }
             if stops.len() > MAX_STOP_SEQUENCES {
-                return Err(unsupported(
-                    "stop_sequences",
-                    "This model's backend takes at most 4 stop sequences.",
-                ));
+                return Err(unsupported("stop_sequences", "This model's backend takes at most 4 stop sequences."));
             }
             if !stops.is_empty() {
                 out.insert("stop".into(), Value::Array(stops));
@@ -346,7 +346,12 @@ fn image_part(block: &Value, path: &str) -> Result<Value, ApiError> {
             Some(Value::String(url)) if url.starts_with("https://") || url.starts_with("http://") => url.clone(),
             _ => return Err(invalid(&format!("{source_path}.url"), "An image URL must be an http(s) URL.")),
         },
-        _ => return Err(unsupported(&format!("{source_path}.type"), "Only base64 and url image sources can be translated.")),
+        _ => {
+            return Err(unsupported(
+                &format!("{source_path}.type"),
+                "Only base64 and url image sources can be translated.",
+            ))
+        }
     };
     Ok(json!({"type": "image_url", "image_url": {"url": url}}))
 }
@@ -492,7 +497,10 @@ fn convert_tool_choice(choice: &Value) -> Result<(Value, Option<bool>), ApiError
         None | Some(Value::Null) => None,
         Some(Value::Bool(disable)) => Some(!disable),
         Some(_) => {
-            return Err(invalid("tool_choice.disable_parallel_tool_use", "`disable_parallel_tool_use` must be a boolean."))
+            return Err(invalid(
+                "tool_choice.disable_parallel_tool_use",
+                "`disable_parallel_tool_use` must be a boolean.",
+            ))
         }
     };
     let converted = match choice.get("type").and_then(Value::as_str) {
@@ -555,7 +563,10 @@ mod tests {
                 "stream": true, "stream_options": {"include_usage": true}
             })
         );
-        assert_eq!(messages_info(&json!({"model": "m", "stream": true})), MessagesInfo { stream: true, model: "m".into() });
+        assert_eq!(
+            messages_info(&json!({"model": "m", "stream": true})),
+            MessagesInfo { stream: true, model: "m".into() }
+        );
     }
 
     #[test]
@@ -590,14 +601,19 @@ mod tests {
         assert_eq!(out["tool_choice"], json!({"type": "function", "function": {"name": "get_weather"}}));
         assert_eq!(out["parallel_tool_calls"], false);
         let tools = json!([{"name": "f"}]);
-        for (choice, expected) in
-            [(json!({"type": "auto"}), json!("auto")), (json!({"type": "any"}), json!("required")), (json!({"type": "none"}), json!("none"))]
-        {
+        for (choice, expected) in [
+            (json!({"type": "auto"}), json!("auto")),
+            (json!({"type": "any"}), json!("required")),
+            (json!({"type": "none"}), json!("none")),
+        ] {
             let out = translate(json!({"messages": [], "tools": tools, "tool_choice": choice}));
             assert_eq!(out["tool_choice"], expected);
             assert!(out.get("parallel_tool_calls").is_none());
         }
-        assert_eq!(translate(json!({"messages": [], "tools": tools}))["tools"][0]["function"]["parameters"]["type"], "object");
+        assert_eq!(
+            translate(json!({"messages": [], "tools": tools}))["tools"][0]["function"]["parameters"]["type"],
+            "object"
+        );
     }
 
     #[test]
@@ -626,8 +642,14 @@ mod tests {
             (json!({"messages": [], "service_tier": "standard_only"}), "service_tier"),
             (json!({"messages": [], "metadata": {"session": "x"}}), "metadata.session"),
             (json!({"messages": [], "stop_sequences": ["a", "b", "c", "d", "e"]}), "stop_sequences"),
-            (json!({"messages": [], "tools": [{"type": "web_search_20250305", "name": "web_search"}]}), "tools[0].type"),
-            (json!({"messages": [{"role": "user", "content": [{"type": "document", "source": {}}]}]}), "messages[0].content[0]"),
+            (
+                json!({"messages": [], "tools": [{"type": "web_search_20250305", "name": "web_search"}]}),
+                "tools[0].type",
+            ),
+            (
+                json!({"messages": [{"role": "user", "content": [{"type": "document", "source": {}}]}]}),
+                "messages[0].content[0]",
+            ),
             (
                 json!({"messages": [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": [{"type": "image", "source": {}}]}]}]}),
                 "messages[0].content[0].content[0]",
@@ -652,12 +674,18 @@ mod tests {
             (json!({"messages": ["secret"], "max_tokens": 1}), "messages[0]"),
             (json!({"messages": [{"role": "system", "content": "secret"}], "max_tokens": 1}), "messages[0].role"),
             (json!({"messages": [{"role": "user", "content": 4}], "max_tokens": 1}), "messages[0].content"),
-            (json!({"messages": [{"role": "user", "content": [{"type": "text"}]}], "max_tokens": 1}), "messages[0].content[0]"),
+            (
+                json!({"messages": [{"role": "user", "content": [{"type": "text"}]}], "max_tokens": 1}),
+                "messages[0].content[0]",
+            ),
             (json!({"messages": []}), "max_tokens"),
             (json!({"messages": [], "max_tokens": 0}), "max_tokens"),
             (json!({"messages": [], "max_tokens": 1, "temperature": "hot"}), "temperature"),
             (json!({"messages": [], "max_tokens": 1, "tool_choice": {"type": "any"}}), "tool_choice"),
-            (json!({"messages": [{"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "f", "input": "secret"}]}], "max_tokens": 1}), "messages[0].content[0].input"),
+            (
+                json!({"messages": [{"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "f", "input": "secret"}]}], "max_tokens": 1}),
+                "messages[0].content[0].input",
+            ),
         ];
         for (body, param) in cases {
             let err = to_chat(&body, "m").unwrap_err();

@@ -189,9 +189,13 @@ mod tests {
 
     #[test]
     fn errors_take_anthropics_shape() {
-        let body = json!({"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}});
+        let body =
+            json!({"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}});
         let out = parse(to_message(429, body.to_string().as_bytes()).unwrap());
-        assert_eq!(out, json!({"type": "error", "error": {"type": "rate_limit_error", "message": "Rate limit reached"}}));
+        assert_eq!(
+            out,
+            json!({"type": "error", "error": {"type": "rate_limit_error", "message": "Rate limit reached"}})
+        );
         let out = parse(to_message(502, b"<html>secret proxy page</html>").unwrap());
         assert_eq!(out["error"]["type"], "api_error");
         assert!(!out["error"]["message"].as_str().unwrap().contains("secret"));

@@ -157,7 +157,11 @@ impl ChatStreamTranslator {
         if self.open != Some(Block::Tool(index)) {
             if self.seen_tools.contains(&index) {
                 // Anthropic's blocks follow each other; an interleaved call cannot be placed.
-                self.fail("api_error", "The model's backend interleaved tool calls; the stream cannot be translated.", out);
+                self.fail(
+                    "api_error",
+                    "The model's backend interleaved tool calls; the stream cannot be translated.",
+                    out,
+                );
                 return;
             }
             self.seen_tools.push(index);
@@ -387,9 +391,13 @@ mod tests {
         let mut translator = ChatStreamTranslator::new("m", 64);
         assert!(String::from_utf8_lossy(&translator.feed(&[b'x'; 100])).contains("larger"));
         // Interleaved tool calls cannot be placed.
-        let text = chunk(json!({"tool_calls": [{"index": 0, "id": "a", "function": {"name": "f", "arguments": ""}}]}), None)
-            + &chunk(json!({"tool_calls": [{"index": 1, "id": "b", "function": {"name": "g", "arguments": ""}}]}), None)
-            + &chunk(json!({"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]}), None);
+        let text =
+            chunk(json!({"tool_calls": [{"index": 0, "id": "a", "function": {"name": "f", "arguments": ""}}]}), None)
+                + &chunk(
+                    json!({"tool_calls": [{"index": 1, "id": "b", "function": {"name": "g", "arguments": ""}}]}),
+                    None,
+                )
+                + &chunk(json!({"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]}), None);
         let all = events(&ChatStreamTranslator::new("m", 1 << 20).feed(text.as_bytes()));
         assert_eq!(all.last().unwrap().0, "error");
     }

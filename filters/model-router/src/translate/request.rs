@@ -528,10 +528,12 @@ mod tests {
             assert_eq!(err.param.as_deref(), Some(field));
         }
         // Neutral values change nothing and pass.
-        let out = translate(json!({"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "text"},
+        let out =
+            translate(json!({"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "text"},
             "presence_penalty": 0, "frequency_penalty": 0.0, "logprobs": false, "logit_bias": {}, "seed": null,
             "store": false, "metadata": {"tag": "a"}, "service_tier": "auto", "modalities": ["text"]}));
-        for field in ["response_format", "presence_penalty", "seed", "store", "metadata", "service_tier", "modalities"] {
+        for field in ["response_format", "presence_penalty", "seed", "store", "metadata", "service_tier", "modalities"]
+        {
             assert!(out.get(field).is_none(), "{field}");
         }
     }
@@ -573,7 +575,7 @@ mod tests {
             "messages": [{"role": "user", "content": "hi"}],
             "max_tokens": 10, "max_completion_tokens": 20, "temperature": 0.5, "top_p": 0.9,
             "stop": ["END", "  ", "STOP"], "stream": true, "stream_options": {"include_usage": true},
-            "user": "u-1", "presence_penalty": 0.3, "seed": 4
+            "user": "u-1", "presence_penalty": 0, "seed": null
         }));
         assert_eq!(out["max_tokens"], 20);
         assert_eq!(out["temperature"], 0.5);
