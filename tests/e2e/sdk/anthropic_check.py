@@ -111,7 +111,7 @@ try:
 except anthropic.NotFoundError as err:
     report("error-not-found", status=err.status_code, error_type=err.body["error"]["type"], request_id=err.request_id)
 try:
-    client.messages.create(model="gpt-4o-mini", max_tokens=5, messages=conversation, top_k=5)
+    client.messages.create(model="gpt-4o-mini", max_tokens=5, messages=conversation, extra_body={"top_k": 5})
     report("error-unsupported", ok=False)
 except anthropic.BadRequestError as err:
     report("error-unsupported", status=err.status_code, error_type=err.body["error"]["type"], message=err.body["error"]["message"])

@@ -92,7 +92,9 @@ fn the_anthropic_sdk_reaches_claude_and_openai_models() {
     assert!(to_claude[..3].iter().all(|r| r.path == "/v1/messages"), "{to_claude:#?}");
     assert_eq!(to_claude[3].path, "/v1/messages/count_tokens");
     let first = to_claude[0].body_json().unwrap();
-    assert_eq!(first["system"][0]["cache_control"], json!({"type": "ephemeral"}));
+    // prompt-template put the wealth team's system prompt first; the client's block follows, as sent.
+    let client_block = first["system"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(client_block, json!({"type": "text", "text": "You are terse.", "cache_control": {"type": "ephemeral"}}));
     assert_eq!(first["tools"][0]["input_schema"]["required"], json!(["city"]));
     // gpt-4o-mini: chat completions, never the Messages body; count_tokens answered by the gateway.
     let to_mock = chat_requests(gw.mock("mock"));
@@ -100,10 +102,13 @@ fn the_anthropic_sdk_reaches_claude_and_openai_models() {
     assert!(to_mock.iter().all(|r| r.path == "/v1/chat/completions"), "{to_mock:#?}");
     let sent = to_mock[0].body_json().unwrap();
     assert_eq!(sent["model"], "gpt-4o-mini");
-    assert_eq!(
-        sent["messages"],
-        json!([{"role": "system", "content": "You are terse."}, {"role": "user", "content": question}])
-    );
+    // One system message: the wealth team's prompt (prompt-template) and the client's, then the question.
+    let turns = sent["messages"].as_array().unwrap();
+    assert_eq!(turns.len(), 2, "{sent}");
+    assert_eq!(turns[0]["role"], "system");
+    let system = turns[0]["content"].as_str().unwrap();
+    assert!(system.starts_with("You are the Acme Bank wealth") && system.ends_with("\n\nYou are terse."), "{system}");
+    assert_eq!(turns[1], json!({"role": "user", "content": question}));
     assert_eq!(sent["tools"][0]["type"], "function");
     assert_eq!(sent["tools"][0]["function"]["name"], "get_weather");
     assert_eq!(sent["tools"][0]["function"]["parameters"]["required"], json!(["city"]));
@@ -114,12 +119,12 @@ fn the_anthropic_sdk_reaches_claude_and_openai_models() {
     let streamed = to_mock[1].body_json().unwrap();
     assert_eq!((&streamed["stream"], &streamed["stream_options"]), (&json!(true), &json!({"include_usage": true})));
     let followup = to_mock[2].body_json().unwrap();
-    let turns = followup["messages"].as_array().unwrap();
+    let turns: Vec<&Value> = followup["messages"].as_array().unwrap().iter().filter(|t| t["role"] != "system").collect();
     assert_eq!(turns[1]["role"], "assistant");
     assert_eq!(turns[1]["tool_calls"][0]["function"]["name"], "get_weather");
     let call_id = turns[1]["tool_calls"][0]["id"].clone();
-    assert_eq!(turns[2], json!({"role": "tool", "tool_call_id": call_id, "content": "18 degrees"}));
-    assert_eq!(turns[3], json!({"role": "user", "content": "Thanks, and tomorrow?"}));
+    assert_eq!(*turns[2], json!({"role": "tool", "tool_call_id": call_id, "content": "18 degrees"}));
+    assert_eq!(*turns[3], json!({"role": "user", "content": "Thanks, and tomorrow?"}));
 
     // Errors: the SDK's classes, Anthropic's error types.
     assert_eq!(cases["error-not-found"]["status"], 404);

@@ -7,7 +7,7 @@
 //! What the chat API cannot express is refused with 400
 //! `unsupported_parameter` naming the field (a dropped `thinking` or `top_k`
 //! would silently change the answer). Only hints that change nothing about
-//! the answer are dropped: `cache_control` (prompt caching is the provider's
+//! the answer are dropped: `cache_control`, top-level or on a block (prompt caching is the provider's
 //! business), `thinking` blocks in the history (only a Claude model can read
 //! them), and `tool_result.is_error` (the result's text says what failed).
 //! The README's translation table lists every field.
@@ -30,7 +30,8 @@ const MAX_STOP_SEQUENCES: usize = 4;
 
 /// Top-level fields of a Messages request this translation understands.
 /// Anything else is refused, not dropped.
-const KNOWN_FIELDS: [&str; 14] = [
+const KNOWN_FIELDS: [&str; 15] = [
+    "cache_control",
     "model",
     "messages",
     "system",
@@ -661,9 +662,12 @@ mod tests {
             assert_eq!((err.status, err.code), (400, "unsupported_parameter"), "{body}");
             assert_eq!(err.param.as_deref(), Some(param), "{body}");
         }
-        // Disabled thinking and the default tier change nothing: accepted.
-        let out = translate(json!({"messages": [], "thinking": {"type": "disabled"}, "service_tier": "auto"}));
-        assert!(out.get("thinking").is_none() && out.get("service_tier").is_none());
+        // Disabled thinking, the default tier and caching hints change nothing: accepted, dropped.
+        let out = translate(json!({"messages": [], "thinking": {"type": "disabled"}, "service_tier": "auto",
+                                   "cache_control": {"type": "ephemeral"}}));
+        for field in ["thinking", "service_tier", "cache_control"] {
+            assert!(out.get(field).is_none(), "{field}");
+        }
     }
 
     #[test]
