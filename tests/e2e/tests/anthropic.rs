@@ -97,8 +97,9 @@ fn the_anthropic_sdk_reaches_claude_and_openai_models() {
     assert_eq!(client_block, json!({"type": "text", "text": "You are terse.", "cache_control": {"type": "ephemeral"}}));
     assert_eq!(first["tools"][0]["input_schema"]["required"], json!(["city"]));
     // gpt-4o-mini: chat completions, never the Messages body; count_tokens answered by the gateway.
+    // (The fourth is the error-upstream case, answered 429 by the mock.)
     let to_mock = chat_requests(gw.mock("mock"));
-    assert_eq!(to_mock.len(), 3, "{to_mock:#?}");
+    assert_eq!(to_mock.len(), 4, "{to_mock:#?}");
     assert!(to_mock.iter().all(|r| r.path == "/v1/chat/completions"), "{to_mock:#?}");
     let sent = to_mock[0].body_json().unwrap();
     assert_eq!(sent["model"], "gpt-4o-mini");
@@ -119,7 +120,8 @@ fn the_anthropic_sdk_reaches_claude_and_openai_models() {
     let streamed = to_mock[1].body_json().unwrap();
     assert_eq!((&streamed["stream"], &streamed["stream_options"]), (&json!(true), &json!({"include_usage": true})));
     let followup = to_mock[2].body_json().unwrap();
-    let turns: Vec<&Value> = followup["messages"].as_array().unwrap().iter().filter(|t| t["role"] != "system").collect();
+    let turns: Vec<&Value> =
+        followup["messages"].as_array().unwrap().iter().filter(|t| t["role"] != "system").collect();
     assert_eq!(turns[1]["role"], "assistant");
     assert_eq!(turns[1]["tool_calls"][0]["function"]["name"], "get_weather");
     let call_id = turns[1]["tool_calls"][0]["id"].clone();
