@@ -278,7 +278,10 @@ mod tests {
             body,
             json!({"model": "claude-x", "max_tokens": 512, "stream": true, "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]})
         );
-        assert_eq!(p.translate, Some(BackTo::Chat(RequestInfo { stream: true, include_usage: false })));
+        assert_eq!(
+            p.translate,
+            Some(BackTo::Chat(RequestInfo { stream: true, include_usage: false, json_tool: None }))
+        );
     }
 
     const MESSAGES: &str = r#"{"model": "fast", "max_tokens": 50, "system": "be brief", "messages": [{"role": "user", "content": "hi"}], "stream": true}"#;

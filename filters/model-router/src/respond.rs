@@ -21,7 +21,7 @@ pub enum ResponseMode {
     Untouched,
     /// A whole JSON body, translated at its end (`status` 0: unreadable
     /// encoding); `to_messages`: to Anthropic's shape, else to OpenAI's.
-    Json { status: u32, to_messages: bool },
+    Json { status: u32, to_messages: bool, json_tool: Option<String> },
     /// An Anthropic SSE stream, translated event by event to chat chunks.
     Stream(Box<StreamTranslator>),
     /// A chat completions SSE stream, translated chunk by chunk to Anthropic events.
@@ -63,13 +63,15 @@ pub fn on_headers(
         ctx.set_http_response_header("content-encoding", None);
         ctx.set_http_response_header("content-type", Some("application/json"));
         let to_messages = matches!(back, BackTo::Messages(_));
-        return (Action::Continue, ResponseMode::Json { status: 0, to_messages }, Translation::Unreadable);
+        let mode = ResponseMode::Json { status: 0, to_messages, json_tool: None };
+        return (Action::Continue, mode, Translation::Unreadable);
     }
     if streaming {
         let mode = match back {
-            BackTo::Chat(info) => {
-                ResponseMode::Stream(Box::new(StreamTranslator::new(info.include_usage, created, max_event_bytes)))
-            }
+            BackTo::Chat(info) => ResponseMode::Stream(Box::new(
+                StreamTranslator::new(info.include_usage, created, max_event_bytes)
+                    .with_json_tool(info.json_tool.clone()),
+            )),
             BackTo::Messages(info) => {
                 ResponseMode::MessagesStream(Box::new(ChatStreamTranslator::new(&info.model, max_event_bytes)))
             }
@@ -79,8 +81,11 @@ pub fn on_headers(
     ctx.set_http_response_header("content-type", Some("application/json"));
     // The headers go on now (a filter cannot pause them without Envoy's
     // `allow_on_headers_stop_iteration`); the body is held until it is complete.
-    let to_messages = matches!(back, BackTo::Messages(_));
-    (Action::Continue, ResponseMode::Json { status, to_messages }, Translation::Started)
+    let (to_messages, json_tool) = match back {
+        BackTo::Chat(info) => (false, info.json_tool.clone()),
+        BackTo::Messages(_) => (true, None),
+    };
+    (Action::Continue, ResponseMode::Json { status, to_messages, json_tool }, Translation::Started)
 }
 
 /// One response body callback. Returns the action, the next mode, and
@@ -117,9 +122,9 @@ pub fn on_body(
             ctx.set_http_response_body(0, body_size, &out);
             (Action::Continue, ResponseMode::MessagesStream(translator), false)
         }
-        ResponseMode::Json { status, to_messages } => {
+        ResponseMode::Json { status, to_messages, json_tool } => {
             if !end_of_stream && body_size <= max_body_bytes {
-                return (Action::Pause, ResponseMode::Json { status, to_messages }, false);
+                return (Action::Pause, ResponseMode::Json { status, to_messages, json_tool }, false);
             }
             let body = ctx.get_http_response_body(0, body_size).unwrap_or_default();
             // The same conditions give the same errors as pii-mask's on every route.
@@ -130,7 +135,7 @@ pub fn on_body(
             } else if to_messages {
                 messages_response::to_message(status, &body)
             } else {
-                response::to_openai(status, &body, created)
+                response::to_openai_with(status, &body, created, json_tool.as_deref())
             };
             // The status went out with the headers: an untranslatable body
             // becomes an error body (an encoded one already got its 502).
