@@ -9,7 +9,6 @@ use crate::plan::{backend_metric, headers_to_strip, rejected_metric, route_reque
 use crate::respond::{self, ResponseMode, Translation};
 use crate::translate::BackTo;
 use aigw_shared::api::Endpoint;
-use aigw_shared::contract::STATE_TOKENS_COUNTED;
 use aigw_shared::gate::{BodyGate, GatePolicy};
 use aigw_shared::glue::{self, BodyReader, Head, RequestDecision};
 use aigw_shared::host::{CapturedHost, Host};
@@ -70,24 +69,17 @@ impl BodyReader for DownstreamFilter {
         let config_rc = self.config.clone();
         let crate::config::Config::Downstream(config) = config_rc.as_ref() else { return Action::Continue };
         let body = glue::request_body_bytes(size);
-        let count_tokens = Endpoint::from_path(&self.path) == Some(Endpoint::CountTokens);
         match route_request(config, &self.host, &self.path, &body) {
-            Ok(routed) if count_tokens && local::answers_count_tokens(config, &routed.primary) => {
-                // An OpenAI-shaped backend has no count_tokens: the gateway answers with token-counter's count.
-                let counted = self
-                    .host
-                    .property(&[STATE_TOKENS_COUNTED])
-                    .and_then(|bytes| String::from_utf8(bytes).ok())
-                    .and_then(|text| text.trim().parse::<u64>().ok());
-                self.host.increment_counter("aigw.model_router.count_tokens_answered", 1);
-                answer_json(&local::count_tokens_body(counted, body.len()))
-            }
-            Ok(routed) => {
-                self.single_target = routed.single_target;
-                self.primary = Some(routed.primary);
-                self.translate = routed.translate;
-                glue::apply_request(&RequestDecision::Forward(routed.edits), size, self.dialect)
-            }
+            Ok(routed) => match local::count_tokens_answer(config, &self.path, &routed.primary, &self.host, body.len())
+            {
+                Some(answer) => answer_json(&answer),
+                None => {
+                    self.single_target = routed.single_target;
+                    self.primary = Some(routed.primary);
+                    self.translate = routed.translate;
+                    glue::apply_request(&RequestDecision::Forward(routed.edits), size, self.dialect)
+                }
+            },
             Err(error) => {
                 self.on_gate_reject(&error);
                 glue::reply(&error, self.dialect, &[])
@@ -115,7 +107,7 @@ impl HttpContext for DownstreamFilter {
             let models = self.config().map(|config| local::allowed_models(config, &head.host)).unwrap_or_default();
             return answer_json(&local::models_body(&models, anthropic));
         }
-        // Without a body there is no model: Envoy's own routes decide (e.g. GET /v1/models).
+        // Without a body there is no model: Envoy's own routes decide.
         glue::open_gate(self, &head, true, policy)
     }
 

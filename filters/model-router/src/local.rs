@@ -5,6 +5,8 @@
 
 use crate::config::{Downstream, Provider};
 use crate::plan::check_access;
+use aigw_shared::api::Endpoint;
+use aigw_shared::contract::STATE_TOKENS_COUNTED;
 use aigw_shared::host::Host;
 use serde_json::{json, Value};
 
@@ -73,6 +75,27 @@ const FALLBACK_BYTES_PER_TOKEN: usize = 4;
 pub fn count_tokens_body(counted: Option<u64>, body_len: usize) -> Vec<u8> {
     let tokens = counted.unwrap_or_else(|| body_len.div_ceil(FALLBACK_BYTES_PER_TOKEN) as u64);
     json!({"input_tokens": tokens}).to_string().into_bytes()
+}
+
+/// The gateway's answer to a request on `path` routed to `primary`, when it
+/// is a `count_tokens` request for a backend without that endpoint (any but
+/// Anthropic): token-counter's count from the filter state.
+pub fn count_tokens_answer(
+    config: &Downstream,
+    path: &str,
+    primary: &str,
+    host: &dyn Host,
+    body_len: usize,
+) -> Option<Vec<u8>> {
+    if Endpoint::from_path(path) != Some(Endpoint::CountTokens) || !answers_count_tokens(config, primary) {
+        return None;
+    }
+    let counted = host
+        .property(&[STATE_TOKENS_COUNTED])
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .and_then(|text| text.trim().parse::<u64>().ok());
+    host.increment_counter("aigw.model_router.count_tokens_answered", 1);
+    Some(count_tokens_body(counted, body_len))
 }
 
 /// Whether the gateway answers a `count_tokens` request routed to `primary`:
@@ -161,5 +184,13 @@ mod tests {
         assert!(!answers_count_tokens(&c, "claude"));
         assert_eq!(count_tokens_body(Some(42), 999), br#"{"input_tokens":42}"#);
         assert_eq!(count_tokens_body(None, 10), br#"{"input_tokens":3}"#);
+        let host = FakeHost::new().with_property(&[STATE_TOKENS_COUNTED], b"9".to_vec());
+        assert_eq!(
+            count_tokens_answer(&c, "/v1/messages/count_tokens", "mock", &host, 5),
+            Some(br#"{"input_tokens":9}"#.to_vec())
+        );
+        assert_eq!(count_tokens_answer(&c, "/v1/messages/count_tokens", "claude", &host, 5), None);
+        assert_eq!(count_tokens_answer(&c, "/v1/messages", "mock", &host, 5), None);
+        assert_eq!(host.counter("aigw.model_router.count_tokens_answered"), 1);
     }
 }
