@@ -25,6 +25,10 @@ pub const STATE_BUDGET_EXCEEDED: &str = "aigw.budget.exceeded";
 /// answer never reached the client, so token-counter releases the reservation
 /// instead of charging it.
 pub const STATE_RESPONSE_WITHHELD: &str = "aigw.response.withheld";
+/// Filter state: token-counter's count of a `/v1/messages/count_tokens`
+/// request's prompt. model-router answers that request with it when the model's
+/// backend is not Anthropic (which has no such endpoint).
+pub const STATE_TOKENS_COUNTED: &str = "aigw.tokens.counted";
 /// Filter state: token counts and cost of the exchange, for access logs.
 pub const STATE_TOKENS_INPUT: &str = "aigw.tokens.input";
 pub const STATE_TOKENS_OUTPUT: &str = "aigw.tokens.output";

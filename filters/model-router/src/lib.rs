@@ -7,6 +7,7 @@
 
 pub mod access;
 pub mod config;
+pub mod local;
 pub mod plan;
 pub mod provider;
 mod respond;

@@ -2,8 +2,10 @@
 //! the model name, and for Anthropic the whole body. Pure.
 
 use crate::config::{Backend, Provider};
+use crate::translate::messages_request::{self, messages_info};
 use crate::translate::request::{request_info, to_anthropic, Options, RequestInfo};
-use crate::translate::responses_request::{responses_info, to_chat, ResponsesInfo};
+use crate::translate::responses_request::{self, responses_info, ResponsesInfo};
+use crate::translate::BackTo;
 use aigw_shared::api::{ApiShape, Endpoint};
 use aigw_shared::body::parse_json_object;
 use aigw_shared::ApiError;
@@ -20,8 +22,8 @@ pub struct Prepared {
     pub remove_headers: Vec<&'static str>,
     /// The new body, when it changes.
     pub body: Option<Vec<u8>>,
-    /// Set when the response must be translated back (Anthropic chat).
-    pub translate: Option<RequestInfo>,
+    /// Set when the response must be translated back to the client's API.
+    pub translate: Option<BackTo>,
     /// Set when a Responses request was translated to chat.
     pub responses: Option<ResponsesBack>,
     /// The model the backend was asked for.
@@ -36,13 +38,22 @@ pub fn is_chat(path: &str) -> bool {
     ApiShape::from_path(path) == Some(ApiShape::OpenAiChat)
 }
 
-/// Whether a request is one a backend may need adapted (path, model,
-/// translation): chat completions, Responses, embeddings, legacy completions.
-pub fn is_adapted(path: &str) -> bool {
-    matches!(
-        Endpoint::from_path(path),
-        Some(Endpoint::ChatCompletions | Endpoint::Responses | Endpoint::Embeddings | Endpoint::Completions)
-    )
+/// Whether a request is an Anthropic Messages request (`/v1/messages`).
+pub fn is_messages(path: &str) -> bool {
+    ApiShape::from_path(path) == Some(ApiShape::AnthropicMessages)
+}
+
+/// Whether a request on `path` must be adapted for `backend` (path, model,
+/// translation): chat completions, Responses, embeddings and legacy
+/// completions always; Messages requests for a backend that does not speak
+/// Messages (translated to chat completions). Messages for Anthropic pass
+/// through, as does everything else (`count_tokens`, `/v1/models`).
+pub fn needs_adapting(backend: &Backend, path: &str) -> bool {
+    match Endpoint::from_path(path) {
+        Some(Endpoint::ChatCompletions | Endpoint::Responses | Endpoint::Embeddings | Endpoint::Completions) => true,
+        Some(Endpoint::Messages) => backend.provider != Provider::Anthropic,
+        _ => false,
+    }
 }
 
 /// A Responses request to this backend is translated to chat completions
@@ -116,11 +127,20 @@ pub struct Head {
 
 pub fn adapt_head(backend: &Backend, path: &str, model: Option<&str>) -> Result<Head, ApiError> {
     let mut head = Head { path: String::new(), set_headers: Vec::new(), remove_headers: Vec::new() };
+    let endpoint = Endpoint::from_path(path);
+    let messages_to_chat = endpoint == Some(Endpoint::Messages) && backend.provider != Provider::Anthropic;
+    if messages_to_chat || translates_responses(backend, path) {
+        // Translated to chat completions, and the reply is translated back,
+        // so it must arrive readable.
+        head.remove_headers.push("accept-encoding");
+    }
+    if messages_to_chat {
+        // Anthropic's headers mean nothing to an OpenAI-shaped backend.
+        head.remove_headers.push("anthropic-beta");
+    }
     match backend.provider {
         Provider::Openai => {
-            head.path = if translates_responses(backend, path) {
-                // The reply is translated, so it must arrive readable.
-                head.remove_headers.push("accept-encoding");
+            head.path = if messages_to_chat || translates_responses(backend, path) {
                 format!("{}/v1/chat/completions", backend.path_prefix)
             } else {
                 format!("{}{}", backend.path_prefix, path)
@@ -135,10 +155,10 @@ pub fn adapt_head(backend: &Backend, path: &str, model: Option<&str>) -> Result<
                 ));
             };
             let deployment = backend.deployment.replace("{model}", model);
-            let operation = match Endpoint::from_path(path) {
+            let operation = match endpoint {
                 Some(Endpoint::Embeddings) => "embeddings",
                 Some(Endpoint::Completions) => "completions",
-                // Chat, and Responses translated to chat.
+                // Chat, and Responses or Messages translated to chat.
                 _ => "chat/completions",
             };
             head.path = format!(
@@ -146,20 +166,22 @@ pub fn adapt_head(backend: &Backend, path: &str, model: Option<&str>) -> Result<
                 backend.path_prefix, deployment, backend.api_version
             );
             head.remove_headers.push("anthropic-version");
-            if translates_responses(backend, path) {
-                // The reply is translated, so it must arrive readable.
-                head.remove_headers.push("accept-encoding");
-            }
         }
         Provider::Anthropic => {
-            if !matches!(Endpoint::from_path(path), Some(Endpoint::ChatCompletions | Endpoint::Responses)) {
-                return Err(endpoint_unsupported(backend, path));
+            match endpoint {
+                Some(Endpoint::ChatCompletions | Endpoint::Responses) => {
+                    head.path = format!("{}/v1/messages", backend.path_prefix);
+                    head.set_headers.push(("anthropic-version", backend.anthropic_version.clone()));
+                    head.set_headers.push(("content-type", "application/json".to_string()));
+                    // The reply is translated, so it must arrive readable.
+                    head.remove_headers.push("accept-encoding");
+                }
+                // Anthropic's own API passes through on its own path.
+                Some(Endpoint::Messages | Endpoint::CountTokens) => {
+                    head.path = format!("{}{}", backend.path_prefix, path);
+                }
+                _ => return Err(endpoint_unsupported(backend, path)),
             }
-            head.path = format!("{}/v1/messages", backend.path_prefix);
-            head.set_headers.push(("anthropic-version", backend.anthropic_version.clone()));
-            head.set_headers.push(("content-type", "application/json".to_string()));
-            // The reply is translated, so it must arrive readable.
-            head.remove_headers.push("accept-encoding");
         }
     }
     Ok(head)
@@ -170,11 +192,17 @@ pub fn adapt_head(backend: &Backend, path: &str, model: Option<&str>) -> Result<
 pub struct AdaptedBody {
     /// The new body, when it changes.
     pub body: Option<Vec<u8>>,
-    /// Set when the response must be translated back (Anthropic chat).
-    pub translate: Option<RequestInfo>,
+    /// Set when the response must be translated back to the client's API.
+    pub translate: Option<BackTo>,
     /// Set when a Responses request was translated to chat: the reply goes
     /// back to the Responses shape (see `respond_responses.rs`).
     pub responses: Option<ResponsesBack>,
+}
+
+impl AdaptedBody {
+    fn unchanged() -> Self {
+        AdaptedBody { body: None, translate: None, responses: None }
+    }
 }
 
 /// What the response side needs for a translated Responses request.
@@ -185,35 +213,36 @@ pub struct ResponsesBack {
     pub anthropic: Option<RequestInfo>,
 }
 
-/// Adapts a request `body` sent to `path` for `backend`: chat completions as
-/// [`adapt_body`] does; a Responses request passes to OpenAI-compatible
-/// backends and is translated to chat (then Messages) for the others;
-/// embeddings and legacy completions get the model name, or a 400 from
-/// providers that have no such endpoint.
-pub fn adapt_request(backend: &Backend, path: &str, body: &[u8], model: Option<&str>) -> Result<AdaptedBody, ApiError> {
-    match Endpoint::from_path(path) {
-        Some(Endpoint::Embeddings | Endpoint::Completions) if backend.provider == Provider::Anthropic => {
-            Err(endpoint_unsupported(backend, path))
-        }
-        Some(Endpoint::Responses) if translates_responses(backend, path) => {
-            let value = parse_json_object(body)?;
-            let info = responses_info(&value);
-            let chat = to_chat(&value)?;
-            let chat_bytes = chat.to_string().into_bytes();
-            let adapted = adapt_body(backend, &chat_bytes, model)?;
-            let anthropic = adapted.translate;
-            let body = adapted.body.unwrap_or(chat_bytes);
-            Ok(AdaptedBody { body: Some(body), translate: None, responses: Some(ResponsesBack { info, anthropic }) })
-        }
-        _ => adapt_body(backend, body, model),
+/// Adapts a `body` sent to `path` for `backend`. Chat completions get the
+/// model name, and for Anthropic the whole request translated to Messages; a
+/// Responses request passes to OpenAI-compatible backends and is translated
+/// to chat (then Messages) for the others; an Anthropic Messages request for
+/// an OpenAI-shaped backend is translated to chat completions; embeddings and
+/// legacy completions get the model name, or a 400 from providers that have
+/// no such endpoint. `model` is the model the downstream instance chose for
+/// this backend; without it the body's own `model` is used.
+pub fn adapt_body(backend: &Backend, path: &str, body: &[u8], model: Option<&str>) -> Result<AdaptedBody, ApiError> {
+    let endpoint = Endpoint::from_path(path);
+    if matches!(endpoint, Some(Endpoint::Embeddings | Endpoint::Completions)) && backend.provider == Provider::Anthropic
+    {
+        return Err(endpoint_unsupported(backend, path));
     }
-}
-
-/// Adapts an OpenAI chat `body` for `backend`: the model name, and for
-/// Anthropic the whole request. `model` is the model the downstream instance
-/// chose for this backend; without it the body's own `model` is used.
-pub fn adapt_body(backend: &Backend, body: &[u8], model: Option<&str>) -> Result<AdaptedBody, ApiError> {
     let mut value = parse_json_object(body)?;
+    if translates_responses(backend, path) {
+        let info = responses_info(&value);
+        let chat_bytes = responses_request::to_chat(&value)?.to_string().into_bytes();
+        let adapted = adapt_body(backend, "/v1/chat/completions", &chat_bytes, model)?;
+        let anthropic = match adapted.translate {
+            Some(BackTo::Chat(info)) => Some(info),
+            _ => None,
+        };
+        let body = adapted.body.unwrap_or(chat_bytes);
+        return Ok(AdaptedBody {
+            body: Some(body),
+            translate: None,
+            responses: Some(ResponsesBack { info, anthropic }),
+        });
+    }
     let body_model = value.get("model").and_then(Value::as_str).map(str::to_string);
     let model = match (model, body_model) {
         (Some(model), _) => model.to_string(),
@@ -222,10 +251,21 @@ pub fn adapt_body(backend: &Backend, body: &[u8], model: Option<&str>) -> Result
             return Err(ApiError::bad_request("invalid_request", "The request has no `model`.").with_param("model"))
         }
     };
+    if endpoint == Some(Endpoint::Messages) {
+        if backend.provider == Provider::Anthropic {
+            return Ok(AdaptedBody::unchanged());
+        }
+        let translated = messages_request::to_chat(&value, &model)?;
+        return Ok(AdaptedBody {
+            body: Some(translated.to_string().into_bytes()),
+            translate: Some(BackTo::Messages(messages_info(&value))),
+            responses: None,
+        });
+    }
     match backend.provider {
         Provider::Openai | Provider::AzureOpenai => {
             if value.get("model").and_then(Value::as_str) == Some(model.as_str()) {
-                return Ok(AdaptedBody { body: None, translate: None, responses: None });
+                return Ok(AdaptedBody::unchanged());
             }
             if let Some(object) = value.as_object_mut() {
                 object.insert("model".into(), Value::String(model));
@@ -237,7 +277,7 @@ pub fn adapt_body(backend: &Backend, body: &[u8], model: Option<&str>) -> Result
             let translated = to_anthropic(&value, &model, &options)?;
             Ok(AdaptedBody {
                 body: Some(translated.to_string().into_bytes()),
-                translate: Some(request_info(&value)),
+                translate: Some(BackTo::Chat(request_info(&value))),
                 responses: None,
             })
         }
@@ -246,7 +286,7 @@ pub fn adapt_body(backend: &Backend, body: &[u8], model: Option<&str>) -> Result
 
 /// Head and body together (as one attempt needs them), for tests and tools.
 pub fn prepare(backend: &Backend, path: &str, body: &[u8], handoff_model: Option<&str>) -> Result<Prepared, ApiError> {
-    let adapted = adapt_request(backend, path, body, handoff_model)?;
+    let adapted = adapt_body(backend, path, body, handoff_model)?;
     let model = match handoff_model {
         Some(model) => model.to_string(),
         None => parse_json_object(body)?.get("model").and_then(Value::as_str).unwrap_or_default().to_string(),
@@ -277,6 +317,8 @@ pub fn attempt_backend<'a>(backends: &'a [Backend], endpoint: Option<&str>) -> O
 mod tests {
     use super::*;
     use crate::config::{from_json, Config};
+    use crate::translate::messages_request::MessagesInfo;
+    use crate::translate::request::RequestInfo;
     use serde_json::json;
 
     fn backend(text: &str) -> Backend {
@@ -329,7 +371,54 @@ mod tests {
             body,
             json!({"model": "claude-x", "max_tokens": 512, "stream": true, "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]})
         );
-        assert_eq!(p.translate, Some(RequestInfo { stream: true, include_usage: false }));
+        assert_eq!(
+            p.translate,
+            Some(BackTo::Chat(RequestInfo { stream: true, include_usage: false, json_tool: None }))
+        );
+    }
+
+    const MESSAGES: &str = r#"{"model": "fast", "max_tokens": 50, "system": "be brief", "messages": [{"role": "user", "content": "hi"}], "stream": true}"#;
+
+    #[test]
+    fn messages_for_openai_shaped_backends_become_chat_completions() {
+        for (b, path) in [
+            (r#"{"name": "mock"}"#, "/v1/chat/completions"),
+            (r#"{"name": "vllm", "path_prefix": "/vllm"}"#, "/vllm/v1/chat/completions"),
+            (
+                r#"{"name": "az", "provider": "azure_openai", "api_version": "2024-10-21"}"#,
+                "/openai/deployments/gpt-4o-mini/chat/completions?api-version=2024-10-21",
+            ),
+        ] {
+            let b = backend(b);
+            assert!(needs_adapting(&b, "/v1/messages?beta=true"));
+            let p = prepare(&b, "/v1/messages?beta=true", MESSAGES.as_bytes(), Some("gpt-4o-mini")).unwrap();
+            assert_eq!(p.path.as_deref(), Some(path));
+            for header in ["anthropic-version", "anthropic-beta", "accept-encoding"] {
+                assert!(p.remove_headers.contains(&header), "{header}");
+            }
+            let body: Value = serde_json::from_slice(&p.body.unwrap()).unwrap();
+            assert_eq!(
+                body,
+                json!({"model": "gpt-4o-mini", "max_tokens": 50, "stream": true, "stream_options": {"include_usage": true},
+                       "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]})
+            );
+            assert_eq!(p.translate, Some(BackTo::Messages(MessagesInfo { stream: true, model: "fast".into() })));
+        }
+        // Messages for Anthropic pass through untouched.
+        let b = backend(r#"{"name": "claude", "provider": "anthropic"}"#);
+        assert!(!needs_adapting(&b, "/v1/messages"));
+        let adapted = adapt_body(&b, "/v1/messages", MESSAGES.as_bytes(), Some("claude-x")).unwrap();
+        assert_eq!(adapted, AdaptedBody::unchanged());
+        assert!(!needs_adapting(&b, "/v1/messages/count_tokens"));
+        // Untranslatable fields are refused by name.
+        let err = adapt_body(
+            &backend(r#"{"name": "mock"}"#),
+            "/v1/messages",
+            br#"{"model": "m", "max_tokens": 5, "messages": [], "top_k": 3}"#,
+            None,
+        )
+        .unwrap_err();
+        assert_eq!((err.code, err.param.as_deref()), ("unsupported_parameter", Some("top_k")));
     }
 
     const RESPONSES: &str = r#"{"model": "fast", "instructions": "Be brief.", "input": "hi", "stream": true}"#;
@@ -353,7 +442,7 @@ mod tests {
         assert_eq!(body["messages"], json!([{"role": "user", "content": [{"type": "text", "text": "hi"}]}]));
         let back = p.responses.unwrap();
         assert!(back.info.stream);
-        assert_eq!(back.anthropic, Some(RequestInfo { stream: true, include_usage: true }));
+        assert_eq!(back.anthropic, Some(RequestInfo { stream: true, include_usage: true, json_tool: None }));
         assert!(p.translate.is_none(), "the Responses layer translates the reply, not the chat one");
 
         let b = backend(r#"{"name": "az", "provider": "azure_openai", "api_version": "2024-10-21"}"#);
@@ -399,7 +488,8 @@ mod tests {
         let err = prepare(&b, "/v1/embeddings", embed.as_bytes(), None).unwrap_err();
         assert_eq!((err.status, err.code), (400, "unsupported_endpoint"));
         assert_eq!(adapt_head(&b, "/v1/completions", Some("c")).unwrap_err().code, "unsupported_endpoint");
-        assert!(is_adapted("/v1/embeddings") && is_adapted("/v1/responses") && !is_adapted("/v1/models"));
+        assert!(needs_adapting(&b, "/v1/embeddings") && needs_adapting(&b, "/v1/responses"));
+        assert!(!needs_adapting(&b, "/v1/models") && !needs_adapting(&b, "/v1/messages"));
     }
 
     #[test]

@@ -10,10 +10,10 @@ use crate::config::{
     HANDOFF_PROPERTY, ROUTE_HEADER,
 };
 use crate::plan::backend_metric;
-use crate::provider::{adapt_head, adapt_request, attempt_backend, is_adapted, Handoff, ResponsesBack};
+use crate::provider::{adapt_body, adapt_head, attempt_backend, needs_adapting, Handoff, ResponsesBack};
 use crate::respond::{self, ResponseMode, Translation};
 use crate::respond_responses::{self, BackMode};
-use crate::translate::request::RequestInfo;
+use crate::translate::BackTo;
 use aigw_shared::gate::{BodyGate, GatePolicy};
 use aigw_shared::glue::{self, BodyReader, Head, RequestDecision, RequestEdits};
 use aigw_shared::host::{log, Host, ProxyWasmHost};
@@ -29,7 +29,7 @@ pub struct UpstreamFilter {
     backend: Option<Backend>,
     handoff: Handoff,
     path: String,
-    translate: Option<RequestInfo>,
+    translate: Option<BackTo>,
     response: ResponseMode,
     /// Set when a Responses request was translated to chat for this backend.
     responses: Option<ResponsesBack>,
@@ -84,7 +84,7 @@ impl BodyReader for UpstreamFilter {
         let Some(backend) = self.backend.clone() else { return Action::Continue };
         let body = glue::request_body_bytes(size);
         let model = self.handoff.model_for(&backend.name).map(str::to_string);
-        match adapt_request(&backend, &self.path, &body, model.as_deref()) {
+        match adapt_body(&backend, &self.path, &body, model.as_deref()) {
             Ok(adapted) => {
                 self.translate = adapted.translate;
                 self.responses = adapted.responses;
@@ -133,7 +133,7 @@ impl HttpContext for UpstreamFilter {
         self.set_http_request_header(ATTEMPT_BACKEND_HEADER, Some(&backend.name));
         // When the downstream instance already adapted the request (configured
         // without upstream instances), adapting again would translate twice.
-        let needs = is_adapted(&self.path) && !self.handoff.adapted;
+        let needs = needs_adapting(&backend, &self.path) && !self.handoff.adapted;
         self.count_for(&backend.name, "attempts");
         if needs {
             // Path and headers now, while Envoy still lets this filter edit them; the body when it is complete.

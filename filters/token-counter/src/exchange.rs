@@ -20,7 +20,7 @@ use crate::metrics::{self, RequestMetrics};
 use crate::prompt::{count_request, RequestInfo};
 use crate::tokenize::{TokenCounter, FALLBACK_BYTES_PER_TOKEN};
 use crate::usage::{BodyKind, Emit, ReadProblem, ResponseTracker, Usage};
-use aigw_shared::api::ApiShape;
+use aigw_shared::api::{ApiShape, Endpoint};
 use aigw_shared::body::{is_event_stream, is_identity_encoding, is_json_content_type};
 use aigw_shared::glue::{RequestDecision, RequestEdits};
 use aigw_shared::host::Host;
@@ -29,8 +29,8 @@ use aigw_shared::ApiError;
 use serde_json::Value;
 
 pub use aigw_shared::contract::{
-    STATE_BUDGET_EXCEEDED, STATE_COST_MICRO_USD as STATE_COST, STATE_ROUTE_MODEL, STATE_TOKENS_INPUT,
-    STATE_TOKENS_OUTPUT, STATE_TOKENS_TOTAL,
+    STATE_BUDGET_EXCEEDED, STATE_COST_MICRO_USD as STATE_COST, STATE_ROUTE_MODEL, STATE_TOKENS_COUNTED,
+    STATE_TOKENS_INPUT, STATE_TOKENS_OUTPUT, STATE_TOKENS_TOTAL,
 };
 
 /// A rule that applies to this request.
@@ -113,6 +113,11 @@ pub struct Stream {
     finished: bool,
     request_seen: bool,
     store_error_rules: Vec<String>,
+    /// `/v1/messages/count_tokens`: the prompt is counted for model-router's
+    /// answer (filter state `aigw.tokens.counted`); nothing is reserved or
+    /// charged, since no model runs.
+    count_only: bool,
+    counted: Option<u64>,
 }
 
 fn property_text(host: &dyn Host, name: &str) -> Option<String> {
@@ -149,6 +154,9 @@ impl Stream {
         if self.signal {
             edits.set_state(STATE_BUDGET_EXCEEDED, "1");
         }
+        if let Some(counted) = self.counted {
+            edits.set_state(STATE_TOKENS_COUNTED, counted.to_string());
+        }
         match action {
             RequestAction::Forward { new_body } => {
                 edits.body = new_body;
@@ -164,6 +172,7 @@ impl Stream {
 
     /// Starts a stream at the request headers: resolves every rule's key.
     pub fn new(config: &Config, host: &dyn Host, path: &str) -> Stream {
+        let count_only = Endpoint::from_path(path) == Some(Endpoint::CountTokens);
         let hits = config
             .rules
             .iter()
@@ -180,10 +189,12 @@ impl Stream {
                     snapshot: None,
                 })
             })
+            .filter(|_| !count_only)
             .collect();
         Stream {
             start_nanos: host.now_nanos(),
-            shape: ApiShape::from_path(path),
+            // A count_tokens body is a Messages request.
+            shape: if count_only { Some(ApiShape::AnthropicMessages) } else { ApiShape::from_path(path) },
             hits,
             model: None,
             prompt_tokens: 0,
@@ -197,6 +208,8 @@ impl Stream {
             finished: false,
             request_seen: false,
             store_error_rules: Vec::new(),
+            count_only,
+            counted: None,
         }
     }
 
@@ -256,6 +269,11 @@ impl Stream {
         self.prompt_tokens = counter.total();
         if counter.estimated() {
             host.increment_counter(&metrics::filter("tokenizer_capped"), 1);
+        }
+        if self.count_only {
+            // Counted for model-router's answer; no budget is touched (no rule applies).
+            self.counted = Some(self.prompt_tokens);
+            return RequestAction::Forward { new_body: None };
         }
         if !known {
             host.increment_counter(&metrics::requests(&model, "unknown_model"), 1);
@@ -655,6 +673,25 @@ mod tests {
         stream.response_headers(config, Some(status), Some("application/json"), None);
         stream.response_body(host, body.as_bytes(), true);
         stream.finish(config, host, true, false)
+    }
+
+    #[test]
+    fn count_tokens_requests_are_counted_never_charged() {
+        let config = crate::config::from_json(Some(
+            br#"{"rules": [{"name": "all", "key": "header:x-team", "limit": 1, "window": "minute"}]}"#,
+        ))
+        .unwrap();
+        let host = aigw_shared::host::fake::FakeHost::new().with_header("x-team", "red");
+        let mut stream = Stream::new(&config, &host, "/v1/messages/count_tokens");
+        let body = br#"{"model": "claude-sonnet-4-5", "system": "be brief", "messages": [{"role": "user", "content": "hello there, how are you today?"}]}"#;
+        // A limit of 1 token would refuse a real request; counting is free.
+        let action = stream.request_body(&config, &host, body);
+        assert_eq!(action, RequestAction::Forward { new_body: None });
+        let RequestDecision::Forward(edits) = stream.decision(action) else { panic!() };
+        let counted = edits.filter_state.iter().find(|(name, _)| name == STATE_TOKENS_COUNTED).unwrap();
+        let tokens: u64 = String::from_utf8(counted.1.clone()).unwrap().parse().unwrap();
+        assert!((8..40).contains(&tokens), "{tokens}");
+        assert!(stream.finish(&config, &host, true, false).is_none(), "nothing to settle or report");
     }
 
     #[test]

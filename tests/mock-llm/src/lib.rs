@@ -334,11 +334,32 @@ async fn respond(
     id: u64,
 ) -> Response<MockBody> {
     if method == Method::GET && path.split('?').next() == Some("/v1/models") {
-        let models: Vec<serde_json::Value> = ["gpt-4o", "gpt-4o-mini", "claude-3-5-sonnet-latest", "mock-model"]
+        let names = ["gpt-4o", "gpt-4o-mini", "claude-3-5-sonnet-latest", "mock-model"];
+        // Anthropic's shape for Anthropic's clients (they send `anthropic-version`).
+        if headers.contains_key("anthropic-version") {
+            let models: Vec<serde_json::Value> = names
+                .iter()
+                .map(|m| serde_json::json!({"type": "model", "id": m, "display_name": m, "created_at": "2024-10-22T00:00:00Z"}))
+                .collect();
+            let list = serde_json::json!({"data": models, "has_more": false, "first_id": names.first(), "last_id": names.last()});
+            return json_response(backend, id, 200, &list);
+        }
+        let models: Vec<serde_json::Value> = names
             .iter()
             .map(|m| serde_json::json!({"id": m, "object": "model", "created": 1_700_000_000u64, "owned_by": "mock"}))
             .collect();
         return json_response(backend, id, 200, &serde_json::json!({"object": "list", "data": models}));
+    }
+    if path.split('?').next() == Some("/v1/messages/count_tokens") {
+        if method != Method::POST {
+            return json_response(backend, id, 405, &reply::error_body(Api::Anthropic, 405, "mock: use POST"));
+        }
+        return match reply::count_message_tokens(body) {
+            Ok(answer) => json_response(backend, id, 200, &answer),
+            Err(reason) => {
+                json_response(backend, id, 400, &reply::error_body(Api::Anthropic, 400, &format!("mock: {reason}")))
+            }
+        };
     }
     if embeddings_path(path) {
         if let Some((status, error)) = embeddings_status(method, headers, backend) {
