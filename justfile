@@ -13,8 +13,8 @@ export ENVOY_BIN := env_var_or_default("ENVOY_BIN", justfile_directory() / ".too
 export AIGW_DIST := justfile_directory() / "dist"
 
 envoy_version := "1.40.0"
-filters := "pii-mask prompt-template token-counter model-router"
-filter_packages := "-p pii-mask -p prompt-template -p token-counter -p model-router"
+filters := "pii-mask prompt-template semantic-cache token-counter model-router"
+filter_packages := "-p pii-mask -p prompt-template -p semantic-cache -p token-counter -p model-router"
 
 # List the recipes.
 default:

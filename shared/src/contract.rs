@@ -79,6 +79,25 @@ pub const CLIENT_ADDRESS_HEADERS: [&str; 4] = ["x-forwarded-for", "x-real-ip", "
 pub const ENDPOINT_BACKEND_METADATA: [&str; 5] =
     ["xds", "upstream_host_metadata", "filter_metadata", "aigw", "backend"];
 
+/// Filter state: what semantic-cache did with the request (`hit`, `miss` or `bypass`), for access logs.
+pub const STATE_CACHE: &str = "aigw.cache";
+/// Filter state: the similarity of a semantic-cache hit (`0.953`; `1.000` for an exact match).
+pub const STATE_CACHE_SIMILARITY: &str = "aigw.cache.similarity";
+/// Response header: `hit`, `miss` or `bypass` (semantic-cache).
+pub const HEADER_CACHE: &str = "x-aigw-cache";
+/// Response header on a hit: the cosine similarity to the stored question (`1.000` for an exact match).
+pub const HEADER_CACHE_SIMILARITY: &str = "x-aigw-cache-similarity";
+/// Response header on a bypass: why (`no_cache`, `disabled`, `sampling`, `unsupported`, `unreadable`).
+pub const HEADER_CACHE_BYPASS: &str = "x-aigw-cache-bypass";
+/// Request header carrying the admin token on semantic-cache's admin path.
+pub const HEADER_CACHE_ADMIN_TOKEN: &str = "x-aigw-cache-admin-token";
+/// Request header naming the tenant whose entries the admin path clears.
+pub const HEADER_CACHE_TENANT: &str = "x-aigw-cache-tenant";
+/// Prefix of semantic-cache's shared-data keys (vm_id `semantic-cache`).
+pub const SEMANTIC_CACHE_KEY_PREFIX: &str = "aigw.semantic_cache";
+/// The extension field of `usage` in a cached answer: `{"hit": true, "upstream_tokens": 0, ...}`.
+pub const USAGE_CACHE_FIELD: &str = "aigw_cache";
+
 /// Prefix of every metric the filters define (Envoy adds `wasmcustom.`).
 pub const METRIC_PREFIX: &str = "aigw";
 

@@ -516,6 +516,13 @@ impl Bench {
         memory.insert("full_chain_after".into(), self.memory(&chain));
         drop(chain);
 
+        // (8) semantic-cache: a miss (embedding excluded / included), a hit, memory per 1,000 entries.
+        progress("(8) semantic-cache alone: miss, hit, memory per 1,000 entries");
+        let cache = self.semantic_cache(&mut bare)?;
+        self.results.insert("semantic_cache".into(), cache);
+        let scan = self.native_cache_scan();
+        self.results.insert("semantic_cache_native_scan".into(), scan);
+
         let native = self.native_tokenizer();
         self.results.insert("tokenizer_native".into(), native);
         progress("(7) what pii-mask holds back on streams (token-sized chunks)");
@@ -531,6 +538,110 @@ impl Bench {
         self.results.insert("ready_ms".into(), Value::Object(ready));
         self.results.insert("elapsed_s".into(), json!(started.elapsed().as_secs_f64()));
         Ok(())
+    }
+
+    /// semantic-cache alone (shipped config, its cache sizes kept), against the bare Envoy:
+    /// - a miss without the embeddings call (`semantic` removed: exact lookup only), and with it (the
+    ///   mock's /v1/embeddings, then a brute-force scan of 200 stored entries of the same context):
+    ///   requests carry `cache-control: no-store`, so each one is looked up and forwarded, never stored;
+    /// - a hit (the first request stores the answer, every later one is answered from the cache), whose
+    ///   latency compares with the bare Envoy's round trip to the mock provider;
+    /// - Envoy's memory (RSS) and the cache's own bytes gauge after storing 1,000 distinct answers.
+    fn semantic_cache(&mut self, bare: &mut Instance) -> Result<Value, String> {
+        let plan = self.plan.clone();
+        let shipped: Value =
+            serde_json::from_str(self.shipped("semantic-cache")?).map_err(|e| format!("semantic-cache config: {e}"))?;
+        let mut exact_only = shipped.clone();
+        if let Some(map) = exact_only.as_object_mut() {
+            map.remove("semantic");
+        }
+        let mut sized = shipped.clone();
+        sized["max_entries"] = json!(2000);
+        let mode = format!("fixed:{}", self.answer_2k);
+        let question =
+            |i: usize| format!("Question {i}: what does clause {i} of contract {} say about {i} days?", i * 7);
+        let body = |text: &str| {
+            json!({"model": "gpt-4o-mini", "temperature": 0, "messages": [{"role": "user", "content": text}]})
+                .to_string()
+                .into_bytes()
+        };
+        let no_store = Arc::new(http::post(
+            "/v1/chat/completions",
+            &[("x-mock-mode", &mode), ("cache-control", "no-store")],
+            &body(&self.prompt_1k),
+        ));
+        let cacheable = Arc::new(http::post("/v1/chat/completions", &[("x-mock-mode", &mode)], &body(&self.prompt_1k)));
+        let only: &[&str] = &["semantic-cache"];
+        let mut out = Map::new();
+        let stored = |instance: &Instance, count: usize, offset: usize| -> Result<(), String> {
+            for i in offset..offset + count {
+                let request = http::post("/v1/chat/completions", &[("x-mock-mode", "fixed:OK.")], &body(&question(i)));
+                let mut conn =
+                    http::Conn::connect(instance.info.addr, Duration::from_secs(10)).map_err(|e| e.to_string())?;
+                conn.send(&request).map_err(|e| e.to_string())?;
+                let info = conn.read_response(&mut |_, _| {}, &mut |_, _| {}).map_err(|e| e.to_string())?;
+                if info.status != 200 {
+                    return Err(format!("storing entry {i}: status {}", info.status));
+                }
+            }
+            Ok(())
+        };
+        for (key, label, config, prefill) in [
+            ("miss_exact_only", "8 cache miss, no embedding", exact_only.to_string(), 0),
+            ("miss_with_embedding", "8 cache miss, embedding + scan of 200", shipped.to_string(), 200),
+        ] {
+            let mut instance = self.start(self.spec(key, Some(only), &[("semantic-cache", config)])?)?;
+            stored(&instance, prefill, 0)?;
+            self.check(&instance, &no_store)?;
+            let ab = self.ab_rate(bare, &mut instance, &no_store, plan.rate, plan.duration_s);
+            self.table.ab_latency(label, "latency", &ab);
+            out.insert(key.into(), serde_json::to_value(&ab).unwrap_or_default());
+        }
+        let mut instance =
+            self.start(self.spec("cache-hit", Some(only), &[("semantic-cache", sized.to_string())])?)?;
+        self.check(&instance, &cacheable)?;
+        let ab = self.ab_rate(bare, &mut instance, &cacheable, plan.rate, plan.duration_s);
+        self.table.ab_latency("8 cache hit (B) vs mock provider (A)", "latency", &ab);
+        out.insert("hit".into(), serde_json::to_value(&ab).unwrap_or_default());
+        let stat = |instance: &Instance, name: &str| -> u64 {
+            aigw_e2e::http::request(instance.info.admin, "GET", &format!("/stats?filter={name}"), &[], b"")
+                .ok()
+                .and_then(|r| {
+                    r.text().lines().find_map(|l| l.split_once(": ").and_then(|(_, v)| v.trim().parse().ok()))
+                })
+                .unwrap_or(0)
+        };
+        let hits = stat(&instance, "semantic_cache.hit.kind.exact");
+        let before = self.memory(&instance);
+        let bytes_before = stat(&instance, "semantic_cache.bytes$");
+        let entries = if plan.smoke { 100 } else { 1000 };
+        stored(&instance, entries, 10_000)?;
+        let after = self.memory(&instance);
+        let bytes_after = stat(&instance, "semantic_cache.bytes$");
+        let rss = |v: &Value| v["rss_kib"].as_f64().unwrap_or(0.0);
+        let per_1000 = |delta: f64| delta * 1000.0 / entries as f64;
+        let rss_per_1000 = per_1000(rss(&after) - rss(&before));
+        let bytes_per_1000 = per_1000(bytes_after.saturating_sub(bytes_before) as f64) / 1024.0;
+        self.table.row(
+            "8 cache memory",
+            "per 1,000 entries: Envoy RSS / cache bytes",
+            rss_per_1000,
+            bytes_per_1000,
+            "KiB",
+            None,
+        );
+        self.table.note(
+            "8 cache memory",
+            &format!("A = RSS growth, B = aigw.semantic_cache.bytes; {entries} short answers (~2 KiB each with the 256-d vector)"),
+        );
+        out.insert(
+            "memory".into(),
+            json!({"entries_added": entries, "rss_before": before, "rss_after": after,
+                   "cache_bytes_before": bytes_before, "cache_bytes_after": bytes_after,
+                   "rss_kib_per_1000_entries": rss_per_1000, "cache_kib_per_1000_entries": bytes_per_1000,
+                   "exact_hits_during_hit_run": hits}),
+        );
+        Ok(Value::Object(out))
     }
 
     fn streaming(&mut self, bare: &mut Instance, chain: &mut Instance, scenario: &str, streams: usize) -> Value {
@@ -963,6 +1074,75 @@ impl Bench {
     }
 
     /// Native tiktoken-rs (o200k_base, encode_ordinary, as token-counter uses) on the same 100 KiB text.
+    /// semantic-cache's lookup natively (the same code the filter runs, over an in-memory store with
+    /// Envoy's semantics): 1,000 entries of one tenant and context, a semantic lookup compares every
+    /// vector. 256 dimensions (the mock's) and 1,536 (text-embedding-3-small).
+    pub fn native_cache_scan(&mut self) -> Value {
+        use aigw_shared::counter::memory::MemoryStore;
+        use semantic_cache::store::{Cache, NewEntry};
+        let entries = 1000;
+        let mut out = Map::new();
+        let mut row = Vec::new();
+        for dims in [256usize, 1536] {
+            let store = MemoryStore::new();
+            let cache = Cache::new(&store, entries);
+            cache.ensure_index();
+            let vector = |seed: usize| {
+                let raw: Vec<f32> = (0..dims).map(|i| ((i * 31 + seed * 17) % 97) as f32 - 48.0).collect();
+                semantic_cache::embedding::normalise(raw).unwrap_or_default()
+            };
+            for i in 0..entries {
+                let entry = NewEntry {
+                    tenant: 1,
+                    exact: i as u128,
+                    context: 7,
+                    vector: vector(i),
+                    answer: vec![b'x'; 1500],
+                    ttl_seconds: 3600,
+                };
+                if cache.insert(&entry, 100, 1 << 20, 1 << 30).is_err() {
+                    return json!({"error": format!("insert {i} failed")});
+                }
+            }
+            let probe = vector(entries + 1);
+            let (batches, per_batch) = if self.plan.smoke { (2, 2) } else { (7, 5) };
+            let mut best_scan = f64::INFINITY;
+            let mut best_index = f64::INFINITY;
+            let mut compared = 0;
+            for _ in 0..batches {
+                let started = Instant::now();
+                for _ in 0..per_batch {
+                    let _ = cache.index();
+                }
+                best_index = best_index.min(started.elapsed().as_secs_f64() / per_batch as f64);
+                let started = Instant::now();
+                for _ in 0..per_batch {
+                    if let Some(index) = cache.index() {
+                        compared = cache.lookup_semantic(&index, 1, 7, &probe, 0.99, 200).compared;
+                    }
+                }
+                best_scan = best_scan.min(started.elapsed().as_secs_f64() / per_batch as f64);
+            }
+            row.push(best_scan * 1e6);
+            out.insert(
+                format!("dims_{dims}"),
+                json!({"entries": entries, "compared": compared, "index_read_us": best_index * 1e6,
+                       "lookup_us": best_scan * 1e6}),
+            );
+        }
+        if let [a, b] = row.as_slice() {
+            self.table.row(
+                "8 cache scan, native, 1,000 entries",
+                "semantic lookup (256-d / 1,536-d)",
+                *a,
+                *b,
+                "µs",
+                None,
+            );
+        }
+        Value::Object(out)
+    }
+
     pub fn native_tokenizer(&self) -> Value {
         let text = workload::prose_with_pii(self.plan.large_bytes);
         let load = Instant::now();

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The Wasm filters of the chain, in order (their `config.name` in gateway.yaml).
-pub const FILTERS: [&str; 4] = ["pii-mask", "prompt-template", "token-counter", "model-router"];
+pub const FILTERS: [&str; 5] = ["pii-mask", "prompt-template", "semantic-cache", "token-counter", "model-router"];
 
 /// `@type` of the Wasm HTTP filter.
 pub const WASM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
@@ -634,7 +634,7 @@ mod tests {
     }
 
     #[test]
-    fn finds_the_four_filters_in_chain_order() {
+    fn finds_the_five_filters_in_chain_order() {
         let names: Vec<String> = wasm_configs(&gateway_yaml()).unwrap().into_iter().map(|(n, _)| n).collect();
         assert_eq!(names, FILTERS);
         let chain = http_filter_names(&gateway_yaml()).unwrap();
@@ -661,7 +661,7 @@ mod tests {
         assert!(out.contains("/abs/dist/pii-mask.wasm"));
         assert!(!out.contains("api.openai.com, port_value") && out.contains("port_value: 3333"));
         let configs = wasm_configs(&out).unwrap();
-        assert_eq!(configs.len(), 3);
+        assert_eq!(configs.len(), 4);
         assert_eq!(configs[0], ("pii-mask".to_string(), "{\"x\":1}".to_string()));
         // The anthropic cluster is untouched.
         assert!(out.contains("api.anthropic.com"));
@@ -750,7 +750,7 @@ mod tests {
         let options = RenderOptions { remove_filters: vec!["model-router".into()], ..RenderOptions::default() };
         let out = render(&yaml, &options).unwrap();
         assert!(upstream_filenames(&out).is_empty());
-        assert_eq!(wasm_filter_count(&out).unwrap(), 3);
+        assert_eq!(wasm_filter_count(&out).unwrap(), 4);
         assert!(out.contains("envoy.filters.http.upstream_codec"));
     }
 

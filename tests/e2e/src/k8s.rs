@@ -1,12 +1,12 @@
 //! The Kubernetes manifests in `envoy-config/k8s/`, generated from the filter
 //! configurations in `envoy-config/gateway.yaml` (the single source of truth).
 //!
-//! - `istio/<filter>.yaml`: one Istio `WasmPlugin` per filter. All four sit in
+//! - `istio/<filter>.yaml`: one Istio `WasmPlugin` per filter. All five sit in
 //!   the `UNSPECIFIED_PHASE` (the end of the chain, after Istio's own JWT
 //!   authentication, just before the router) with descending priorities, so
 //!   they run in gateway.yaml's order.
 //! - `envoy-gateway/extension-policy.yaml`: one Envoy Gateway
-//!   `EnvoyExtensionPolicy` listing the four filters in chain order.
+//!   `EnvoyExtensionPolicy` listing the five filters in chain order.
 //!
 //! Regenerate after changing a filter's configuration in gateway.yaml:
 //! `cargo run -q -p aigw-e2e --bin aigw-generate`. The test
@@ -50,7 +50,8 @@ pub fn istio_wasm_plugin(filter: &str, config_json: &str) -> Result<String, Stri
     let position = FILTERS.iter().position(|f| *f == filter).ok_or_else(|| format!("unknown filter {filter}"))?;
     Ok(format!(
         "{HEADER}#\n\
-# aigw {filter} ({step} of 4 in the chain pii-mask -> prompt-template -> token-counter -> model-router)\n\
+# aigw {filter} ({step} of 5 in the chain pii-mask -> prompt-template -> semantic-cache -> token-counter ->\n\
+# model-router)\n\
 # for the Istio ingress gateway. Istio's RequestAuthentication replaces gateway.yaml's jwt_authn (see\n\
 # envoy-config/k8s/README.md for how claims reach the filters there).\n\
 apiVersion: extensions.istio.io/v1alpha1\n\
@@ -81,7 +82,7 @@ spec:\n\
     ))
 }
 
-/// The Envoy Gateway EnvoyExtensionPolicy carrying all four filters in chain order.
+/// The Envoy Gateway EnvoyExtensionPolicy carrying all five filters in chain order.
 pub fn envoy_extension_policy(configs: &[(String, String)]) -> Result<String, String> {
     let mut wasm = String::new();
     for (filter, json) in configs {
@@ -99,7 +100,7 @@ pub fn envoy_extension_policy(configs: &[(String, String)]) -> Result<String, St
     }
     Ok(format!(
         "{HEADER}#\n\
-# The aigw filter chain for Envoy Gateway: the four filters, in order, on the HTTPRoute `llm`.\n\
+# The aigw filter chain for Envoy Gateway: the five filters, in order, on the HTTPRoute `llm`.\n\
 # Verify JWTs with a SecurityPolicy (jwt.providers) on the same route; Envoy Gateway runs it before these\n\
 # filters. Provider clusters, TLS and retries come from the HTTPRoute's backends and BackendTrafficPolicy.\n\
 apiVersion: gateway.envoyproxy.io/v1alpha1\n\
@@ -136,7 +137,7 @@ pub const CLIENT_ID_HEADER_SOURCE: &str = "header:x-aigw-client";
 /// `x-aigw-client` in front of the filters, so there a client could set that
 /// header itself: every policy keyed on it is left out (token-counter's
 /// `per-app` rule, model-router's per-client lists) or keyed on a verified JWT
-/// claim instead (prompt-template's tenant: `jwt:team`).
+/// claim instead (prompt-template's and semantic-cache's tenant: `jwt:team`).
 pub fn kubernetes_config(filter: &str, json: &str) -> Result<String, String> {
     let mut config: serde_json::Value =
         serde_json::from_str(json).map_err(|e| format!("{filter}: configuration is not JSON: {e}"))?;
@@ -146,6 +147,12 @@ pub fn kubernetes_config(filter: &str, json: &str) -> Result<String, String> {
         "token-counter" => {
             if let Some(rules) = config.get_mut("rules").and_then(|r| r.as_array_mut()) {
                 rules.retain(|rule| !from_client_id(rule.get("key")));
+            }
+        }
+        // semantic-cache's tenant (entries never cross tenants) comes from a verified claim there.
+        "semantic-cache" if from_client_id(config.get("tenant")) => {
+            if let Some(map) = config.as_object_mut() {
+                map.insert("tenant".into(), serde_json::Value::String("jwt:team".into()));
             }
         }
         "prompt-template" => {

@@ -30,7 +30,7 @@
 //!   process (PR_SET_PDEATHSIG), so nothing outlives `cargo test`.
 //!
 //! Envoy-starting tests are serialised through a process-wide lock held by each [`Gateway`]
-//! (the machine has two cores; Envoy with four Wasm VMs per worker is not cheap). Start one
+//! (the machine has two cores; Envoy with five Wasm VMs per worker is not cheap). Start one
 //! gateway per test, in the test's own thread, and do several requests on it; never keep one in
 //! a static shared by tests (it would hold the lock, and Envoy dies with the thread that started it).
 

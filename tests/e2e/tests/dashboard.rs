@@ -161,6 +161,7 @@ fn the_dashboard_covers_the_seed_list() {
         "TPOT",
         "tokens per second",
         "total latency",
+        "semantic cache hit rates",
     ] {
         assert!(text.to_lowercase().contains(&seed_item.to_lowercase()), "no panel says it serves {seed_item:?}");
     }

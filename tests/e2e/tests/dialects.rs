@@ -1,5 +1,5 @@
 //! The same guardrail, budget and metric checks for every OpenAI dialect, through a real Envoy running
-//! gateway.yaml with all four filters: chat completions, the Responses API, embeddings and legacy
+//! gateway.yaml with all five filters: chat completions, the Responses API, embeddings and legacy
 //! completions, JSON and (where the dialect streams) SSE. A prompt with an e-mail address must reach
 //! the provider masked and come back masked; the exact usage must be counted (access log, metrics);
 //! a JWT subject's 500 tokens/hour budget must end in an OpenAI-style 429 on every dialect.

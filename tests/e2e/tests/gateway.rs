@@ -65,7 +65,7 @@ fn bare_is_gateway_without_the_wasm_filters() {
 fn the_chain_loads_and_passes_json_and_streams_through() {
     let gw = chain();
 
-    // All four filters are configured in Envoy, in chain order, and their VMs run.
+    // All five filters are configured in Envoy, in chain order, and their VMs run.
     let dump = gw.config_dump().to_string();
     // The listener's chain (model-router's upstream instance on a cluster also runs model-router.wasm).
     let listeners = dump.find("ListenersConfigDump").expect("listeners in config_dump");

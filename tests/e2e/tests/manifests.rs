@@ -19,6 +19,7 @@ fn parse_with_filter(filter: &str, json: &[u8]) -> Result<(), String> {
     match filter {
         "pii-mask" => pii_mask::config::from_json(bytes).map(drop).map_err(|e| e.to_string()),
         "prompt-template" => prompt_template::config::from_json(bytes).map(drop).map_err(|e| e.to_string()),
+        "semantic-cache" => semantic_cache::config::from_json(bytes).map(drop).map_err(|e| e.to_string()),
         "token-counter" => token_counter::config::from_json(bytes).map(drop).map_err(|e| e.to_string()),
         "model-router" => model_router::config::from_json(bytes).map(drop).map_err(|e| e.to_string()),
         other => Err(format!("unknown filter {other}")),

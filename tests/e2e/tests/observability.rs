@@ -44,6 +44,9 @@ fn requests_are_traced_with_genai_attributes_and_never_with_text() {
     let text = format!("Hello, my email is {SECRET_EMAIL}");
     let json_reply = gw.chat_with(&[("user-agent", "trace-json")], &chat("gpt-4o-mini", &text, false));
     assert_eq!(json_reply.status, 200, "{}", json_reply.text());
+    // The same question again: semantic-cache answers it.
+    let again = gw.chat_with(&[("user-agent", "trace-again")], &chat("gpt-4o-mini", &text, false));
+    assert_eq!(again.status, 200, "{}", again.text());
     let stream_reply = gw.chat_with(&[("user-agent", "trace-stream")], &chat("gpt-4o-mini", "stream me", true));
     assert_eq!(stream_reply.status, 200, "{}", stream_reply.text());
     // The provider's 429 (no failover for this model), and a failover: primary 503, secondary answers.
@@ -71,7 +74,7 @@ fn requests_are_traced_with_genai_attributes_and_never_with_text() {
     }
     let refused = refused.expect("the budget refused a request");
 
-    let ids = ["trace-json", "trace-stream", "trace-429", "trace-failover", refused.as_str()];
+    let ids = ["trace-json", "trace-again", "trace-stream", "trace-429", "trace-failover", refused.as_str()];
     let spans = receiver
         .wait_for("a server span for every request", |spans| ids.iter().all(|id| server_span(spans, id).is_some()));
 
@@ -93,6 +96,10 @@ fn requests_are_traced_with_genai_attributes_and_never_with_text() {
     assert!(attr(json_span, "aigw.cost.micro_usd").is_some(), "{json_span:#}");
     assert!(attr(json_span, "server.address").is_some_and(|a| a.starts_with("127.0.0.1:")), "{json_span:#}");
     assert_eq!(attr(json_span, "http.status_code"), Some("200"));
+    assert_eq!(attr(json_span, "aigw.cache"), Some("miss"), "{json_span:#}");
+    let again_span = server_span(&spans, "trace-again").unwrap();
+    assert_eq!(attr(again_span, "aigw.cache"), Some("hit"), "{again_span:#}");
+    assert_eq!(attr(again_span, "aigw.cache.similarity"), Some("1.000"), "{again_span:#}");
 
     let stream_span = server_span(&spans, "trace-stream").unwrap();
     assert_eq!(attr(stream_span, "gen_ai.response.finish_reasons"), Some("stop"), "{stream_span:#}");

@@ -6,7 +6,7 @@
 
 use aigw_harness::{fixture_path, module_imports, wasm_path, Harness};
 
-const FILTERS: [&str; 4] = ["pii-mask", "prompt-template", "token-counter", "model-router"];
+const FILTERS: [&str; 5] = ["pii-mask", "prompt-template", "semantic-cache", "token-counter", "model-router"];
 
 /// The host functions the harness implements (everything else traps with its name).
 const PROVIDED: &[&str] = &[
