@@ -26,6 +26,37 @@ pub const METHOD: &str = "ShouldRateLimit";
 /// The HTTP/2 path of the method.
 pub const PATH: &str = "/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit";
 
+/// aigw's two extensions of the protocol, which our service
+/// (`tools/ratelimit-redis`) understands and a stock service leaves harmless:
+///
+/// - A request that also carries the descriptor `[(OP_KEY, OP_RESERVE)]` is
+///   a *reservation*: refused without being counted when it does not fit. A
+///   request without it counts its hits whatever the outcome, as
+///   envoyproxy/ratelimit does (a stock service sees a descriptor it has no
+///   limit for, and answers OK for it).
+/// - A descriptor whose last entry is `(REFUND_KEY, "<unit>/<window>")`
+///   gives `hits_addend` back to the same descriptor without that entry, in
+///   the fixed window `window` of `unit` (numbers as in [`Unit`]), floored at
+///   zero. It carries no limit override, so a stock service that does not
+///   know it matches no limit and counts nothing: returns are lost, never
+///   double-charged.
+pub const OP_KEY: &str = "aigw_op";
+pub const OP_RESERVE: &str = "reserve";
+pub const REFUND_KEY: &str = "aigw_refund";
+
+/// The value of a [`REFUND_KEY`] entry.
+pub fn refund_value(unit: Unit, window: u64) -> String {
+    format!("{}/{window}", unit.number())
+}
+
+/// Reads a [`REFUND_KEY`] value back.
+pub fn parse_refund_value(value: &str) -> Option<(Unit, u64)> {
+    let (unit, window) = value.split_once('/')?;
+    let unit = Unit::from_number(unit.parse().ok()?);
+    unit.seconds()?;
+    Some((unit, window.parse().ok()?))
+}
+
 /// `RateLimitUnit` (`type.v3.RateLimitUnit` and `RateLimitResponse.RateLimit.Unit` share the numbers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unit {
@@ -532,5 +563,8 @@ mod tests {
         }
         assert_eq!(Code::from_number(2), Code::OverLimit);
         assert_eq!(Unit::Hour.seconds(), Some(3600));
+        assert_eq!(parse_refund_value(&refund_value(Unit::Minute, 42)), Some((Unit::Minute, 42)));
+        assert_eq!(parse_refund_value("6/1"), None, "years have no fixed window");
+        assert_eq!(parse_refund_value("3"), None);
     }
 }
