@@ -14,10 +14,11 @@
 //! reservation is settled to the real usage, or released if the upstream
 //! failed, and the metrics and filter state are written.
 
-use crate::config::{Config, OnExceeded, Rule, StreamUsage};
+use crate::config::{Config, OnExceeded, RlsStore, Rule, Store, StreamUsage};
 use crate::limits::{self, format_reset, Reservation, Snapshot};
 use crate::metrics::{self, RequestMetrics};
 use crate::prompt::{count_request, RequestInfo};
+use crate::remote;
 use crate::tokenize::{TokenCounter, FALLBACK_BYTES_PER_TOKEN};
 use crate::usage::{BodyKind, Emit, ReadProblem, ResponseTracker, Usage};
 use aigw_shared::api::ApiShape;
@@ -112,6 +113,19 @@ pub struct Stream {
     finished: bool,
     request_seen: bool,
     store_error_rules: Vec<String>,
+    /// `store: rls`: reservations to send, and settlements for the root context.
+    remote_pending: Vec<RemoteReservation>,
+    remote_outbox: Vec<(String, Vec<u8>)>,
+}
+
+/// A reservation asked of the rate limit service: the hit it is for, the
+/// window and amount it reserves, and the `ShouldRateLimit` message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteReservation {
+    pub position: usize,
+    pub window: u64,
+    pub amount: u64,
+    pub message: Vec<u8>,
 }
 
 fn property_text(host: &dyn Host, name: &str) -> Option<String> {
@@ -122,8 +136,10 @@ fn property_text(host: &dyn Host, name: &str) -> Option<String> {
 /// than on the first request (`preload`), and the rules' shared-data slots
 /// created (Envoy has no conditional create). Returns the line to log.
 pub fn prepare_vm(config: &Config, host: &dyn Host) -> Option<String> {
-    for rule in &config.rules {
-        limits::create_slots(host, &rule.name, rule.slots);
+    if config.store == Store::SharedData {
+        for rule in &config.rules {
+            limits::create_slots(host, &rule.name, rule.slots);
+        }
     }
     if !config.preload {
         return None;
@@ -196,6 +212,8 @@ impl Stream {
             finished: false,
             request_seen: false,
             store_error_rules: Vec::new(),
+            remote_pending: Vec::new(),
+            remote_outbox: Vec::new(),
         }
     }
 
@@ -218,6 +236,10 @@ impl Stream {
     /// report the current state of the rules.
     pub fn bodiless(&mut self, config: &Config, host: &dyn Host) {
         self.request_seen = true;
+        if config.store != Store::SharedData {
+            // A rate limit service has no read-only call: no headers without a reservation.
+            return;
+        }
         let now = host.now_nanos();
         for hit in &mut self.hits {
             let Some(rule) = config.rules.get(hit.rule) else { continue };
@@ -304,76 +326,172 @@ impl Stream {
     fn admit(&mut self, config: &Config, host: &dyn Host) -> RequestAction {
         self.request_seen = true;
         let now = host.now_nanos();
+        if let Store::Rls(store) = &config.store {
+            // Asked of the service; `remote_answers` decides when they are in.
+            self.remote_pending = self.remote_reservations(config, store, now);
+            return RequestAction::Forward { new_body: None };
+        }
         for position in 0..self.hits.len() {
-            let Some(hit) = self.hits.get(position).cloned() else { continue };
+            let Some(hit) = self.hits.get(position) else { continue };
             let Some(rule) = config.rules.get(hit.rule) else { continue };
             let amount = rule.counts.pick(self.prompt_tokens, self.output_reserve);
             let window = rule.window.index(now);
             let force = rule.on_exceeded == OnExceeded::Signal;
             let result = limits::reserve(host, &hit.key, hit.fingerprint, window, rule.limit, amount, force);
-            match result {
-                Reservation::Admitted { amount, snapshot } => {
-                    if snapshot.shared {
-                        host.increment_counter(&metrics::rule(&rule.name, "shared_budget"), 1);
-                    }
-                    host.increment_counter(&metrics::rule(&rule.name, "admitted"), 1);
-                    if let Some(slot) = self.hits.get_mut(position) {
-                        slot.reserved = Some((amount, window));
-                        slot.snapshot = Some(snapshot);
-                    }
-                }
-                Reservation::Exceeded { amount, snapshot } if force => {
-                    // Reserved anyway: the request goes through, flagged.
-                    self.signal = true;
-                    host.increment_counter(&metrics::rule(&rule.name, "signalled"), 1);
-                    if let Some(slot) = self.hits.get_mut(position) {
-                        slot.reserved = Some((amount, window));
-                        slot.snapshot = Some(snapshot);
-                    }
-                }
-                Reservation::Exceeded { amount, snapshot } => {
-                    host.increment_counter(&metrics::rule(&rule.name, "rejected"), 1);
-                    if rule.key_metrics {
-                        host.increment_counter(&metrics::rule_key(&rule.name, &hit.subject, "rejected"), 1);
-                    }
-                    if let Some(slot) = self.hits.get_mut(position) {
-                        slot.snapshot = Some(snapshot);
-                    }
-                    self.release_all(config, host);
-                    self.rejected = true;
-                    self.finished = true;
-                    let reset_millis = rule.window.reset_millis(now);
-                    let error = rejection(rule, amount, &snapshot, reset_millis);
-                    let mut headers =
-                        RateHeaders { limit: rule.limit, remaining: snapshot.remaining(), reset_millis }.pairs();
-                    headers.extend(error.headers());
-                    if error.retry_after_seconds.is_none() {
-                        // No wait makes it fit: tell the OpenAI and Anthropic SDKs not to retry it.
-                        headers.push(("x-should-retry", "false".to_string()));
-                    }
-                    if !config.rate_limit_headers {
-                        headers.retain(|(name, _)| !name.starts_with("x-ratelimit-"));
-                    }
-                    return RequestAction::Reject { error, headers };
-                }
-                Reservation::StoreError => {
-                    host.increment_counter(&metrics::rule(&rule.name, "store_errors"), 1);
-                    self.store_error_rules.push(rule.name.clone());
-                    if !config.fail_open {
-                        self.release_all(config, host);
-                        self.rejected = true;
-                        self.finished = true;
-                        let error = ApiError::service_unavailable(
-                            "rate_limit_unavailable",
-                            "The gateway cannot check its token rate limits right now. Please retry.",
-                        );
-                        let headers = error.headers();
-                        return RequestAction::Reject { error, headers };
-                    }
-                }
+            if let Some(reject) = self.take_reservation(config, host, position, window, now, result) {
+                return reject;
             }
         }
         RequestAction::Forward { new_body: None }
+    }
+
+    /// Records one rule's reservation outcome; a rejection (429, or 503 when
+    /// the store failed and `failure_mode` is closed) releases what the other
+    /// rules hold and is returned.
+    fn take_reservation(
+        &mut self,
+        config: &Config,
+        host: &dyn Host,
+        position: usize,
+        window: u64,
+        now: u64,
+        result: Reservation,
+    ) -> Option<RequestAction> {
+        let hit = self.hits.get(position)?.clone();
+        let rule = config.rules.get(hit.rule)?;
+        let force = rule.on_exceeded == OnExceeded::Signal;
+        match result {
+            Reservation::Admitted { amount, snapshot } => {
+                if snapshot.shared {
+                    host.increment_counter(&metrics::rule(&rule.name, "shared_budget"), 1);
+                }
+                host.increment_counter(&metrics::rule(&rule.name, "admitted"), 1);
+                if let Some(slot) = self.hits.get_mut(position) {
+                    slot.reserved = Some((amount, window));
+                    slot.snapshot = Some(snapshot);
+                }
+            }
+            Reservation::Exceeded { amount, snapshot } if force => {
+                // Reserved anyway: the request goes through, flagged.
+                self.signal = true;
+                host.increment_counter(&metrics::rule(&rule.name, "signalled"), 1);
+                if let Some(slot) = self.hits.get_mut(position) {
+                    slot.reserved = Some((amount, window));
+                    slot.snapshot = Some(snapshot);
+                }
+            }
+            Reservation::Exceeded { amount, snapshot } => {
+                host.increment_counter(&metrics::rule(&rule.name, "rejected"), 1);
+                if rule.key_metrics {
+                    host.increment_counter(&metrics::rule_key(&rule.name, &hit.subject, "rejected"), 1);
+                }
+                if let Some(slot) = self.hits.get_mut(position) {
+                    slot.snapshot = Some(snapshot);
+                }
+                self.release_all(config, host);
+                self.rejected = true;
+                self.finished = true;
+                let reset_millis = rule.window.reset_millis(now);
+                let error = rejection(rule, amount, &snapshot, reset_millis);
+                let mut headers =
+                    RateHeaders { limit: rule.limit, remaining: snapshot.remaining(), reset_millis }.pairs();
+                headers.extend(error.headers());
+                if error.retry_after_seconds.is_none() {
+                    // No wait makes it fit: tell the OpenAI and Anthropic SDKs not to retry it.
+                    headers.push(("x-should-retry", "false".to_string()));
+                }
+                if !config.rate_limit_headers {
+                    headers.retain(|(name, _)| !name.starts_with("x-ratelimit-"));
+                }
+                return Some(RequestAction::Reject { error, headers });
+            }
+            Reservation::StoreError => {
+                host.increment_counter(&metrics::rule(&rule.name, "store_errors"), 1);
+                self.store_error_rules.push(rule.name.clone());
+                if !config.fail_open {
+                    self.release_all(config, host);
+                    self.rejected = true;
+                    self.finished = true;
+                    let error = ApiError::service_unavailable(
+                        "rate_limit_unavailable",
+                        "The gateway cannot check its token rate limits right now. Please retry.",
+                    );
+                    let headers = error.headers();
+                    return Some(RequestAction::Reject { error, headers });
+                }
+            }
+        }
+        None
+    }
+
+    /// The reservations to ask the rate limit service for (`store: rls`).
+    fn remote_reservations(&self, config: &Config, store: &RlsStore, now: u64) -> Vec<RemoteReservation> {
+        let mut calls = Vec::new();
+        for (position, hit) in self.hits.iter().enumerate() {
+            let Some(rule) = config.rules.get(hit.rule) else { continue };
+            let amount = rule.counts.pick(self.prompt_tokens, self.output_reserve);
+            let force = rule.on_exceeded == OnExceeded::Signal;
+            calls.push(RemoteReservation {
+                position,
+                window: rule.window.index(now),
+                amount,
+                message: remote::reserve_message(store, rule, &hit.subject, amount, force),
+            });
+        }
+        calls
+    }
+
+    /// Reservations the glue must send to the rate limit service before the
+    /// request goes on (empty with the shared-data store).
+    pub fn take_remote_reservations(&mut self) -> Vec<RemoteReservation> {
+        std::mem::take(&mut self.remote_pending)
+    }
+
+    /// Every answer to [`Self::take_remote_reservations`] is in:
+    /// `(position, response message or None when the call failed)`. Returns
+    /// the rejection, if any; otherwise the request goes on as decided at its body.
+    pub fn remote_answers(
+        &mut self,
+        config: &Config,
+        host: &dyn Host,
+        calls: &[RemoteReservation],
+        answers: &[(usize, Option<Vec<u8>>)],
+    ) -> Option<RequestAction> {
+        let now = host.now_nanos();
+        let results: Vec<(usize, u64, Reservation)> = calls
+            .iter()
+            .filter_map(|call| {
+                let rule = config.rules.get(self.hits.get(call.position)?.rule)?;
+                let answer = answers.iter().find(|(position, _)| *position == call.position);
+                let bytes = answer.and_then(|(_, bytes)| bytes.as_deref());
+                Some((call.position, call.window, remote::verdict(rule, call.window, call.amount, bytes)))
+            })
+            .collect();
+        // The calls ran in parallel: every reservation the service made is
+        // recorded before a rejection releases them.
+        for (position, window, result) in &results {
+            let force =
+                self.hits.get(*position).and_then(|hit| config.rules.get(hit.rule)).map(|rule| rule.on_exceeded)
+                    == Some(OnExceeded::Signal);
+            if let (Reservation::Admitted { amount, .. }, _) | (Reservation::Exceeded { amount, .. }, true) =
+                (result, force)
+            {
+                if let Some(hit) = self.hits.get_mut(*position) {
+                    hit.reserved = Some((*amount, *window));
+                }
+            }
+        }
+        for (position, window, result) in results {
+            if let Some(reject) = self.take_reservation(config, host, position, window, now, result) {
+                return Some(reject);
+            }
+        }
+        None
+    }
+
+    /// Settlement messages for the rate limit service (sent by the root context).
+    pub fn take_remote_settlements(&mut self) -> Vec<(String, Vec<u8>)> {
+        std::mem::take(&mut self.remote_outbox)
     }
 
     /// Releases every reservation held (a rejection or an upstream failure).
@@ -388,6 +506,16 @@ impl Stream {
             let Some(rule) = config.rules.get(hit.rule) else { continue };
             let actual = usage.map(|usage| rule.counts.pick(usage.input, usage.output)).unwrap_or(0);
             let current = rule.window.index(now);
+            if let Store::Rls(store) = &config.store {
+                // Sent by the root context (see remote::Outbox); failures are counted there.
+                for message in remote::settle_messages(store, rule, &hit.subject, hit.reserved.take(), actual) {
+                    self.remote_outbox.push((rule.name.clone(), message));
+                }
+                if rule.key_metrics && actual > 0 {
+                    host.increment_counter(&metrics::rule_key(&rule.name, &hit.subject, "tokens"), actual);
+                }
+                continue;
+            }
             let settled = match hit.reserved.take() {
                 Some((amount, window)) => {
                     limits::settle(host, &hit.key, hit.fingerprint, window, current, amount, actual).is_some()

@@ -129,10 +129,24 @@ impl Limiter {
     }
 
     async fn run(&self, mode: &str, hits: u64, counters: &[Counted]) -> Result<(bool, Vec<u64>), RedisError> {
-        let mut connection = match self.idle.lock().await.pop() {
-            Some(connection) => connection,
-            None => Connection::open(&self.redis_address).await?,
-        };
+        // A pooled connection may have died with a Redis restart: then once more on a new one.
+        let pooled = self.idle.lock().await.pop();
+        if let Some(connection) = pooled {
+            if let Ok(answer) = self.run_on(connection, mode, hits, counters).await {
+                return Ok(answer);
+            }
+        }
+        let connection = Connection::open(&self.redis_address).await?;
+        self.run_on(connection, mode, hits, counters).await
+    }
+
+    async fn run_on(
+        &self,
+        mut connection: Connection,
+        mode: &str,
+        hits: u64,
+        counters: &[Counted],
+    ) -> Result<(bool, Vec<u64>), RedisError> {
         let count = counters.len().to_string();
         let hits = hits.to_string();
         let mut owned: Vec<String> = counters.iter().map(|c| c.key.clone()).collect();
