@@ -169,6 +169,7 @@ impl Plugin for TokenCounter {
             calls: Vec::new(),
             answers: Vec::new(),
             held: None,
+            body_held: false,
         })
     }
 }
@@ -188,6 +189,8 @@ struct Filter {
     calls: Vec<RemoteReservation>,
     answers: Vec<(usize, Option<Vec<u8>>)>,
     held: Option<(RequestAction, usize)>,
+    /// A request body callback returned Pause while the answers were awaited.
+    body_held: bool,
 }
 
 impl Filter {
@@ -214,6 +217,7 @@ impl Filter {
             self.calls = calls;
             if !self.reserving.is_empty() {
                 self.held = Some((action, buffered));
+                self.body_held = true;
                 return Action::Pause;
             }
             return self.decide_remote(action, buffered);
@@ -295,7 +299,10 @@ impl Context for Filter {
             return;
         }
         if let Some((action, buffered)) = self.held.take() {
-            if self.decide_remote(action, buffered) == Action::Continue {
+            // Resumed only if a body callback is paused (a request estimated at its headers may
+            // have had no body callback yet).
+            if self.decide_remote(action, buffered) == Action::Continue && self.body_held {
+                self.body_held = false;
                 self.resume_http_request();
             }
         }
@@ -325,16 +332,31 @@ impl HttpContext for Filter {
         };
         let action = glue::open_gate(self, &head, readable, policy);
         if action == Action::Continue && !end_of_stream && !readable {
-            return self.estimate(self.declared_length);
+            let action = self.estimate(self.declared_length);
+            if !self.reserving.is_empty() {
+                // Asked of the rate limit service: the headers still continue (never paused); the body
+                // is held below until the answers are in.
+                self.body_held = false;
+                return Action::Continue;
+            }
+            return action;
         }
         action
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if !self.reserving.is_empty() {
+            self.body_held = true;
+            return Action::Pause;
+        }
         glue::request_body(self, body_size, end_of_stream)
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        if !self.reserving.is_empty() {
+            self.body_held = true;
+            return Action::Pause;
+        }
         glue::request_trailers(self)
     }
 

@@ -300,3 +300,43 @@ fn an_unavailable_store_applies_the_failure_mode_and_recovers() {
     }
     assert!(closed.envoy_log().contains("answers again"));
 }
+
+/// The latency a remote reservation adds, against the shared-data default: one Envoy, requests one at a
+/// time, p50/p99 of the whole request (recorded in BENCHMARKS.md). Not a pass/fail test (no timing
+/// assertions): `cargo test -p aigw-e2e --test replicas -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn measure_remote_reservation_latency() {
+    let redis = Redis::start(free_port());
+    let service_port = free_port();
+    let _service = Service::start(service_port, &redis.address());
+    let config = config_with_service(service_port);
+    let rules = json!([{"name": "team", "key": "header:x-team", "limit": 4_000_000_000u64, "window": "day"}]);
+    let variants = [
+        ("shared_data", json!({"rules": rules})),
+        ("rls", json!({"store": {"rls": {"cluster": "ratelimit", "domain": "bench"}}, "rules": rules})),
+    ];
+    let rounds = std::env::var("AIGW_LATENCY_REQUESTS").ok().and_then(|n| n.parse().ok()).unwrap_or(400);
+    for round in 0..2 {
+        for (name, filter_config) in &variants {
+            let gw = Gateway::builder()
+                .config_path(config.clone())
+                .only_filters(&["token-counter"])
+                .filter_config("token-counter", filter_config.to_string())
+                .start();
+            for _ in 0..20 {
+                assert_eq!(chat(&gw, "warm").status, 200);
+            }
+            let mut micros: Vec<u128> = (0..rounds)
+                .map(|_| {
+                    let started = Instant::now();
+                    assert_eq!(chat(&gw, "bench").status, 200);
+                    started.elapsed().as_micros()
+                })
+                .collect();
+            micros.sort_unstable();
+            let at = |q: f64| micros[((micros.len() as f64 * q) as usize).min(micros.len() - 1)];
+            println!("round {round} {name}: {rounds} requests, p50 {} µs, p99 {} µs", at(0.5), at(0.99));
+        }
+    }
+}
