@@ -148,9 +148,15 @@ fn replicas(service_port: u16, domain: &str, limit: u64, modes: [&str; 2]) -> (G
 
 /// A short chat whose reply is one word (`x-mock-mode: fixed:`), so usage stays under the reservation.
 fn chat(gw: &Gateway, team: &str) -> HttpResponse {
+    chat_at(gw.addr(), team)
+}
+
+fn chat_at(addr: std::net::SocketAddr, team: &str) -> HttpResponse {
     let body = json!({"model": "gpt-4o-mini", "max_tokens": 40,
         "messages": [{"role": "user", "content": "count these few words please"}]});
-    gw.post_json("/v1/chat/completions", &[("x-team", team), ("x-mock-mode", "fixed:done")], &body)
+    let headers = [("content-type", "application/json"), ("x-team", team), ("x-mock-mode", "fixed:done")];
+    aigw_e2e::http::request(addr, "POST", "/v1/chat/completions", &headers, body.to_string().as_bytes())
+        .unwrap_or_else(|err| panic!("request to {addr} failed: {err}"))
 }
 
 fn reported_total(response: &HttpResponse) -> u64 {
@@ -216,16 +222,14 @@ fn replicas_share_one_budget_and_charge_exactly_what_the_provider_reported() {
     drop(a);
     let budget = 2000;
     let (a, b) = replicas(service_port, "crowd", budget, ["open", "open"]);
-    let (a, b) = (Arc::new(a), Arc::new(b));
+    let addresses = [a.addr(), b.addr()];
     let results: Vec<(u16, u64)> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..25)
             .map(|worker| {
-                let (a, b) = (a.clone(), b.clone());
                 scope.spawn(move || {
                     (0..8)
                         .map(|i| {
-                            let gw = if (worker + i) % 2 == 0 { &a } else { &b };
-                            let response = chat(gw, "crowd");
+                            let response = chat_at(addresses[(worker + i) % 2], "crowd");
                             let tokens = if response.status == 200 { reported_total(&response) } else { 0 };
                             (response.status, tokens)
                         })
