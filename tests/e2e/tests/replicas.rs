@@ -159,6 +159,10 @@ fn chat_at(addr: std::net::SocketAddr, team: &str) -> HttpResponse {
         .unwrap_or_else(|err| panic!("request to {addr} failed: {err}"))
 }
 
+fn header_u64(response: &HttpResponse, name: &str) -> u64 {
+    response.header(name).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("no {name}: {:?}", response.headers))
+}
+
 fn reported_total(response: &HttpResponse) -> u64 {
     let body: Value = response.json();
     body["usage"]["total_tokens"].as_u64().unwrap_or_else(|| panic!("no usage in {body}"))
@@ -187,13 +191,16 @@ fn replicas_share_one_budget_and_charge_exactly_what_the_provider_reported() {
     // usage; the combined 600 run out after a dozen or so, whichever replica serves.
     let mut reported = 0;
     let mut served = [0, 0];
-    let refused = (0..100).find_map(|i| {
+    let refused = (0..200).find_map(|i| {
         let (gw, index) = if i % 2 == 0 { (&a, 0) } else { (&b, 1) };
         let response = chat(gw, "blue");
         match response.status {
             200 => {
                 reported += reported_total(&response);
                 served[index] += 1;
+                // Its return reached Redis before the next request (the concurrent part below does
+                // not wait): the refusal comes exactly when the next reservation no longer fits.
+                assert_eq!(settled(&redis, "alternating", reported), reported);
                 assert!(response.header("x-ratelimit-remaining-tokens").is_some());
                 None
             }
@@ -202,15 +209,18 @@ fn replicas_share_one_budget_and_charge_exactly_what_the_provider_reported() {
         }
     });
     let (index, refused) = refused.expect("the combined budget never ran out");
+    eprintln!("alternating: {served:?} served by the two replicas, {reported} tokens, then 429");
     let body: Value = refused.json();
     assert_eq!(body["error"]["code"], "rate_limit_exceeded", "{body}");
     assert_eq!(refused.header("x-ratelimit-limit-tokens"), Some("600"));
     assert!(served[0] >= 2 && served[1] >= 2, "both replicas served: {served:?}");
     // One replica alone would have admitted up to 600 on its own: together they stopped at 600.
     assert!(reported <= 600, "{reported} tokens served past the 600 budget");
-    // Refused with at most two reservations' worth left (the previous request's return may still be on
-    // its way: settlements leave each VM on its root context's next tick).
-    assert!(reported + 2 * 60 > 600, "refused with room left: {reported} used");
+    // Refused exactly when the next reservation (prompt + 40) no longer fitted.
+    // The 429 reports what is left of the combined budget: less than one reservation (prompt + 40).
+    let remaining = header_u64(&refused, "x-ratelimit-remaining-tokens");
+    assert_eq!(remaining, 600 - reported, "the 429's remaining count");
+    assert!(remaining < 80, "refused with {remaining} left");
     // The other replica refuses too: the budget is one.
     let other = if index == 0 { &b } else { &a };
     assert_eq!(chat(other, "blue").status, 429);
