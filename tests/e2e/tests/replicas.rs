@@ -227,10 +227,11 @@ fn replicas_share_one_budget_and_charge_exactly_what_the_provider_reported() {
     // Charged = reported (returns bring every reservation down to the real usage).
     assert_eq!(settled(&redis, "alternating", reported), reported, "charged vs reported");
 
-    // 200 concurrent requests of another team, 100 on each replica, 25 connections at a time.
+    // 200 concurrent requests of another team, 100 on each replica, 25 connections at a time; their
+    // usage (about 1200 tokens) passes the budget, so some are refused whatever the timing.
     drop(b);
     drop(a);
-    let budget = 2000;
+    let budget = 1000;
     let (a, b) = replicas(service_port, "crowd", budget, ["open", "open"]);
     let addresses = [a.addr(), b.addr()];
     let results: Vec<(u16, u64)> = std::thread::scope(|scope| {

@@ -1,6 +1,8 @@
 //! The counting semantics against a real redis-server (started here on a free
 //! loopback port), and one call through the gRPC server.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
 use aigw_shared::ratelimit_proto::{
     grpc_frame, grpc_unframe, refund_value, Code, Descriptor, LimitOverride, Request, Response, Unit, OP_KEY,
     OP_RESERVE, PATH, REFUND_KEY,
@@ -28,7 +30,7 @@ fn free_port() -> u16 {
 
 fn start_redis() -> Redis {
     let port = free_port();
-    let child = Command::new("redis-server")
+    let mut child = Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
         .stdout(Stdio::null())
         .spawn()
@@ -40,6 +42,8 @@ fn start_redis() -> Redis {
         }
         std::thread::sleep(Duration::from_millis(25));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("redis-server did not start");
 }
 
