@@ -1043,4 +1043,96 @@ mod tests {
         assert_eq!(entry(&host, "u", "k", config.rules[0].slots).used, 42);
         assert_eq!(host.counter("aigw.token_counter.requests.model.claude-sonnet-4.unpriced"), 1);
     }
+
+    fn rls_config(rules: &str) -> Config {
+        from_json(Some(format!(r#"{{"store": {{"rls": {{"cluster": "rls"}}}}, "rules": {rules}}}"#).as_bytes()))
+            .unwrap()
+    }
+
+    fn rls_answer(code: aigw_shared::ratelimit_proto::Code, remaining: u32) -> Option<Vec<u8>> {
+        use aigw_shared::ratelimit_proto::{Response, Status};
+        let status =
+            Status { code, current_limit: None, limit_remaining: remaining, duration_until_reset_seconds: None };
+        Some(Response { overall_code: code, statuses: vec![status] }.encode())
+    }
+
+    #[test]
+    fn rls_answers_in_any_order_release_every_reservation_on_a_rejection() {
+        use aigw_shared::ratelimit_proto::{Code, Request, REFUND_KEY};
+        let config = rls_config(
+            r#"[{"name": "a", "key": "header:x-user", "limit": 1000, "window": "hour"},
+                {"name": "b", "key": "header:x-user", "limit": 100, "window": "minute"},
+                {"name": "c", "key": "header:x-user", "limit": 1000, "window": "day"}]"#,
+        );
+        let host = host("zed");
+        let mut stream = Stream::new(&config, &host, CHAT);
+        // With the rls store nothing is reserved locally: the calls are handed to the glue.
+        assert_eq!(
+            stream.request_body(&config, &host, &chat_body(json!({"max_tokens": 50}))),
+            RequestAction::Forward { new_body: None }
+        );
+        assert!(host.store.is_empty());
+        let calls = stream.take_remote_reservations();
+        assert_eq!(calls.len(), 3);
+        assert!(calls.iter().all(|call| call.amount == 59));
+        // `b` refuses; `c`'s admission arrived too (the calls ran in parallel): both `a` and `c` are returned.
+        let answers =
+            vec![(2, rls_answer(Code::Ok, 941)), (1, rls_answer(Code::OverLimit, 10)), (0, rls_answer(Code::Ok, 941))];
+        let Some(RequestAction::Reject { error, headers }) = stream.remote_answers(&config, &host, &calls, &answers)
+        else {
+            panic!("expected a 429")
+        };
+        assert_eq!(error.status, 429);
+        assert!(headers.contains(&("x-ratelimit-remaining-tokens", "10".to_string())));
+        let returns: Vec<(String, Request)> = stream
+            .take_remote_settlements()
+            .into_iter()
+            .map(|(rule, message)| (rule, Request::decode(&message).unwrap()))
+            .collect();
+        let rules: Vec<&str> = returns.iter().map(|(rule, _)| rule.as_str()).collect();
+        assert_eq!(rules, ["a", "c"]);
+        for (_, request) in &returns {
+            assert_eq!(request.hits_addend, 59);
+            assert_eq!(request.descriptors[0].entries.last().unwrap().0, REFUND_KEY);
+        }
+        // Nothing is settled twice at the end of the stream.
+        assert_eq!(stream.finish(&config, &host, false, false), None);
+        assert!(stream.take_remote_settlements().is_empty());
+    }
+
+    #[test]
+    fn rls_failure_mode_and_charge_at_the_end() {
+        use aigw_shared::ratelimit_proto::{Code, Request};
+        let rules = r#"[{"name": "a", "key": "header:x-user", "limit": 1000, "window": "hour"}]"#;
+        let host = host("yan");
+        // Closed: a failed call (None) is a 503.
+        let mut closed = rls_config(rules);
+        closed.fail_open = false;
+        let mut stream = Stream::new(&closed, &host, CHAT);
+        stream.request_body(&closed, &host, &chat_body(json!({})));
+        let calls = stream.take_remote_reservations();
+        let reject = stream.remote_answers(&closed, &host, &calls, &[(0, None)]);
+        assert!(matches!(reject, Some(RequestAction::Reject { error, .. }) if error.status == 503));
+        // Open: forwarded unreserved; the real usage is charged in full at the end.
+        let open = rls_config(rules);
+        let mut stream = Stream::new(&open, &host, CHAT);
+        stream.request_body(&open, &host, &chat_body(json!({})));
+        let calls = stream.take_remote_reservations();
+        assert_eq!(stream.remote_answers(&open, &host, &calls, &[(0, None)]), None);
+        assert_eq!(stream.take_store_errors(), vec!["a".to_string()]);
+        respond(&mut stream, &open, &host, 200, USAGE_JSON);
+        let settlements = stream.take_remote_settlements();
+        let charge = Request::decode(&settlements[0].1).unwrap();
+        assert_eq!((charge.hits_addend, charge.descriptors.len()), (14, 1));
+        // Admitted, then usage above the reservation: the difference is charged.
+        let mut stream = Stream::new(&open, &host, CHAT);
+        stream.request_body(&open, &host, &chat_body(json!({"max_tokens": 1})));
+        let calls = stream.take_remote_reservations();
+        assert_eq!(calls[0].amount, 10);
+        assert_eq!(stream.remote_answers(&open, &host, &calls, &[(0, rls_answer(Code::Ok, 990))]), None);
+        assert_eq!(stream.rate_headers(&open, &host).unwrap().remaining, 990);
+        respond(&mut stream, &open, &host, 200, USAGE_JSON);
+        let charge = Request::decode(&stream.take_remote_settlements()[0].1).unwrap();
+        assert_eq!(charge.hits_addend, 4);
+    }
 }
