@@ -188,7 +188,8 @@ fn replicas_share_one_budget_and_charge_exactly_what_the_provider_reported() {
     let (a, b) = replicas(service_port, "alternating", 600, ["open", "open"]);
 
     // One team alternating between the replicas: each request reserves its prompt + 40 and settles to its
-    // usage; the combined 600 run out after a dozen or so, whichever replica serves.
+    // usage (about 6 tokens); the combined 600 run out after about 90 requests, whichever replica serves
+    // (one replica alone would count only its own half).
     let mut reported = 0;
     let mut served = [0, 0];
     let refused = (0..200).find_map(|i| {
