@@ -95,6 +95,11 @@ bench *args: build
     cargo build --release --target wasm32-wasip1 --manifest-path tests/bench/regex-probe/Cargo.toml --target-dir target/regex-probe
     target/bench-tools/aigw-bench {{args}}
 
+# The latency a remote reservation (token-counter `store: rls`: gRPC to tools/ratelimit-redis, Redis) adds
+# against the shared-data default: p50/p99 of requests one at a time, two rounds (BENCHMARKS.md).
+bench-rls: build redis
+    cargo test -p aigw-e2e --test replicas measure_remote_reservation_latency -- --ignored --nocapture
+
 # Fuzz every entry point that takes untrusted input for <seconds> (tests/fuzz; stable Rust, seeded).
 # Prints calls, panics and slow calls per target; inputs of findings go to target/fuzz-findings/.
 # Extra arguments pass through: `just fuzz 600 --seed 7 --slow-ms 100 --only sse_parser`.
