@@ -555,3 +555,49 @@ fn rate_limit_service_reservations_hold_the_body_and_settle_from_the_root() {
     assert_eq!(s.local_reply().expect("503").status, 503);
     assert!(vm.dead().is_none() && closed.dead().is_none());
 }
+
+/// `store: rls`, a body the filter does not parse (estimated from `content-length` at the headers): the
+/// reservation is asked at the headers, which continue anyway; the body waits for the answer.
+#[test]
+fn rate_limit_service_reservation_for_an_unparsed_body_holds_the_body_not_the_headers() {
+    use aigw_shared::ratelimit_proto::{Code, Request, Response, Status};
+    let ok = Response {
+        overall_code: Code::Ok,
+        statuses: vec![Status {
+            code: Code::Ok,
+            current_limit: None,
+            limit_remaining: 500,
+            duration_until_reset_seconds: None,
+        }],
+    }
+    .encode();
+    let harness = Harness::new();
+    let vm = start(
+        &harness,
+        &json!({"store": {"rls": {"cluster": "ratelimit"}},
+                "rules": [{"name": "per-user", "key": "header:x-user", "limit": 1000, "window": "hour"}]}),
+    );
+    let headers = [
+        (":method", "POST"),
+        (":path", "/v1/audio/transcriptions"),
+        ("content-type", "multipart/form-data; boundary=x"),
+        ("content-length", "400"),
+        ("x-user", "uma"),
+    ];
+    // Answer before the body arrives: nothing to resume, the body then passes.
+    let mut s = vm.stream();
+    assert_eq!(s.send_request_headers(&headers, false), Action::Continue);
+    let call = vm.pending_grpc_calls()[0].clone();
+    assert_eq!(Request::decode(&call.message).unwrap().hits_addend, 100 + 256, "400 bytes / 4 + default output");
+    vm.answer_grpc_call(call.token, ok.clone());
+    assert_eq!(s.send_request_body(vec![b'x'; 400], true), Action::Continue);
+    assert!(s.request_complete());
+    // Body first: held until the answer, then resumed.
+    let mut s = vm.stream();
+    assert_eq!(s.send_request_headers(&headers, false), Action::Continue);
+    assert_eq!(s.send_request_body(vec![b'x'; 400], true), Action::Pause);
+    assert!(!s.request_complete());
+    vm.answer_grpc_call(vm.pending_grpc_calls()[0].token, ok);
+    assert!(s.request_complete());
+    assert!(vm.dead().is_none());
+}
