@@ -33,10 +33,18 @@ tools:
     @"$ENVOY_BIN" --version | grep -q "/1\.40\." || { echo "expected Envoy 1.40.x, got: $("$ENVOY_BIN" --version)" >&2; exit 1; }
 
 # Install the OpenAI and Anthropic Python SDKs into the project venv `.tools/` (the SDK end-to-end test,
-# tests/e2e/tests/sdk.rs, runs tests/e2e/sdk/sdk_check.py with `.tools/bin/python`).
+# tests/e2e/tests/sdk.rs, runs tests/e2e/sdk/sdk_check.py with `.tools/bin/python`), and grpcio with the
+# OpenTelemetry protos for the tracing test's OTLP receiver (tests/e2e/otel/otlp_receiver.py).
 sdk-tools:
     @[ -x .tools/bin/pip ] || python3 -m venv .tools
-    @.tools/bin/python -c 'import openai, anthropic' 2>/dev/null || .tools/bin/pip install --quiet openai anthropic
+    @.tools/bin/python -c 'import openai, anthropic, grpc, opentelemetry.proto' 2>/dev/null || .tools/bin/pip install --quiet openai anthropic grpcio opentelemetry-proto
+
+# Install Prometheus (Debian's package) for the dashboard test (tests/e2e/tests/dashboard.rs).
+obs-tools:
+    @command -v prometheus >/dev/null || { echo "installing prometheus from Debian"; \
+        sudo=$([ "$(id -u)" = 0 ] || echo sudo); export DEBIAN_FRONTEND=noninteractive; \
+        $sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null \
+        || { $sudo apt-get update -qq && $sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }; }
 
 # Build the four filters for wasm32-wasip1 (release) into dist/.
 # The harness's fixture filter is built too (target/wasm32-wasip1/release/fixture_filter.wasm), not copied to dist/.
@@ -47,7 +55,7 @@ build: tools
     @ls -l dist/*.wasm
 
 # Run every test: native unit tests, the wasmtime harness on the built .wasm files, and end-to-end tests through a real Envoy.
-test: build sdk-tools redis
+test: build sdk-tools obs-tools redis
     cargo test --workspace --no-fail-fast
 
 # Formatting and clippy (-D warnings), natively and for wasm32.

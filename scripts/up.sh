@@ -58,6 +58,8 @@ for provider in openai anthropic; do
         providers+=("$provider: the mock on 127.0.0.1:$p (set $var for the real one)")
     fi
 done
+# AIGW_OTLP_ENDPOINT=host:port: OpenTelemetry traces to that OTLP/gRPC collector (envoy-config/observability/).
+[ -n "${AIGW_OTLP_ENDPOINT:-}" ] && render+=(--otlp "$AIGW_OTLP_ENDPOINT")
 if [ "$replicas" = 2 ]; then
     # gateway.yaml's token-counter configuration (between its BEGIN/END markers), on the shared store.
     python3 - "$rls_port" > .run/token-counter-rls.json <<'PY'
@@ -136,6 +138,7 @@ cat <<INFO
 aigw is up: gateway http://127.0.0.1:$port   admin http://127.0.0.1:$admin_port   mock http://127.0.0.1:$mock_port
 $(printf '  %s\n' "${providers[@]}")
 Rendered config: .run/gateway.yaml. Access log (JSON, one line per request) and filter logs below.
+Traces: ${AIGW_OTLP_ENDPOINT:+OpenTelemetry to $AIGW_OTLP_ENDPOINT (OTLP/gRPC)}${AIGW_OTLP_ENDPOINT:-off (AIGW_OTLP_ENDPOINT=host:port just up turns them on)}. Metrics: http://127.0.0.1:$admin_port/stats/prometheus
 
 Demo API keys (envoy-config/secrets/api-keys.yaml; Authorization: Bearer, x-api-key or api-key):
   sk-aigw-retail-demo   client retail: models gpt-4o-mini, failover-demo; retail's system prompt

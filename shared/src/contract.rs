@@ -25,11 +25,37 @@ pub const STATE_BUDGET_EXCEEDED: &str = "aigw.budget.exceeded";
 /// answer never reached the client, so token-counter releases the reservation
 /// instead of charging it.
 pub const STATE_RESPONSE_WITHHELD: &str = "aigw.response.withheld";
+/// Filter state: token-counter's count of a `/v1/messages/count_tokens`
+/// request's prompt. model-router answers that request with it when the model's
+/// backend is not Anthropic (which has no such endpoint).
+pub const STATE_TOKENS_COUNTED: &str = "aigw.tokens.counted";
 /// Filter state: token counts and cost of the exchange, for access logs.
 pub const STATE_TOKENS_INPUT: &str = "aigw.tokens.input";
 pub const STATE_TOKENS_OUTPUT: &str = "aigw.tokens.output";
 pub const STATE_TOKENS_TOTAL: &str = "aigw.tokens.total";
 pub const STATE_COST_MICRO_USD: &str = "aigw.cost.micro_usd";
+/// Filter state: prompt tokens the provider served from its cache.
+pub const STATE_TOKENS_CACHED: &str = "aigw.tokens.cached";
+/// Filter state: milliseconds from the request to the first streamed token.
+pub const STATE_TTFT_MS: &str = "aigw.ttft_ms";
+/// Filter state: the model the response named, and its finish reasons (`stop`, `tool_calls,stop`).
+pub const STATE_RESPONSE_MODEL: &str = "aigw.response.model";
+pub const STATE_RESPONSE_FINISH_REASONS: &str = "aigw.response.finish_reasons";
+/// Filter state: the GenAI operation (`chat`, `embeddings`, `text_completion`,
+/// ...) and provider (`openai`, `anthropic`, `azure.ai.openai`, ...) in the
+/// OpenTelemetry GenAI conventions' terms, set by model-router.
+pub const STATE_GENAI_OPERATION: &str = "aigw.gen_ai.operation";
+pub const STATE_GENAI_PROVIDER: &str = "aigw.gen_ai.provider";
+/// Filter state: the tenant prompt-template resolved for the request.
+pub const STATE_TENANT: &str = "aigw.tenant";
+/// Filter state: entities pii-mask found in the request, with counts (`EMAIL_ADDRESS:1,PHONE_NUMBER:2`).
+pub const STATE_PII_COUNTS: &str = "aigw.pii.counts";
+/// Filter state: the error code of a local reply an aigw filter made
+/// (`rate_limit_exceeded`, `unsupported_parameter`, ...), set by `glue::reply`;
+/// token-counter turns it into the error-type metric.
+pub const STATE_ERROR_CODE: &str = "aigw.error.code";
+/// Filter state: the error type of a failed exchange (`aigw_shared::outcome::ErrorType`), set by token-counter.
+pub const STATE_ERROR_TYPE: &str = "aigw.error.type";
 
 /// Request header model-router sets to pick a route in Envoy's route table.
 /// Clients cannot set it: model-router removes any client value first, and the

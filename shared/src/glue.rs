@@ -305,6 +305,8 @@ pub fn reply(err: &ApiError, dialect: ErrorDialect, extra_headers: &[(&str, &str
     // client (and the filters before it) as two values.
     let extra = extra_headers.iter().filter(|(name, _)| !own.iter().any(|(mine, _)| mine.eq_ignore_ascii_case(name)));
     headers.extend(extra);
+    // Named for the error-type metric and traces (filter state is read after the reply, in `on_log`).
+    let _ = hostcalls::set_property(vec![crate::contract::STATE_ERROR_CODE], Some(err.code.as_bytes()));
     let _ = hostcalls::send_http_response(err.status, headers, Some(&err.body_for(dialect)));
     Action::Pause
 }

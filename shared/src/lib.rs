@@ -14,6 +14,7 @@ pub mod error;
 pub mod gate;
 pub mod glue;
 pub mod host;
+pub mod outcome;
 pub mod ratelimit_proto;
 pub mod sse;
 #[cfg(any(test, feature = "testing"))]

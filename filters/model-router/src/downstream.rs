@@ -4,9 +4,11 @@
 //! translate its reply when this instance translated the request.
 
 use crate::config::{Downstream, BACKEND_HEADER, ENDPOINT_METADATA_PATH};
+use crate::local;
 use crate::plan::{backend_metric, headers_to_strip, rejected_metric, route_request};
 use crate::respond::{self, ResponseMode, Translation};
-use crate::translate::request::RequestInfo;
+use crate::translate::BackTo;
+use aigw_shared::api::Endpoint;
 use aigw_shared::gate::{BodyGate, GatePolicy};
 use aigw_shared::glue::{self, BodyReader, Head, RequestDecision};
 use aigw_shared::host::{CapturedHost, Host};
@@ -25,7 +27,7 @@ pub struct DownstreamFilter {
     /// Whether the route has a single backend (then whoever answered is it).
     single_target: bool,
     /// Set when this instance translated the request (no upstream instances).
-    translate: Option<RequestInfo>,
+    translate: Option<BackTo>,
     response: ResponseMode,
     host: CapturedHost,
 }
@@ -68,12 +70,16 @@ impl BodyReader for DownstreamFilter {
         let crate::config::Config::Downstream(config) = config_rc.as_ref() else { return Action::Continue };
         let body = glue::request_body_bytes(size);
         match route_request(config, &self.host, &self.path, &body) {
-            Ok(routed) => {
-                self.single_target = routed.single_target;
-                self.primary = Some(routed.primary);
-                self.translate = routed.translate;
-                glue::apply_request(&RequestDecision::Forward(routed.edits), size, self.dialect)
-            }
+            Ok(routed) => match local::count_tokens_answer(config, &self.path, &routed.primary, &self.host, body.len())
+            {
+                Some(answer) => answer_json(&answer),
+                None => {
+                    self.single_target = routed.single_target;
+                    self.primary = Some(routed.primary);
+                    self.translate = routed.translate;
+                    glue::apply_request(&RequestDecision::Forward(routed.edits), size, self.dialect)
+                }
+            },
             Err(error) => {
                 self.on_gate_reject(&error);
                 glue::reply(&error, self.dialect, &[])
@@ -95,7 +101,13 @@ impl HttpContext for DownstreamFilter {
         }
         self.dialect = head.dialect();
         self.path = head.path.clone();
-        // Without a body there is no model: Envoy's own routes decide (e.g. GET /v1/models).
+        // The model list comes from the routing table, never from a provider.
+        if Endpoint::from_path(&head.path) == Some(Endpoint::Models) && head.method == "GET" {
+            let anthropic = head.host.header("anthropic-version").is_some();
+            let models = self.config().map(|config| local::allowed_models(config, &head.host)).unwrap_or_default();
+            return answer_json(&local::models_body(&models, anthropic));
+        }
+        // Without a body there is no model: Envoy's own routes decide.
         glue::open_gate(self, &head, true, policy)
     }
 
@@ -164,4 +176,10 @@ impl HttpContext for DownstreamFilter {
         self.response = next;
         action
     }
+}
+
+/// A 200 JSON answer made by the gateway itself.
+fn answer_json(body: &[u8]) -> Action {
+    let _ = proxy_wasm::hostcalls::send_http_response(200, vec![("content-type", "application/json")], Some(body));
+    Action::Pause
 }

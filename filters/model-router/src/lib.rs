@@ -7,9 +7,11 @@
 
 pub mod access;
 pub mod config;
+pub mod local;
 pub mod plan;
 pub mod provider;
 mod respond;
+mod respond_responses;
 pub mod route;
 pub mod translate;
 

@@ -3,11 +3,15 @@
 
 use crate::access::{self, Subject};
 use crate::config::{Downstream, CLIENT_ADDRESS_HEADERS, CLIENT_CREDENTIAL_HEADERS, INTERNAL_REQUEST_HEADERS};
-use crate::provider::{adapt_body, is_chat, Handoff};
+use crate::provider::{adapt_body, is_chat, is_messages, needs_adapting, Handoff};
 use crate::route::Decision;
-use crate::translate::request::RequestInfo;
+use crate::translate::BackTo;
+use aigw_shared::api::Endpoint;
 use aigw_shared::body::parse_json_object;
-use aigw_shared::contract::{STATE_ROUTE, STATE_ROUTE_BACKEND, STATE_ROUTE_HANDOFF, STATE_ROUTE_MODEL};
+use aigw_shared::contract::{
+    STATE_GENAI_OPERATION, STATE_GENAI_PROVIDER, STATE_ROUTE, STATE_ROUTE_BACKEND, STATE_ROUTE_HANDOFF,
+    STATE_ROUTE_MODEL,
+};
 use aigw_shared::glue::RequestEdits;
 use aigw_shared::host::{metric_segment, Host};
 use aigw_shared::ApiError;
@@ -19,12 +23,16 @@ use serde_json::{Map, Value};
 /// unless configured, and the operator's own list. On chat completions also
 /// `anthropic-version` (an OpenAI backend has no use for it, and an Anthropic
 /// one gets the configured version from its upstream instance), and
-/// `accept-encoding` (a translated reply must arrive readable).
+/// `accept-encoding` (a translated reply must arrive readable); on Messages
+/// `accept-encoding` too (the backend may be OpenAI-shaped).
 pub fn headers_to_strip(config: &Downstream, path: &str) -> Vec<String> {
     let mut names: Vec<String> =
         INTERNAL_REQUEST_HEADERS.iter().chain(CLIENT_CREDENTIAL_HEADERS.iter()).map(|h| h.to_string()).collect();
     if is_chat(path) {
         names.extend(["anthropic-version".to_string(), "accept-encoding".to_string()]);
+    } else if is_messages(path) {
+        // An OpenAI-shaped backend's reply is translated back, so it must arrive readable.
+        names.push("accept-encoding".to_string());
     }
     if !config.forward_client_address {
         names.extend(CLIENT_ADDRESS_HEADERS.iter().map(|h| h.to_string()));
@@ -45,7 +53,7 @@ pub struct Routed {
     /// The routing rule that matched, if any.
     pub rule: Option<String>,
     /// Set when this instance translated the request (no upstream instances).
-    pub translate: Option<RequestInfo>,
+    pub translate: Option<BackTo>,
 }
 
 /// Plans the route for `body` sent to `path`, and when no upstream instance
@@ -59,10 +67,19 @@ pub fn route_request(config: &Downstream, host: &dyn Host, path: &str, body: &[u
     // A backend without an upstream instance gets the request adapted here;
     // the config guarantees such a backend needs no other path or headers
     // (`Backend::changes_head`), since those can no longer change now.
-    let adapt_here = is_chat(path) && primary_backend.is_some_and(|b| !b.upstream_instance);
+    // A Messages request translated here for a plain OpenAI backend keeps
+    // its path: Envoy's route rewrites `/v1/messages` to
+    // `/v1/chat/completions` (gateway.yaml's OpenAI-shaped routes).
+    let adapt_here = primary_backend.is_some_and(|b| !b.upstream_instance && needs_adapting(b, path));
     if let Some(backend) = primary_backend.filter(|_| adapt_here) {
         let current = new_body.as_deref().unwrap_or(body);
-        let adapted = adapt_body(backend, current, Some(&plan.primary_model))?;
+        let adapted = adapt_body(backend, path, current, Some(&plan.primary_model))?;
+        if adapted.responses.is_some() {
+            // Only backends with upstream instances translate the Responses API.
+            return Err(ApiError::internal(
+                "This backend needs model-router's upstream instance for the Responses API.",
+            ));
+        }
         if adapted.body.is_some() {
             new_body = adapted.body;
         }
@@ -75,6 +92,13 @@ pub fn route_request(config: &Downstream, host: &dyn Host, path: &str, body: &[u
     edits.set_state(STATE_ROUTE_HANDOFF, Handoff::encode(&plan.models, path, adapt_here));
     edits.set_state(STATE_ROUTE_BACKEND, plan.primary.clone());
     edits.set_state(STATE_ROUTE_MODEL, plan.primary_model.clone());
+    // For Envoy's tracer (envoy-config/observability/tracing.yaml).
+    if let Some(backend) = primary_backend {
+        edits.set_state(STATE_GENAI_PROVIDER, backend.provider.genai_name());
+    }
+    if let Some(operation) = Endpoint::from_path(path).and_then(Endpoint::genai_operation) {
+        edits.set_state(STATE_GENAI_OPERATION, operation);
+    }
     edits.clear_route_cache = true;
     host.increment_counter(&backend_metric(&plan.primary, "routed_requests"), 1);
     if let Some(rule) = &plan.decision.rule {
@@ -128,24 +152,7 @@ pub fn plan(config: &Downstream, body: &[u8], host: &dyn Host) -> Result<Plan, A
     let split_key = config.split_key.resolve(host);
     let decision = config.select(&requested, &resolve, split_key.as_deref())?;
 
-    if let Some(policy) = &config.access {
-        let alias = config.aliases.get(&requested).map(String::as_str);
-        let mut names: Vec<&str> = vec![requested.as_str()];
-        names.extend(alias);
-        // The provider's own name for the model counts too (`anthropic/claude-x` → `claude-x`),
-        // unless a rule redirected the request elsewhere.
-        if decision.rule.is_none() {
-            names.extend(decision.primary().map(|(_, model)| model.as_str()));
-        }
-        let backend_index = decision.table_primary.or(decision.primary().map(|(b, _)| *b));
-        let mut keys: Vec<&str> = Vec::new();
-        if let Some(backend) = backend_index.and_then(|b| config.backends.get(b)) {
-            keys.push(backend.provider.as_str());
-            keys.push(backend.name.as_str());
-        }
-        let resolve_json = |source: &aigw_shared::attributes::Source| source.resolve_json(host);
-        access::check(policy, Subject { names: &names, keys: &keys }, &resolve_json, &resolve)?;
-    }
+    check_access(config, &requested, &decision, host)?;
 
     let mut handoff = Map::new();
     for (backend, model) in &decision.targets {
@@ -166,6 +173,34 @@ pub fn plan(config: &Downstream, body: &[u8], host: &dyn Host) -> Result<Plan, A
         None
     };
     Ok(Plan { route: decision.route.clone(), models: handoff, body, primary, primary_model, decision })
+}
+
+/// Allows or refuses (403) `requested`, routed as `decision`, for the caller
+/// (`access`: JWT claim, team lists, default). Without `access` every model is allowed.
+pub fn check_access(
+    config: &Downstream,
+    requested: &str,
+    decision: &Decision,
+    host: &dyn Host,
+) -> Result<(), ApiError> {
+    let Some(policy) = &config.access else { return Ok(()) };
+    let resolve = |source: &aigw_shared::attributes::Source| source.resolve(host);
+    let alias = config.aliases.get(requested).map(String::as_str);
+    let mut names: Vec<&str> = vec![requested];
+    names.extend(alias);
+    // The provider's own name for the model counts too (`anthropic/claude-x` → `claude-x`),
+    // unless a rule redirected the request elsewhere.
+    if decision.rule.is_none() {
+        names.extend(decision.primary().map(|(_, model)| model.as_str()));
+    }
+    let backend_index = decision.table_primary.or(decision.primary().map(|(b, _)| *b));
+    let mut keys: Vec<&str> = Vec::new();
+    if let Some(backend) = backend_index.and_then(|b| config.backends.get(b)) {
+        keys.push(backend.provider.as_str());
+        keys.push(backend.name.as_str());
+    }
+    let resolve_json = |source: &aigw_shared::attributes::Source| source.resolve_json(host);
+    access::check(policy, Subject { names: &names, keys: &keys }, &resolve_json, &resolve)
 }
 
 /// `aigw.model_router.backend.<name>.<what>`.

@@ -2,8 +2,11 @@
 //! the model name, and for Anthropic the whole body. Pure.
 
 use crate::config::{Backend, Provider};
+use crate::translate::messages_request::{self, messages_info};
 use crate::translate::request::{request_info, to_anthropic, Options, RequestInfo};
-use aigw_shared::api::ApiShape;
+use crate::translate::responses_request::{self, responses_info, ResponsesInfo};
+use crate::translate::BackTo;
+use aigw_shared::api::{ApiShape, Endpoint};
 use aigw_shared::body::parse_json_object;
 use aigw_shared::ApiError;
 use serde_json::Value;
@@ -19,8 +22,10 @@ pub struct Prepared {
     pub remove_headers: Vec<&'static str>,
     /// The new body, when it changes.
     pub body: Option<Vec<u8>>,
-    /// Set when the response must be translated back (Anthropic chat).
-    pub translate: Option<RequestInfo>,
+    /// Set when the response must be translated back to the client's API.
+    pub translate: Option<BackTo>,
+    /// Set when a Responses request was translated to chat.
+    pub responses: Option<ResponsesBack>,
     /// The model the backend was asked for.
     pub model: Option<String>,
 }
@@ -31,6 +36,45 @@ pub struct Prepared {
 /// Envoy shares between attempts.
 pub fn is_chat(path: &str) -> bool {
     ApiShape::from_path(path) == Some(ApiShape::OpenAiChat)
+}
+
+/// Whether a request is an Anthropic Messages request (`/v1/messages`).
+pub fn is_messages(path: &str) -> bool {
+    ApiShape::from_path(path) == Some(ApiShape::AnthropicMessages)
+}
+
+/// Whether a request on `path` must be adapted for `backend` (path, model,
+/// translation): chat completions, Responses, embeddings and legacy
+/// completions always; Messages requests for a backend that does not speak
+/// Messages (translated to chat completions). Messages for Anthropic pass
+/// through, as does everything else (`count_tokens`, `/v1/models`).
+pub fn needs_adapting(backend: &Backend, path: &str) -> bool {
+    match Endpoint::from_path(path) {
+        Some(Endpoint::ChatCompletions | Endpoint::Responses | Endpoint::Embeddings | Endpoint::Completions) => true,
+        Some(Endpoint::Messages) => backend.provider != Provider::Anthropic,
+        _ => false,
+    }
+}
+
+/// A Responses request to this backend is translated to chat completions
+/// (and on to Messages for Anthropic): the backend speaks no Responses API.
+fn translates_responses(backend: &Backend, path: &str) -> bool {
+    (backend.provider != Provider::Openai || backend.chat_only)
+        && Endpoint::from_path(path) == Some(Endpoint::Responses)
+}
+
+/// The 400 for an endpoint a provider does not offer at all.
+fn endpoint_unsupported(backend: &Backend, path: &str) -> ApiError {
+    let what = match Endpoint::from_path(path) {
+        Some(Endpoint::Embeddings) => "embeddings",
+        Some(Endpoint::Completions) => "legacy completions",
+        _ => "this endpoint",
+    };
+    ApiError::bad_request(
+        "unsupported_endpoint",
+        format!("The model's provider ({}) does not offer {what}.", backend.provider.as_str()),
+    )
+    .with_param("model")
 }
 
 /// What the downstream instance hands the upstream instance.
@@ -83,9 +127,24 @@ pub struct Head {
 
 pub fn adapt_head(backend: &Backend, path: &str, model: Option<&str>) -> Result<Head, ApiError> {
     let mut head = Head { path: String::new(), set_headers: Vec::new(), remove_headers: Vec::new() };
+    let endpoint = Endpoint::from_path(path);
+    let messages_to_chat = endpoint == Some(Endpoint::Messages) && backend.provider != Provider::Anthropic;
+    if messages_to_chat || translates_responses(backend, path) {
+        // Translated to chat completions, and the reply is translated back,
+        // so it must arrive readable.
+        head.remove_headers.push("accept-encoding");
+    }
+    if messages_to_chat {
+        // Anthropic's headers mean nothing to an OpenAI-shaped backend.
+        head.remove_headers.push("anthropic-beta");
+    }
     match backend.provider {
         Provider::Openai => {
-            head.path = format!("{}{}", backend.path_prefix, path);
+            head.path = if messages_to_chat || translates_responses(backend, path) {
+                format!("{}/v1/chat/completions", backend.path_prefix)
+            } else {
+                format!("{}{}", backend.path_prefix, path)
+            };
             head.remove_headers.push("anthropic-version");
         }
         Provider::AzureOpenai => {
@@ -96,18 +155,33 @@ pub fn adapt_head(backend: &Backend, path: &str, model: Option<&str>) -> Result<
                 ));
             };
             let deployment = backend.deployment.replace("{model}", model);
+            let operation = match endpoint {
+                Some(Endpoint::Embeddings) => "embeddings",
+                Some(Endpoint::Completions) => "completions",
+                // Chat, and Responses or Messages translated to chat.
+                _ => "chat/completions",
+            };
             head.path = format!(
-                "{}/openai/deployments/{}/chat/completions?api-version={}",
+                "{}/openai/deployments/{}/{operation}?api-version={}",
                 backend.path_prefix, deployment, backend.api_version
             );
             head.remove_headers.push("anthropic-version");
         }
         Provider::Anthropic => {
-            head.path = format!("{}/v1/messages", backend.path_prefix);
-            head.set_headers.push(("anthropic-version", backend.anthropic_version.clone()));
-            head.set_headers.push(("content-type", "application/json".to_string()));
-            // The reply is translated, so it must arrive readable.
-            head.remove_headers.push("accept-encoding");
+            match endpoint {
+                Some(Endpoint::ChatCompletions | Endpoint::Responses) => {
+                    head.path = format!("{}/v1/messages", backend.path_prefix);
+                    head.set_headers.push(("anthropic-version", backend.anthropic_version.clone()));
+                    head.set_headers.push(("content-type", "application/json".to_string()));
+                    // The reply is translated, so it must arrive readable.
+                    head.remove_headers.push("accept-encoding");
+                }
+                // Anthropic's own API passes through on its own path.
+                Some(Endpoint::Messages | Endpoint::CountTokens) => {
+                    head.path = format!("{}{}", backend.path_prefix, path);
+                }
+                _ => return Err(endpoint_unsupported(backend, path)),
+            }
         }
     }
     Ok(head)
@@ -118,15 +192,57 @@ pub fn adapt_head(backend: &Backend, path: &str, model: Option<&str>) -> Result<
 pub struct AdaptedBody {
     /// The new body, when it changes.
     pub body: Option<Vec<u8>>,
-    /// Set when the response must be translated back (Anthropic chat).
-    pub translate: Option<RequestInfo>,
+    /// Set when the response must be translated back to the client's API.
+    pub translate: Option<BackTo>,
+    /// Set when a Responses request was translated to chat: the reply goes
+    /// back to the Responses shape (see `respond_responses.rs`).
+    pub responses: Option<ResponsesBack>,
 }
 
-/// Adapts an OpenAI chat `body` for `backend`: the model name, and for
-/// Anthropic the whole request. `model` is the model the downstream instance
-/// chose for this backend; without it the body's own `model` is used.
-pub fn adapt_body(backend: &Backend, body: &[u8], model: Option<&str>) -> Result<AdaptedBody, ApiError> {
+impl AdaptedBody {
+    fn unchanged() -> Self {
+        AdaptedBody { body: None, translate: None, responses: None }
+    }
+}
+
+/// What the response side needs for a translated Responses request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResponsesBack {
+    pub info: ResponsesInfo,
+    /// Set for Anthropic: the reply is first translated from Messages to chat.
+    pub anthropic: Option<RequestInfo>,
+}
+
+/// Adapts a `body` sent to `path` for `backend`. Chat completions get the
+/// model name, and for Anthropic the whole request translated to Messages; a
+/// Responses request passes to OpenAI-compatible backends and is translated
+/// to chat (then Messages) for the others; an Anthropic Messages request for
+/// an OpenAI-shaped backend is translated to chat completions; embeddings and
+/// legacy completions get the model name, or a 400 from providers that have
+/// no such endpoint. `model` is the model the downstream instance chose for
+/// this backend; without it the body's own `model` is used.
+pub fn adapt_body(backend: &Backend, path: &str, body: &[u8], model: Option<&str>) -> Result<AdaptedBody, ApiError> {
+    let endpoint = Endpoint::from_path(path);
+    if matches!(endpoint, Some(Endpoint::Embeddings | Endpoint::Completions)) && backend.provider == Provider::Anthropic
+    {
+        return Err(endpoint_unsupported(backend, path));
+    }
     let mut value = parse_json_object(body)?;
+    if translates_responses(backend, path) {
+        let info = responses_info(&value);
+        let chat_bytes = responses_request::to_chat(&value)?.to_string().into_bytes();
+        let adapted = adapt_body(backend, "/v1/chat/completions", &chat_bytes, model)?;
+        let anthropic = match adapted.translate {
+            Some(BackTo::Chat(info)) => Some(info),
+            _ => None,
+        };
+        let body = adapted.body.unwrap_or(chat_bytes);
+        return Ok(AdaptedBody {
+            body: Some(body),
+            translate: None,
+            responses: Some(ResponsesBack { info, anthropic }),
+        });
+    }
     let body_model = value.get("model").and_then(Value::as_str).map(str::to_string);
     let model = match (model, body_model) {
         (Some(model), _) => model.to_string(),
@@ -135,27 +251,42 @@ pub fn adapt_body(backend: &Backend, body: &[u8], model: Option<&str>) -> Result
             return Err(ApiError::bad_request("invalid_request", "The request has no `model`.").with_param("model"))
         }
     };
+    if endpoint == Some(Endpoint::Messages) {
+        if backend.provider == Provider::Anthropic {
+            return Ok(AdaptedBody::unchanged());
+        }
+        let translated = messages_request::to_chat(&value, &model)?;
+        return Ok(AdaptedBody {
+            body: Some(translated.to_string().into_bytes()),
+            translate: Some(BackTo::Messages(messages_info(&value))),
+            responses: None,
+        });
+    }
     match backend.provider {
         Provider::Openai | Provider::AzureOpenai => {
             if value.get("model").and_then(Value::as_str) == Some(model.as_str()) {
-                return Ok(AdaptedBody { body: None, translate: None });
+                return Ok(AdaptedBody::unchanged());
             }
             if let Some(object) = value.as_object_mut() {
                 object.insert("model".into(), Value::String(model));
             }
-            Ok(AdaptedBody { body: Some(value.to_string().into_bytes()), translate: None })
+            Ok(AdaptedBody { body: Some(value.to_string().into_bytes()), translate: None, responses: None })
         }
         Provider::Anthropic => {
             let options = Options { default_max_tokens: backend.default_max_tokens };
             let translated = to_anthropic(&value, &model, &options)?;
-            Ok(AdaptedBody { body: Some(translated.to_string().into_bytes()), translate: Some(request_info(&value)) })
+            Ok(AdaptedBody {
+                body: Some(translated.to_string().into_bytes()),
+                translate: Some(BackTo::Chat(request_info(&value))),
+                responses: None,
+            })
         }
     }
 }
 
 /// Head and body together (as one attempt needs them), for tests and tools.
 pub fn prepare(backend: &Backend, path: &str, body: &[u8], handoff_model: Option<&str>) -> Result<Prepared, ApiError> {
-    let adapted = adapt_body(backend, body, handoff_model)?;
+    let adapted = adapt_body(backend, path, body, handoff_model)?;
     let model = match handoff_model {
         Some(model) => model.to_string(),
         None => parse_json_object(body)?.get("model").and_then(Value::as_str).unwrap_or_default().to_string(),
@@ -167,6 +298,7 @@ pub fn prepare(backend: &Backend, path: &str, body: &[u8], handoff_model: Option
         remove_headers: head.remove_headers,
         body: adapted.body,
         translate: adapted.translate,
+        responses: adapted.responses,
         model: Some(model),
     })
 }
@@ -185,6 +317,8 @@ pub fn attempt_backend<'a>(backends: &'a [Backend], endpoint: Option<&str>) -> O
 mod tests {
     use super::*;
     use crate::config::{from_json, Config};
+    use crate::translate::messages_request::MessagesInfo;
+    use crate::translate::request::RequestInfo;
     use serde_json::json;
 
     fn backend(text: &str) -> Backend {
@@ -237,7 +371,125 @@ mod tests {
             body,
             json!({"model": "claude-x", "max_tokens": 512, "stream": true, "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]})
         );
-        assert_eq!(p.translate, Some(RequestInfo { stream: true, include_usage: false }));
+        assert_eq!(
+            p.translate,
+            Some(BackTo::Chat(RequestInfo { stream: true, include_usage: false, json_tool: None }))
+        );
+    }
+
+    const MESSAGES: &str = r#"{"model": "fast", "max_tokens": 50, "system": "be brief", "messages": [{"role": "user", "content": "hi"}], "stream": true}"#;
+
+    #[test]
+    fn messages_for_openai_shaped_backends_become_chat_completions() {
+        for (b, path) in [
+            (r#"{"name": "mock"}"#, "/v1/chat/completions"),
+            (r#"{"name": "vllm", "path_prefix": "/vllm"}"#, "/vllm/v1/chat/completions"),
+            (
+                r#"{"name": "az", "provider": "azure_openai", "api_version": "2024-10-21"}"#,
+                "/openai/deployments/gpt-4o-mini/chat/completions?api-version=2024-10-21",
+            ),
+        ] {
+            let b = backend(b);
+            assert!(needs_adapting(&b, "/v1/messages?beta=true"));
+            let p = prepare(&b, "/v1/messages?beta=true", MESSAGES.as_bytes(), Some("gpt-4o-mini")).unwrap();
+            assert_eq!(p.path.as_deref(), Some(path));
+            for header in ["anthropic-version", "anthropic-beta", "accept-encoding"] {
+                assert!(p.remove_headers.contains(&header), "{header}");
+            }
+            let body: Value = serde_json::from_slice(&p.body.unwrap()).unwrap();
+            assert_eq!(
+                body,
+                json!({"model": "gpt-4o-mini", "max_tokens": 50, "stream": true, "stream_options": {"include_usage": true},
+                       "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]})
+            );
+            assert_eq!(p.translate, Some(BackTo::Messages(MessagesInfo { stream: true, model: "fast".into() })));
+        }
+        // Messages for Anthropic pass through untouched.
+        let b = backend(r#"{"name": "claude", "provider": "anthropic"}"#);
+        assert!(!needs_adapting(&b, "/v1/messages"));
+        let adapted = adapt_body(&b, "/v1/messages", MESSAGES.as_bytes(), Some("claude-x")).unwrap();
+        assert_eq!(adapted, AdaptedBody::unchanged());
+        assert!(!needs_adapting(&b, "/v1/messages/count_tokens"));
+        // Untranslatable fields are refused by name.
+        let err = adapt_body(
+            &backend(r#"{"name": "mock"}"#),
+            "/v1/messages",
+            br#"{"model": "m", "max_tokens": 5, "messages": [], "top_k": 3}"#,
+            None,
+        )
+        .unwrap_err();
+        assert_eq!((err.code, err.param.as_deref()), ("unsupported_parameter", Some("top_k")));
+    }
+
+    const RESPONSES: &str = r#"{"model": "fast", "instructions": "Be brief.", "input": "hi", "stream": true}"#;
+
+    #[test]
+    fn responses_pass_to_openai_and_are_translated_for_the_others() {
+        let b = backend(r#"{"name": "mock"}"#);
+        let p = prepare(&b, "/v1/responses", RESPONSES.as_bytes(), Some("gpt-4o-mini")).unwrap();
+        assert_eq!(p.path.as_deref(), Some("/v1/responses"));
+        let body: Value = serde_json::from_slice(&p.body.unwrap()).unwrap();
+        assert_eq!(body["input"], "hi");
+        assert_eq!(body["model"], "gpt-4o-mini");
+        assert!(p.responses.is_none() && p.translate.is_none());
+
+        let b = backend(r#"{"name": "claude", "provider": "anthropic", "default_max_tokens": 512}"#);
+        let p = prepare(&b, "/v1/responses", RESPONSES.as_bytes(), Some("claude-x")).unwrap();
+        assert_eq!(p.path.as_deref(), Some("/v1/messages"));
+        let body: Value = serde_json::from_slice(&p.body.unwrap()).unwrap();
+        assert_eq!(body["system"], json!([{"type": "text", "text": "Be brief."}]));
+        assert_eq!(body["model"], "claude-x");
+        assert_eq!(body["messages"], json!([{"role": "user", "content": [{"type": "text", "text": "hi"}]}]));
+        let back = p.responses.unwrap();
+        assert!(back.info.stream);
+        assert_eq!(back.anthropic, Some(RequestInfo { stream: true, include_usage: true, json_tool: None }));
+        assert!(p.translate.is_none(), "the Responses layer translates the reply, not the chat one");
+
+        let b = backend(r#"{"name": "az", "provider": "azure_openai", "api_version": "2024-10-21"}"#);
+        let p = prepare(&b, "/v1/responses", RESPONSES.as_bytes(), Some("gpt-4o")).unwrap();
+        assert_eq!(p.path.as_deref(), Some("/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21"));
+        let body: Value = serde_json::from_slice(&p.body.unwrap()).unwrap();
+        assert_eq!(body["messages"][0], json!({"role": "system", "content": "Be brief."}));
+        assert!(p.remove_headers.contains(&"accept-encoding"));
+        assert_eq!(p.responses.unwrap().anthropic, None);
+
+        let b = backend(r#"{"name": "vllm", "path_prefix": "/vllm", "chat_only": true}"#);
+        let p = prepare(&b, "/v1/responses", RESPONSES.as_bytes(), Some("llama")).unwrap();
+        assert_eq!(p.path.as_deref(), Some("/vllm/v1/chat/completions"));
+        let body: Value = serde_json::from_slice(&p.body.unwrap()).unwrap();
+        assert_eq!(body["model"], "llama");
+        assert_eq!(body["messages"][1], json!({"role": "user", "content": "hi"}));
+        assert_eq!(p.responses.unwrap().anthropic, None);
+        let p = prepare(&b, "/v1/chat/completions", CHAT.as_bytes(), Some("llama")).unwrap();
+        assert_eq!(p.path.as_deref(), Some("/vllm/v1/chat/completions"));
+        assert!(p.responses.is_none());
+
+        let stateful = r#"{"model": "claude-x", "input": "hi", "previous_response_id": "resp_1"}"#;
+        let b = backend(r#"{"name": "claude", "provider": "anthropic"}"#);
+        let err = prepare(&b, "/v1/responses", stateful.as_bytes(), None).unwrap_err();
+        assert_eq!(
+            (err.status, err.code, err.param.as_deref()),
+            (400, "unsupported_parameter", Some("previous_response_id"))
+        );
+    }
+
+    #[test]
+    fn embeddings_and_completions_per_provider() {
+        let embed = r#"{"model": "text-embedding-3-small", "input": "hi"}"#;
+        let b = backend(r#"{"name": "az", "provider": "azure_openai", "api_version": "2024-10-21"}"#);
+        let p = prepare(&b, "/v1/embeddings", embed.as_bytes(), Some("emb")).unwrap();
+        assert_eq!(p.path.as_deref(), Some("/openai/deployments/emb/embeddings?api-version=2024-10-21"));
+        let p = prepare(&b, "/v1/completions", br#"{"model": "i", "prompt": "x"}"#, None).unwrap();
+        assert_eq!(p.path.as_deref(), Some("/openai/deployments/i/completions?api-version=2024-10-21"));
+        let b = backend(r#"{"name": "mock"}"#);
+        let p = prepare(&b, "/v1/embeddings", embed.as_bytes(), None).unwrap();
+        assert_eq!((p.path.as_deref(), p.body), (Some("/v1/embeddings"), None));
+        let b = backend(r#"{"name": "claude", "provider": "anthropic"}"#);
+        let err = prepare(&b, "/v1/embeddings", embed.as_bytes(), None).unwrap_err();
+        assert_eq!((err.status, err.code), (400, "unsupported_endpoint"));
+        assert_eq!(adapt_head(&b, "/v1/completions", Some("c")).unwrap_err().code, "unsupported_endpoint");
+        assert!(needs_adapting(&b, "/v1/embeddings") && needs_adapting(&b, "/v1/responses"));
+        assert!(!needs_adapting(&b, "/v1/models") && !needs_adapting(&b, "/v1/messages"));
     }
 
     #[test]

@@ -1,12 +1,15 @@
-//! Glue shared by both instances: translating an Anthropic reply back to
-//! OpenAI as it passes through the response callbacks.
+//! Glue shared by both instances: translating a reply back to the client's
+//! API as it passes through the response callbacks (an Anthropic reply to
+//! OpenAI chat, or an OpenAI chat reply to Anthropic Messages).
 
-use crate::translate::request::RequestInfo;
+use crate::translate::messages_response;
+use crate::translate::messages_stream::ChatStreamTranslator;
 use crate::translate::response;
 use crate::translate::stream::StreamTranslator;
+use crate::translate::BackTo;
 use aigw_shared::body::{is_event_stream, is_identity_encoding};
 use aigw_shared::host::log;
-use aigw_shared::ApiError;
+use aigw_shared::{ApiError, ErrorDialect};
 use proxy_wasm::traits::HttpContext;
 use proxy_wasm::types::{Action, LogLevel};
 
@@ -16,10 +19,13 @@ pub enum ResponseMode {
     /// Passed through as it is.
     #[default]
     Untouched,
-    /// A whole Anthropic JSON body, translated at its end (`status` 0: unreadable encoding).
-    Json { status: u32 },
-    /// An Anthropic SSE stream, translated event by event.
+    /// A whole JSON body, translated at its end (`status` 0: unreadable
+    /// encoding); `to_messages`: to Anthropic's shape, else to OpenAI's.
+    Json { status: u32, to_messages: bool, json_tool: Option<String> },
+    /// An Anthropic SSE stream, translated event by event to chat chunks.
     Stream(Box<StreamTranslator>),
+    /// A chat completions SSE stream, translated chunk by chunk to Anthropic events.
+    MessagesStream(Box<ChatStreamTranslator>),
     /// The reply was replaced by an error; the rest of the upstream body is dropped.
     Discard,
 }
@@ -31,11 +37,11 @@ pub enum Translation {
     Unreadable,
 }
 
-/// Response headers of a reply that must be translated (`info` from the
+/// Response headers of a reply that must be translated (`back` from the
 /// request). Returns the action and the new mode.
 pub fn on_headers(
     ctx: &dyn HttpContext,
-    info: &RequestInfo,
+    back: &BackTo,
     end_of_stream: bool,
     max_event_bytes: usize,
     created: u64,
@@ -56,16 +62,30 @@ pub fn on_headers(
         ctx.set_http_response_header(":status", Some(&error.status.to_string()));
         ctx.set_http_response_header("content-encoding", None);
         ctx.set_http_response_header("content-type", Some("application/json"));
-        return (Action::Continue, ResponseMode::Json { status: 0 }, Translation::Unreadable);
+        let to_messages = matches!(back, BackTo::Messages(_));
+        let mode = ResponseMode::Json { status: 0, to_messages, json_tool: None };
+        return (Action::Continue, mode, Translation::Unreadable);
     }
     if streaming {
-        let translator = StreamTranslator::new(info.include_usage, created, max_event_bytes);
-        return (Action::Continue, ResponseMode::Stream(Box::new(translator)), Translation::Started);
+        let mode = match back {
+            BackTo::Chat(info) => ResponseMode::Stream(Box::new(
+                StreamTranslator::new(info.include_usage, created, max_event_bytes)
+                    .with_json_tool(info.json_tool.clone()),
+            )),
+            BackTo::Messages(info) => {
+                ResponseMode::MessagesStream(Box::new(ChatStreamTranslator::new(&info.model, max_event_bytes)))
+            }
+        };
+        return (Action::Continue, mode, Translation::Started);
     }
     ctx.set_http_response_header("content-type", Some("application/json"));
     // The headers go on now (a filter cannot pause them without Envoy's
     // `allow_on_headers_stop_iteration`); the body is held until it is complete.
-    (Action::Continue, ResponseMode::Json { status }, Translation::Started)
+    let (to_messages, json_tool) = match back {
+        BackTo::Chat(info) => (false, info.json_tool.clone()),
+        BackTo::Messages(_) => (true, None),
+    };
+    (Action::Continue, ResponseMode::Json { status, to_messages, json_tool }, Translation::Started)
 }
 
 /// One response body callback. Returns the action, the next mode, and
@@ -93,9 +113,18 @@ pub fn on_body(
             ctx.set_http_response_body(0, body_size, &out);
             (Action::Continue, ResponseMode::Stream(translator), false)
         }
-        ResponseMode::Json { status } => {
+        ResponseMode::MessagesStream(mut translator) => {
+            let chunk = ctx.get_http_response_body(0, body_size).unwrap_or_default();
+            let mut out = translator.feed(&chunk);
+            if end_of_stream {
+                out.extend(translator.finish());
+            }
+            ctx.set_http_response_body(0, body_size, &out);
+            (Action::Continue, ResponseMode::MessagesStream(translator), false)
+        }
+        ResponseMode::Json { status, to_messages, json_tool } => {
             if !end_of_stream && body_size <= max_body_bytes {
-                return (Action::Pause, ResponseMode::Json { status }, false);
+                return (Action::Pause, ResponseMode::Json { status, to_messages, json_tool }, false);
             }
             let body = ctx.get_http_response_body(0, body_size).unwrap_or_default();
             // The same conditions give the same errors as pii-mask's on every route.
@@ -103,14 +132,19 @@ pub fn on_body(
                 Err(ApiError::unreadable_upstream("encoded"))
             } else if body_size > max_body_bytes {
                 Err(ApiError::upstream_too_large())
+            } else if to_messages {
+                messages_response::to_message(status, &body)
             } else {
-                response::to_openai(status, &body, created)
+                response::to_openai_with(status, &body, created, json_tool.as_deref())
             };
             // The status went out with the headers: an untranslatable body
             // becomes an error body (an encoded one already got its 502).
             let (out, failed) = match translated {
                 Ok(out) => (out, false),
-                Err(error) => (error.body(), true),
+                Err(error) => {
+                    let dialect = if to_messages { ErrorDialect::Anthropic } else { ErrorDialect::OpenAi };
+                    (error.body_for(dialect), true)
+                }
             };
             ctx.set_http_response_body(0, body_size, &out);
             let next = if end_of_stream { ResponseMode::Untouched } else { ResponseMode::Discard };

@@ -10,9 +10,10 @@ use crate::config::{
     HANDOFF_PROPERTY, ROUTE_HEADER,
 };
 use crate::plan::backend_metric;
-use crate::provider::{adapt_body, adapt_head, attempt_backend, is_chat, Handoff};
+use crate::provider::{adapt_body, adapt_head, attempt_backend, needs_adapting, Handoff, ResponsesBack};
 use crate::respond::{self, ResponseMode, Translation};
-use crate::translate::request::RequestInfo;
+use crate::respond_responses::{self, BackMode};
+use crate::translate::BackTo;
 use aigw_shared::gate::{BodyGate, GatePolicy};
 use aigw_shared::glue::{self, BodyReader, Head, RequestDecision, RequestEdits};
 use aigw_shared::host::{log, Host, ProxyWasmHost};
@@ -28,8 +29,11 @@ pub struct UpstreamFilter {
     backend: Option<Backend>,
     handoff: Handoff,
     path: String,
-    translate: Option<RequestInfo>,
+    translate: Option<BackTo>,
     response: ResponseMode,
+    /// Set when a Responses request was translated to chat for this backend.
+    responses: Option<ResponsesBack>,
+    responses_mode: BackMode,
 }
 
 impl UpstreamFilter {
@@ -43,6 +47,8 @@ impl UpstreamFilter {
             path: String::new(),
             translate: None,
             response: ResponseMode::Untouched,
+            responses: None,
+            responses_mode: BackMode::Untouched,
         }
     }
 
@@ -78,9 +84,10 @@ impl BodyReader for UpstreamFilter {
         let Some(backend) = self.backend.clone() else { return Action::Continue };
         let body = glue::request_body_bytes(size);
         let model = self.handoff.model_for(&backend.name).map(str::to_string);
-        match adapt_body(&backend, &body, model.as_deref()) {
+        match adapt_body(&backend, &self.path, &body, model.as_deref()) {
             Ok(adapted) => {
                 self.translate = adapted.translate;
+                self.responses = adapted.responses;
                 let edits = RequestEdits { body: adapted.body, ..RequestEdits::default() };
                 glue::apply_request(&RequestDecision::Forward(edits), size, self.dialect)
             }
@@ -126,7 +133,7 @@ impl HttpContext for UpstreamFilter {
         self.set_http_request_header(ATTEMPT_BACKEND_HEADER, Some(&backend.name));
         // When the downstream instance already adapted the request (configured
         // without upstream instances), adapting again would translate twice.
-        let needs = is_chat(&self.path) && !self.handoff.adapted;
+        let needs = needs_adapting(&backend, &self.path) && !self.handoff.adapted;
         self.count_for(&backend.name, "attempts");
         if needs {
             // Path and headers now, while Envoy still lets this filter edit them; the body when it is complete.
@@ -172,6 +179,15 @@ impl HttpContext for UpstreamFilter {
         if show {
             self.set_http_response_header(BACKEND_HEADER, Some(&name));
         }
+        if let Some(back) = self.responses.clone() {
+            let (action, mode) =
+                respond_responses::on_headers(self, &back, end_of_stream, max_event_bytes, crate::unix_seconds(self));
+            if let BackMode::Json { status: 0 } = mode {
+                self.count("translation_errors");
+            }
+            self.responses_mode = mode;
+            return action;
+        }
         let Some(info) = self.translate.clone() else { return Action::Continue };
         let (action, mode, outcome) =
             respond::on_headers(self, &info, end_of_stream, max_event_bytes, crate::unix_seconds(self));
@@ -184,6 +200,16 @@ impl HttpContext for UpstreamFilter {
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         let max = self.config().map(|c| c.max_body_bytes).unwrap_or(0);
+        if let Some(back) = self.responses.clone() {
+            let mode = std::mem::take(&mut self.responses_mode);
+            let (action, next, failed) =
+                respond_responses::on_body(self, &back, mode, body_size, end_of_stream, max, crate::unix_seconds(self));
+            if failed {
+                self.count("translation_errors");
+            }
+            self.responses_mode = next;
+            return action;
+        }
         let mode = std::mem::take(&mut self.response);
         let (action, next, failed) =
             respond::on_body(self, mode, body_size, end_of_stream, max, crate::unix_seconds(self));

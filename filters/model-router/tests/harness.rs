@@ -190,9 +190,10 @@ fn local_replies_in_openai_shape() {
     assert_eq!(vm.counter("aigw.model_router.routing_rejected.code.model_not_allowed"), 1);
     assert_eq!(vm.counter("aigw.model_router.routing_rejected.code.model_not_found"), 1);
 
-    // A body-less request (GET /v1/models) passes without a route header, and a spoofed one is dropped.
+    // A body-less request (GET /healthz) passes without a route header, and a spoofed one is dropped.
+    // (GET /v1/models is answered by the filter: models_and_count_tokens_are_answered_locally.)
     let mut s = vm.stream();
-    let action = s.send_request_headers(&[(":method", "GET"), (":path", "/v1/models"), ("x-aigw-route", "x")], true);
+    let action = s.send_request_headers(&[(":method", "GET"), (":path", "/healthz"), ("x-aigw-route", "x")], true);
     assert_eq!(action, Action::Continue);
     assert_eq!(header(&s.upstream_request_headers().unwrap(), "x-aigw-route"), None);
 }
@@ -500,4 +501,156 @@ fn a_body_ended_by_trailers_is_routed_and_refused_like_any_other() {
     let s = post("gpt-9");
     assert_eq!(s.local_reply().expect("404").status, 404);
     assert!(s.upstream_request_body().is_empty());
+}
+
+// ---- Anthropic Messages clients ------------------------------------------------------------------
+
+/// Sends an Anthropic Messages request (to `path`) through the downstream instance.
+fn send_messages(vm: &Vm, path: &str, body: &Value) -> Stream {
+    let text = body.to_string();
+    let mut s = vm.stream();
+    let headers = [
+        (":method", "POST"),
+        (":path", path),
+        ("content-type", "application/json"),
+        ("anthropic-version", "2023-06-01"),
+    ];
+    assert_eq!(s.send_request_headers(&headers, false), Action::Continue);
+    s.send_request_body(text.as_bytes(), true);
+    s
+}
+
+const CHAT_SSE: &str = concat!(
+    "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o-mini\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}\n\n",
+    "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o-mini\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Grüße \u{2713}\"},\"finish_reason\":null}]}\n\n",
+    "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o-mini\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"call_1\",\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"{\\\"a\\\":\"}}]},\"finish_reason\":null}]}\n\n",
+    "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o-mini\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"1}\"}}]},\"finish_reason\":null}]}\n\n",
+    "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o-mini\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n",
+    "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o-mini\",\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":4,\"total_tokens\":13}}\n\n",
+    "data: [DONE]\n\n",
+);
+
+#[test]
+fn messages_for_an_openai_backend_are_translated_both_ways_at_every_split() {
+    let harness = Harness::new();
+    let vm = start(&harness, DOWNSTREAM);
+    let body = json!({"model": "fast", "max_tokens": 20, "system": "brief", "stream": true,
+                      "messages": [{"role": "user", "content": "hello"}]});
+    let bytes = CHAT_SSE.as_bytes();
+    let mut expected: Option<Vec<u8>> = None;
+    for cut in 0..=bytes.len() {
+        let mut s = send_messages(&vm, "/v1/messages", &body);
+        assert!(s.local_reply().is_none());
+        assert_eq!(s.property_str(&["aigw.route"]).as_deref(), Some("mock"));
+        let sent = upstream_json(&s);
+        assert_eq!(
+            sent,
+            json!({"model": "gpt-4o-mini", "max_tokens": 20, "stream": true, "stream_options": {"include_usage": true},
+                   "messages": [{"role": "system", "content": "brief"}, {"role": "user", "content": "hello"}]})
+        );
+        s.set_property(&["response", "code_details"], b"via_upstream");
+        s.send_response_headers(&[(":status", "200"), ("content-type", "text/event-stream")], false);
+        s.send_response_body(&bytes[..cut], false);
+        s.send_response_body(&bytes[cut..], true);
+        let got = s.client_response_body();
+        match &expected {
+            None => {
+                let text = String::from_utf8(got.clone()).unwrap();
+                let names: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("event: ")).collect();
+                assert_eq!(
+                    names,
+                    [
+                        "message_start",
+                        "content_block_start",
+                        "content_block_delta",
+                        "content_block_stop",
+                        "content_block_start",
+                        "content_block_delta",
+                        "content_block_delta",
+                        "content_block_stop",
+                        "message_delta",
+                        "message_stop"
+                    ]
+                );
+                assert!(text.contains("\"stop_reason\":\"tool_use\""));
+                assert!(text.contains("\"partial_json\":\"{\\\"a\\\":\""));
+                assert!(text.contains("\"output_tokens\":4"));
+                expected = Some(got);
+            }
+            Some(expected) => assert_eq!(&got, expected, "split at {cut}"),
+        }
+    }
+
+    // JSON, and an upstream error, in Anthropic's shape.
+    let body = json!({"model": "gpt-4o-mini", "max_tokens": 20, "messages": [{"role": "user", "content": "hello"}]});
+    let mut s = send_messages(&vm, "/v1/messages", &body);
+    s.set_property(&["response", "code_details"], b"via_upstream");
+    let reply = json!({"id": "c", "model": "gpt-4o-mini", "choices": [{"message": {"content": "Hi"}, "finish_reason": "length"}],
+                       "usage": {"prompt_tokens": 3, "completion_tokens": 2}})
+    .to_string();
+    s.send_response_headers(&[(":status", "200"), ("content-type", "application/json")], false);
+    s.send_response_body(reply.as_bytes(), true);
+    let out: Value = serde_json::from_slice(&s.client_response_body()).unwrap();
+    assert_eq!(out["content"], json!([{"type": "text", "text": "Hi"}]));
+    assert_eq!(out["stop_reason"], "max_tokens");
+    let mut s = send_messages(&vm, "/v1/messages", &body);
+    s.set_property(&["response", "code_details"], b"via_upstream");
+    s.send_response_headers(&[(":status", "429"), ("content-type", "application/json")], false);
+    s.send_response_body(br#"{"error": {"message": "slow down", "type": "requests"}}"#, true);
+    let out: Value = serde_json::from_slice(&s.client_response_body()).unwrap();
+    assert_eq!(out, json!({"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}}));
+
+    // Refused fields: 400 in Anthropic's shape, nothing forwarded.
+    let s = send_messages(&vm, "/v1/messages", &json!({"model": "fast", "max_tokens": 5, "messages": [], "top_k": 2}));
+    let reply = s.local_reply().expect("refused");
+    assert_eq!(reply.status, 400);
+    assert_eq!(reply.json()["error"]["type"], "invalid_request_error");
+    assert!(reply.json()["error"]["message"].as_str().unwrap().contains("top_k"));
+
+    // Messages for Claude pass through untouched (no translation on the way back either).
+    let body = json!({"model": "anthropic/claude-x", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]});
+    let s = send_messages(&vm, "/v1/messages", &body);
+    assert!(s.local_reply().is_none());
+    assert_eq!(upstream_json(&s)["messages"], body["messages"]);
+}
+
+#[test]
+fn models_and_count_tokens_are_answered_locally() {
+    let harness = Harness::new();
+    let vm = start(&harness, DOWNSTREAM);
+    let mut s = vm.stream();
+    s.send_request_headers(&[(":method", "GET"), (":path", "/v1/models")], true);
+    let reply = s.local_reply().expect("answered by the filter");
+    assert_eq!(reply.status, 200);
+    let ids: Vec<String> =
+        reply.json()["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(ids, ["failover-demo", "fast", "gpt-4o-mini", "private-llm"]);
+    let mut s = vm.stream();
+    s.set_jwt_payload(json!({"llms": ["gpt-4o-mini"]}));
+    s.send_request_headers(
+        &[(":method", "GET"), (":path", "/v1/models?limit=20"), ("anthropic-version", "2023-06-01")],
+        true,
+    );
+    let reply = s.local_reply().unwrap();
+    assert_eq!(reply.json()["data"][0]["type"], "model");
+    let listed = reply.json();
+    let ids: Vec<&str> = listed["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    // failover-demo goes upstream as gpt-4o-mini, which the claim allows (as for a request).
+    assert_eq!(ids, ["failover-demo", "fast", "gpt-4o-mini"]);
+    assert_eq!((&listed["first_id"], &listed["has_more"]), (&json!("failover-demo"), &json!(false)));
+
+    // count_tokens for an OpenAI-shaped backend: token-counter's count from the filter state.
+    let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]});
+    let mut s = vm.stream();
+    s.set_property(&["aigw.tokens.counted"], b"17");
+    let headers = [(":method", "POST"), (":path", "/v1/messages/count_tokens"), ("content-type", "application/json")];
+    s.send_request_headers(&headers, false);
+    s.send_request_body(body.to_string().as_bytes(), true);
+    let reply = s.local_reply().expect("answered by the gateway");
+    assert_eq!((reply.status, reply.json()), (200, json!({"input_tokens": 17})));
+    // For Claude it goes to Anthropic.
+    let body = json!({"model": "anthropic/claude-x", "messages": [{"role": "user", "content": "hello"}]});
+    let s = send_messages(&vm, "/v1/messages/count_tokens", &body);
+    assert!(s.local_reply().is_none());
+    assert_eq!(upstream_json(&s)["model"], "claude-x");
 }

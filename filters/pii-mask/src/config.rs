@@ -347,7 +347,7 @@ pub fn from_json(bytes: Option<&[u8]>) -> Result<Config, ConfigError> {
                     if regex.is_match("") {
                         return Err(ConfigError::new(join(&path, "pattern"), "the pattern matches the empty string"));
                     }
-                    Ok(RuleKind::Regex(RegexRule { regex, max_match_chars }))
+                    Ok(RuleKind::Regex(RegexRule::new(regex, max_match_chars)))
                 }
                 (None, Some(words)) => {
                     if rule.max_match_chars.is_some() {

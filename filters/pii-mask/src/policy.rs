@@ -17,7 +17,7 @@ use crate::stream::SseMasker;
 use aigw_shared::api::ApiShape;
 use aigw_shared::body::{is_event_stream, is_identity_encoding, is_json_content_type};
 use aigw_shared::config::FailureMode;
-use aigw_shared::contract::STATE_PII_DETECTED;
+use aigw_shared::contract::{STATE_PII_COUNTS, STATE_PII_DETECTED};
 use aigw_shared::gate::{GatePolicy, OnEncoded, OnOversize};
 use aigw_shared::glue::{RequestDecision, RequestEdits, SideCall};
 use aigw_shared::host::Host;
@@ -76,14 +76,19 @@ pub fn on_request(config: &Config, host: &dyn Host, shape: Option<ApiShape>, bod
     metrics::report(host, Direction::Request, &config.request, &result.findings);
     let mut edits = RequestEdits::default();
     if let Some(names) = request::detected_names(&config.request, &result.findings) {
+        let counts = request::detected_counts(&config.request, &result.findings).unwrap_or_default();
         if let Some(err) = result.reject {
             return RequestOutcome::Decided(RequestDecision::Reply {
                 error: err,
                 headers: Vec::new(),
-                filter_state: vec![(STATE_PII_DETECTED.to_string(), names.into_bytes())],
+                filter_state: vec![
+                    (STATE_PII_DETECTED.to_string(), names.into_bytes()),
+                    (STATE_PII_COUNTS.to_string(), counts.into_bytes()),
+                ],
             });
         }
         edits.set_state(STATE_PII_DETECTED, names);
+        edits.set_state(STATE_PII_COUNTS, counts);
     }
     edits.body = result.body;
     match &config.moderation {
@@ -343,7 +348,13 @@ mod tests {
         };
         let new_body = String::from_utf8(edits.body.unwrap()).unwrap();
         assert!(new_body.contains("[EMAIL_ADDRESS]") && !new_body.contains("ana@example.com"));
-        assert_eq!(edits.filter_state, vec![(STATE_PII_DETECTED.to_string(), b"EMAIL_ADDRESS".to_vec())]);
+        assert_eq!(
+            edits.filter_state,
+            vec![
+                (STATE_PII_DETECTED.to_string(), b"EMAIL_ADDRESS".to_vec()),
+                (STATE_PII_COUNTS.to_string(), b"EMAIL_ADDRESS:1".to_vec())
+            ]
+        );
     }
 
     #[test]
@@ -357,7 +368,13 @@ mod tests {
             panic!("rejected")
         };
         assert_eq!((error.status, error.code), (400, "sensitive_data_detected"));
-        assert_eq!(filter_state, vec![(STATE_PII_DETECTED.to_string(), b"US_SSN".to_vec())]);
+        assert_eq!(
+            filter_state,
+            vec![
+                (STATE_PII_DETECTED.to_string(), b"US_SSN".to_vec()),
+                (STATE_PII_COUNTS.to_string(), b"US_SSN:1".to_vec())
+            ]
+        );
     }
 
     #[test]

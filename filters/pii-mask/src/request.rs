@@ -126,6 +126,19 @@ pub fn detected_names(scanner: &Scanner, findings: &Findings) -> Option<String> 
     (!names.is_empty()).then(|| names.join(","))
 }
 
+/// The entity names found, with how many of each (`EMAIL_ADDRESS:1,US_SSN:2`),
+/// for traces. Never the values.
+pub fn detected_counts(scanner: &Scanner, findings: &Findings) -> Option<String> {
+    let counts: Vec<String> = findings
+        .counts
+        .iter()
+        .enumerate()
+        .filter(|(_, &count)| count > 0)
+        .filter_map(|(rule, count)| scanner.rules.get(rule).map(|r| format!("{}:{count}", r.name)))
+        .collect();
+    (!counts.is_empty()).then(|| counts.join(","))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,6 +238,48 @@ mod tests {
         assert_eq!(out["input"][0], "mail [EMAIL_ADDRESS]");
         let result = mask_request(body, None, &config(r#"{"other_paths": "skip"}"#), false).unwrap();
         assert!(result.body.is_none());
+    }
+
+    #[test]
+    fn responses_embeddings_and_completions_requests() {
+        let cfg = config("{}");
+        let body = json!({
+            "model": "gpt-4o-mini",
+            "instructions": "Admin is root@corp.example.com",
+            "input": [
+                {"role": "user", "content": [{"type": "input_text", "text": "My SSN is 123-45-6789"},
+                    {"type": "input_image", "image_url": "https://x/a@b.com"}]},
+                {"type": "function_call", "call_id": "c", "name": "f", "arguments": "{\"card\":\"4111111111111111\"}"},
+                {"type": "function_call_output", "call_id": "c", "output": "ip 10.1.2.3"}
+            ]
+        });
+        let result = mask_request(body.to_string().as_bytes(), Some(ApiShape::OpenAiResponses), &cfg, false).unwrap();
+        let out: Value = serde_json::from_slice(&result.body.unwrap()).unwrap();
+        assert_eq!(out["instructions"], "Admin is [EMAIL_ADDRESS]");
+        assert_eq!(out["input"][0]["content"][0]["text"], "My SSN is [US_SSN]");
+        assert_eq!(out["input"][0]["content"][1]["image_url"], "https://x/a@b.com");
+        assert_eq!(out["input"][1]["arguments"], "{\"card\":\"[CREDIT_CARD]\"}");
+        assert_eq!(out["input"][2]["output"], "ip [IP_ADDRESS]");
+
+        let body = json!({"model": "gpt-4o-mini", "input": "mail a@b.com"});
+        let result = mask_request(body.to_string().as_bytes(), Some(ApiShape::OpenAiResponses), &cfg, false).unwrap();
+        let out: Value = serde_json::from_slice(&result.body.unwrap()).unwrap();
+        assert_eq!(out["input"], "mail [EMAIL_ADDRESS]");
+
+        let body =
+            json!({"model": "text-embedding-3-small", "input": ["mail a@b.com", "fine"], "encoding_format": "float"});
+        let result = mask_request(body.to_string().as_bytes(), Some(ApiShape::OpenAiEmbeddings), &cfg, false).unwrap();
+        let out: Value = serde_json::from_slice(&result.body.unwrap()).unwrap();
+        assert_eq!(out["input"], json!(["mail [EMAIL_ADDRESS]", "fine"]));
+        // Token arrays are not text: passed through unscanned.
+        let tokens = br#"{"model":"text-embedding-3-small","input":[[1,2,3]]}"#;
+        assert!(mask_request(tokens, Some(ApiShape::OpenAiEmbeddings), &cfg, false).unwrap().body.is_none());
+
+        let body = json!({"model": "gpt-3.5-turbo-instruct", "prompt": ["ssn 123-45-6789"], "suffix": "ip 10.0.0.1"});
+        let result = mask_request(body.to_string().as_bytes(), Some(ApiShape::OpenAiCompletions), &cfg, false).unwrap();
+        let out: Value = serde_json::from_slice(&result.body.unwrap()).unwrap();
+        assert_eq!(out["prompt"], json!(["ssn [US_SSN]"]));
+        assert_eq!(out["suffix"], "ip [IP_ADDRESS]");
     }
 
     #[test]

@@ -23,19 +23,11 @@ impl Unreadable {
     }
 }
 
-/// The completion shape of a JSON body, judged by its content: the request
-/// path says what the client asked for, the body says what came back (an
-/// error object, for instance, is neither).
+/// The completion shape of a JSON body, judged by its content (shared with
+/// token-counter): an error object, for instance, is none, and is scanned
+/// generically.
 fn body_shape(value: &Value, requested: Option<ApiShape>) -> Option<ApiShape> {
-    if value.get("choices").is_some_and(Value::is_array) {
-        Some(ApiShape::OpenAiChat)
-    } else if value.get("type").and_then(Value::as_str) == Some("message")
-        || (requested == Some(ApiShape::AnthropicMessages) && value.get("content").is_some_and(Value::is_array))
-    {
-        Some(ApiShape::AnthropicMessages)
-    } else {
-        None
-    }
+    aigw_shared::api::response_shape(value, requested)
 }
 
 fn reject_message(config: &Config, rule: usize) -> String {
@@ -65,7 +57,30 @@ fn withhold(value: &mut Value, shape: Option<ApiShape>, message: &str) {
                 map.insert("stop_reason".into(), json!("end_turn"));
             }
         }
-        None => {
+        Some(ApiShape::OpenAiCompletions) => {
+            if let Some(Value::Array(choices)) = value.get_mut("choices") {
+                for choice in choices {
+                    if let Some(map) = choice.as_object_mut() {
+                        map.insert("text".into(), json!(message));
+                        map.insert("finish_reason".into(), json!("content_filter"));
+                        map.remove("logprobs");
+                    }
+                }
+            }
+        }
+        Some(ApiShape::OpenAiResponses) => {
+            if let Some(map) = value.as_object_mut() {
+                let id = map.get("id").and_then(Value::as_str).unwrap_or("resp").to_string();
+                map.insert(
+                    "output".into(),
+                    json!([{"id": format!("msg_{id}"), "type": "message", "role": "assistant", "status": "completed",
+                        "content": [{"type": "output_text", "text": message, "annotations": []}]}]),
+                );
+                map.insert("status".into(), json!("incomplete"));
+                map.insert("incomplete_details".into(), json!({"reason": "content_filter"}));
+            }
+        }
+        Some(ApiShape::OpenAiEmbeddings) | None => {
             *value = json!({"error": {"message": message, "type": "api_error", "param": null, "code": "sensitive_data_detected"}});
         }
     }
@@ -162,6 +177,43 @@ mod tests {
             json!({"type": "message", "content": [{"type": "text", "text": "-----BEGIN PRIVATE KEY-----\nAAAA"}]});
         let out = masked(&cfg, &body, Some(ApiShape::AnthropicMessages));
         assert_eq!(out["content"], json!([{"type": "text", "text": "Withheld."}]));
+    }
+
+    #[test]
+    fn responses_output_items_and_withholding() {
+        let body = json!({"id": "resp_1", "object": "response", "status": "completed", "output": [
+            {"type": "reasoning", "summary": [{"type": "summary_text", "text": "user is a@b.com"}]},
+            {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "ssn 123-45-6789", "annotations": []}]},
+            {"type": "function_call", "call_id": "c", "name": "f", "arguments": "{\"to\":\"ana\\u0040example.com\"}"}
+        ], "usage": {"input_tokens": 3, "output_tokens": 4, "total_tokens": 7}});
+        let out = masked(&config("{}"), &body, Some(ApiShape::OpenAiResponses));
+        assert_eq!(out["output"][0]["summary"][0]["text"], "user is [EMAIL_ADDRESS]");
+        assert_eq!(out["output"][1]["content"][0]["text"], "ssn [US_SSN]");
+        assert_eq!(out["output"][2]["arguments"], "{\"to\":\"[EMAIL_ADDRESS]\"}");
+        assert_eq!(out["usage"]["total_tokens"], 7);
+        let cfg = config(r#"{"entities": {"US_SSN": {"action": "reject", "message": "Withheld."}}}"#);
+        let out = masked(&cfg, &body, Some(ApiShape::OpenAiResponses));
+        assert_eq!(out["output"].as_array().unwrap().len(), 1);
+        assert_eq!(out["output"][0]["content"][0]["text"], "Withheld.");
+        assert_eq!(out["incomplete_details"]["reason"], "content_filter");
+    }
+
+    #[test]
+    fn legacy_completion_text_is_masked_and_withheld() {
+        let body = json!({"id": "cmpl", "object": "text_completion", "choices": [{"index": 0, "text": "mail a@b.com", "logprobs": null, "finish_reason": "stop"}]});
+        let out = masked(&config("{}"), &body, Some(ApiShape::OpenAiCompletions));
+        assert_eq!(out["choices"][0]["text"], "mail [EMAIL_ADDRESS]");
+        let cfg = config(r#"{"entities": {"EMAIL_ADDRESS": {"action": "reject", "message": "Withheld."}}}"#);
+        let out = masked(&cfg, &body, Some(ApiShape::OpenAiCompletions));
+        assert_eq!(out["choices"][0]["text"], "Withheld.");
+        assert_eq!(out["choices"][0]["finish_reason"], "content_filter");
+    }
+
+    #[test]
+    fn embeddings_vectors_are_left_alone() {
+        let body = br#"{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.1,-0.2]}],"model":"text-embedding-3-small","usage":{"prompt_tokens":2,"total_tokens":2}}"#;
+        let out = mask_json(body, Some(ApiShape::OpenAiEmbeddings), &config("{}"), &mut Findings::default()).unwrap();
+        assert_eq!(out, None);
     }
 
     #[test]

@@ -456,6 +456,43 @@ fn sse_byte_by_byte_for_all_entities_in_one_stream() {
     assert!(vm.counter("aigw.pii_mask.pii.direction.response.entity.CREDIT_CARD.masked") >= 2);
 }
 
+/// Custom rules and deny words in streams: each value starts exactly where
+/// an event starts (and mid-event), the body is cut at every byte offset, and
+/// nothing leaks; the event carrying `finish_reason` carries no text.
+#[test]
+fn sse_custom_rules_and_deny_words_never_leak_at_any_offset() {
+    let harness = Harness::new();
+    let config = r#"{"custom_rules": [
+        {"name": "EMPLOYEE_ID", "pattern": "\\bEMP-[0-9]{6}\\b", "max_match_chars": 10},
+        {"name": "CODENAME", "words": ["bluebird", "project nightjar"]}
+    ]}"#;
+    let vm = start(&harness, config);
+    for (pieces, expected, values) in [
+        (vec!["Badge ", "EMP-123456", " ok"], "Badge [EMPLOYEE_ID] ok", vec!["EMP-123456", "123456"]),
+        (vec!["Badge EMP-12", "3456 ok"], "Badge [EMPLOYEE_ID] ok", vec!["EMP-123456", "123456"]),
+        (vec!["Codename ", "Blue", "Bird."], "Codename [CODENAME].", vec!["Bird"]),
+        (vec!["See project ", "nightjar now"], "See [CODENAME] now", vec!["nightjar"]),
+        (vec!["mail ", "a@b.co", "m and EMP"], "mail [EMAIL_ADDRESS] and EMP", vec!["a@b.com"]),
+    ] {
+        for (path, body) in [(CHAT, openai_sse(&pieces)), (MESSAGES, anthropic_sse(&pieces))] {
+            for cut in 0..=body.len() {
+                let s = stream_response(&vm, path, &body, &[cut]);
+                let out = s.client_response_body();
+                assert_eq!(reassemble(&out), expected, "{path} cut at byte {cut}");
+                assert_no_leak(&vm, &out, &values);
+                let text = String::from_utf8(out).unwrap();
+                if path == CHAT {
+                    let finish = text.split("\n\n").find(|event| event.contains("\"finish_reason\":\"stop\"")).unwrap();
+                    assert!(finish.contains("\"delta\":{}"), "finish event with text at {cut}: {finish}");
+                } else {
+                    let stop = text.find("content_block_stop").unwrap();
+                    assert!(!text[stop..].contains("text_delta"), "text after content_block_stop at {cut}: {text}");
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn sse_reject_ends_the_stream_with_the_message() {
     let harness = Harness::new();

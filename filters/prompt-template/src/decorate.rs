@@ -39,7 +39,69 @@ pub fn decorate(
     match shape {
         ApiShape::OpenAiChat => decorate_openai(body, prepend, append, policy, enforce),
         ApiShape::AnthropicMessages => decorate_anthropic(body, prepend, append, policy, enforce),
+        ApiShape::OpenAiResponses => decorate_responses(body, prepend, append, policy, enforce),
+        // Not conversations: nothing to decorate (request.rs passes them before this).
+        ApiShape::OpenAiEmbeddings | ApiShape::OpenAiCompletions => Ok(()),
     }
+}
+
+/// Responses: system (and developer) messages go to `instructions`, joined by
+/// a blank line around the client's; user and assistant messages become input
+/// items around the client's (a string `input` becomes one user message
+/// first). The client's system prompt is `instructions` and any
+/// system/developer input item.
+fn decorate_responses(
+    body: &mut Map<String, Value>,
+    prepend: &[Rendered],
+    append: &[Rendered],
+    policy: ClientSystemPrompt,
+    enforce: bool,
+) -> Result<(), ApiError> {
+    let input = match body.remove("input") {
+        Some(Value::String(text)) => vec![message_value("user", &text)],
+        Some(Value::Array(items)) => items,
+        None | Some(Value::Null) => Vec::new(),
+        Some(other) => {
+            body.insert("input".to_string(), other);
+            return Err(ApiError::bad_request("invalid_type", "`input` must be a string or an array of items.")
+                .with_param("input"));
+        }
+    };
+    let instructions = match body.remove("instructions") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(text)) => Some(text).filter(|t| !t.is_empty()),
+        Some(_) => {
+            return Err(
+                ApiError::bad_request("invalid_type", "`instructions` must be a string.").with_param("instructions")
+            )
+        }
+    };
+    let mut input = input;
+    let mut instructions = instructions;
+    if enforce && (instructions.is_some() || input.iter().any(is_system_message)) {
+        match policy {
+            ClientSystemPrompt::KeepBoth => {}
+            ClientSystemPrompt::Replace => {
+                instructions = None;
+                input.retain(|m| !is_system_message(m));
+            }
+            ClientSystemPrompt::Reject => return Err(system_not_allowed()),
+        }
+    }
+    let mut parts: Vec<&str> = prepend.iter().filter(|m| m.role.is_system()).map(|m| m.text.as_str()).collect();
+    parts.extend(instructions.as_deref());
+    parts.extend(append.iter().filter(|m| m.role.is_system()).map(|m| m.text.as_str()));
+    if !parts.is_empty() {
+        body.insert("instructions".to_string(), Value::String(parts.join("\n\n")));
+    }
+    let conversation = |list: &[Rendered]| -> Vec<Value> {
+        list.iter().filter(|m| !m.role.is_system()).map(|m| message_value(m.role.as_str(), &m.text)).collect()
+    };
+    let mut items = conversation(prepend);
+    items.extend(input);
+    items.extend(conversation(append));
+    body.insert("input".to_string(), Value::Array(items));
+    Ok(())
 }
 
 fn messages_mut(body: &mut Map<String, Value>) -> Result<&mut Vec<Value>, ApiError> {
@@ -154,6 +216,40 @@ mod tests {
     use super::*;
     use crate::render::Role;
     use serde_json::json;
+
+    #[test]
+    fn responses_system_goes_to_instructions_and_messages_around_input() {
+        let decorate_one = |body: Value, policy| {
+            let mut map = body.as_object().unwrap().clone();
+            decorate(
+                ApiShape::OpenAiResponses,
+                &mut map,
+                &[msg(Role::System, "ORG"), msg(Role::User, "CTX")],
+                &[msg(Role::User, "END")],
+                policy,
+                true,
+            )
+            .map(|()| Value::Object(map))
+        };
+        let out =
+            decorate_one(json!({"model": "m", "input": "hi", "instructions": "mine"}), ClientSystemPrompt::KeepBoth)
+                .unwrap();
+        assert_eq!(out["instructions"], "ORG\n\nmine");
+        assert_eq!(
+            out["input"],
+            json!([{"role": "user", "content": "CTX"}, {"role": "user", "content": "hi"}, {"role": "user", "content": "END"}])
+        );
+        let body = json!({"model": "m", "input": [{"role": "developer", "content": "dev"}, {"type": "function_call_output", "call_id": "c", "output": "42"}]});
+        let out = decorate_one(body.clone(), ClientSystemPrompt::Replace).unwrap();
+        assert_eq!(out["instructions"], "ORG");
+        assert_eq!(out["input"][1], json!({"type": "function_call_output", "call_id": "c", "output": "42"}));
+        assert_eq!(out["input"].as_array().unwrap().len(), 3);
+        let err = decorate_one(body, ClientSystemPrompt::Reject).unwrap_err();
+        assert_eq!(err.code, "system_prompt_not_allowed");
+        assert!(decorate_one(json!({"model": "m", "input": "hi"}), ClientSystemPrompt::Reject).is_ok());
+        let err = decorate_one(json!({"model": "m", "input": 5}), ClientSystemPrompt::KeepBoth).unwrap_err();
+        assert_eq!(err.param.as_deref(), Some("input"));
+    }
 
     fn msg(role: Role, text: &str) -> Rendered {
         Rendered { role, text: text.to_string() }

@@ -16,6 +16,7 @@ pub mod tenant;
 pub mod variables;
 
 use aigw_shared::api::ApiShape;
+use aigw_shared::contract::STATE_TENANT;
 use aigw_shared::gate::{BodyGate, GatePolicy};
 use aigw_shared::glue::{self, BodyReader, Head, Plugin, SideCall};
 use aigw_shared::host::{CapturedHost, Host};
@@ -151,6 +152,8 @@ impl HttpContext for Filter {
         let Some(shape) = shape.filter(|_| self.gate.is_collecting()) else { return action };
         match tenant::select(&self.config, &self.host) {
             Ok(set) => {
+                // For Envoy's tracer and access logs (envoy-config/observability/tracing.yaml).
+                self.set_property(vec![STATE_TENANT], Some(set.name.as_bytes()));
                 self.state = Some(State::Collecting { shape, tenant: set.name.clone() });
                 Action::Continue
             }

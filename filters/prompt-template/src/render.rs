@@ -186,8 +186,9 @@ pub fn message_value(role: &str, text: &str) -> Value {
 /// Puts a rendered template into a request body in place of the client's
 /// `template` and `variables`. OpenAI: the messages become `messages`.
 /// Anthropic: system and developer messages become the top-level `system`
-/// (joined by a blank line, in order), the others `messages`. The caller has
-/// checked that the client sent neither `messages` nor `system`.
+/// (joined by a blank line, in order), the others `messages`. Responses: the
+/// same with `instructions` and `input`. The caller has checked that the
+/// client sent none of the fields the template provides.
 pub fn apply_template(shape: ApiShape, body: &mut Map<String, Value>, rendered: &[Rendered]) {
     body.remove("template");
     body.remove("variables");
@@ -196,18 +197,22 @@ pub fn apply_template(shape: ApiShape, body: &mut Map<String, Value>, rendered: 
             let messages = rendered.iter().map(|m| message_value(m.role.as_str(), &m.text)).collect();
             body.insert("messages".to_string(), Value::Array(messages));
         }
-        ApiShape::AnthropicMessages => {
+        ApiShape::AnthropicMessages | ApiShape::OpenAiResponses => {
+            let (system_field, messages_field) =
+                if shape == ApiShape::OpenAiResponses { ("instructions", "input") } else { ("system", "messages") };
             let system: Vec<&str> = rendered.iter().filter(|m| m.role.is_system()).map(|m| m.text.as_str()).collect();
             if !system.is_empty() {
-                body.insert("system".to_string(), Value::String(system.join("\n\n")));
+                body.insert(system_field.to_string(), Value::String(system.join("\n\n")));
             }
             let messages = rendered
                 .iter()
                 .filter(|m| !m.role.is_system())
                 .map(|m| message_value(m.role.as_str(), &m.text))
                 .collect();
-            body.insert("messages".to_string(), Value::Array(messages));
+            body.insert(messages_field.to_string(), Value::Array(messages));
         }
+        // Not conversations: the request path never gets here (see request.rs).
+        ApiShape::OpenAiEmbeddings | ApiShape::OpenAiCompletions => {}
     }
 }
 

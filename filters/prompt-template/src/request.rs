@@ -63,6 +63,9 @@ pub fn process(
     let Value::Object(map) = parse_json_object(body)? else {
         return Err(ApiError::bad_request("invalid_request", "The request body must be a JSON object."));
     };
+    if !shape.is_conversation() {
+        return bare_text_request(set, shape, &map);
+    }
     let template = match map.get("template") {
         None => None,
         Some(Value::String(name)) => Some(find_template(set, name)?),
@@ -79,6 +82,8 @@ pub fn process(
             let provided: &[&str] = match shape {
                 ApiShape::OpenAiChat => &["messages"],
                 ApiShape::AnthropicMessages => &["messages", "system"],
+                ApiShape::OpenAiResponses => &["input", "instructions"],
+                ApiShape::OpenAiEmbeddings | ApiShape::OpenAiCompletions => &[],
             };
             if let Some(field) = provided.iter().find(|field| map.contains_key(**field)) {
                 return Err(ApiError::bad_request(
@@ -143,6 +148,31 @@ pub fn process(
             values,
         },
     })
+}
+
+/// Embeddings and legacy completions carry bare text, not a conversation:
+/// there is no system prompt to decorate and no message list a template could
+/// fill, so they pass unchanged. A `template` there is refused rather than
+/// sent on (the provider would reject the unknown field, or ignore it); and a
+/// tenant that accepts only templated requests refuses legacy completions,
+/// whose free `prompt` would otherwise bypass that rule. Embeddings generate
+/// nothing and stay allowed.
+fn bare_text_request(set: &TenantSet, shape: ApiShape, map: &Map<String, Value>) -> Result<Outcome, ApiError> {
+    if map.contains_key("template") || map.contains_key("variables") {
+        return Err(ApiError::bad_request(
+            "template_not_supported",
+            "Templates apply to chat completions, messages and responses, not to this endpoint.",
+        )
+        .with_param("template"));
+    }
+    if shape == ApiShape::OpenAiCompletions && !set.allow_untemplated_requests {
+        return Err(ApiError::bad_request(
+            "template_required",
+            "This gateway accepts only templated requests: use chat completions or responses with `template` and `variables`.",
+        )
+        .with_param("template"));
+    }
+    Ok(Outcome::Unchanged)
 }
 
 /// How the retrieval call ended.

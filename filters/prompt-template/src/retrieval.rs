@@ -160,7 +160,11 @@ pub fn truncate(text: &str, max: usize) -> &str {
 /// The text of the last user message of a request body: the query for
 /// retrieval, for both API shapes. Text parts are joined with newlines; images are skipped.
 pub fn last_user_text(body: &Value) -> Option<String> {
-    let messages = body.get("messages")?.as_array()?;
+    // A Responses request's `input` may be the user's text itself.
+    if let Some(Value::String(text)) = body.get("input") {
+        return Some(text.clone()).filter(|t| !t.trim().is_empty());
+    }
+    let messages = body.get("messages").or_else(|| body.get("input"))?.as_array()?;
     let message = messages.iter().rev().find(|m| m.get("role").and_then(Value::as_str) == Some("user"))?;
     let text = match message.get("content")? {
         Value::String(text) => text.clone(),
@@ -168,7 +172,7 @@ pub fn last_user_text(body: &Value) -> Option<String> {
             // OpenAI text parts and Anthropic text blocks have the same shape.
             parts
                 .iter()
-                .filter(|p| p.get("type").and_then(Value::as_str) == Some("text"))
+                .filter(|p| matches!(p.get("type").and_then(Value::as_str), Some("text" | "input_text")))
                 .filter_map(|p| p.get("text").and_then(Value::as_str))
                 .collect::<Vec<_>>()
                 .join("\n")
@@ -259,6 +263,10 @@ mod tests {
         assert_eq!(last_user_text(&body).as_deref(), Some("a\nb"));
         let body = serde_json::json!({"messages": [{"role": "assistant", "content": "x"}]});
         assert_eq!(last_user_text(&body), None);
+        let body = serde_json::json!({"input": "plain"});
+        assert_eq!(last_user_text(&body).as_deref(), Some("plain"));
+        let body = serde_json::json!({"input": [{"role": "user", "content": [{"type": "input_text", "text": "c"}]}]});
+        assert_eq!(last_user_text(&body).as_deref(), Some("c"));
     }
 
     #[test]

@@ -56,18 +56,19 @@ mod tests {
     fn micro_dollars() {
         let price = Price { input: 2.5, output: 10.0, cached_input: 1.25, cache_write: 2.5 };
         // 1000 input (400 cached) + 200 output: 600×2.5 + 400×1.25 + 200×10 = 1500 + 500 + 2000.
-        let usage = Usage { input: 1000, output: 200, cached: 400, cache_creation: 0 };
+        let usage = Usage { input: 1000, output: 200, cached: 400, cache_creation: 0, reasoning: 0 };
         assert_eq!(price.micro_usd(&usage), 4000);
         // A million output tokens at $10 per million is $10 = 10 000 000 µ$.
         assert_eq!(price.micro_usd(&Usage { output: 1_000_000, ..Usage::default() }), 10_000_000);
         // Inconsistent numbers from a provider never underflow.
-        assert_eq!(price.micro_usd(&Usage { input: 1, cached: 5, cache_creation: 5, output: 0 }), 1);
+        assert_eq!(price.micro_usd(&Usage { input: 1, cached: 5, cache_creation: 5, output: 0, reasoning: 0 }), 1);
     }
 
     #[test]
     fn huge_usage_saturates_instead_of_wrapping_or_costing_nothing() {
         let price = Price { input: 1_000_000.0, output: 1_000_000.0, cached_input: 0.5, cache_write: 2.0 };
-        let huge = Usage { input: u64::MAX, output: u64::MAX, cached: u64::MAX, cache_creation: u64::MAX };
+        let huge =
+            Usage { input: u64::MAX, output: u64::MAX, cached: u64::MAX, cache_creation: u64::MAX, reasoning: 0 };
         assert_eq!(price.micro_usd(&huge), u64::MAX);
         let max_price = Price { input: f64::MAX, output: f64::MAX, cached_input: f64::MAX, cache_write: f64::MAX };
         // The sum overflows f64 to infinity: that is the most expensive, not free.

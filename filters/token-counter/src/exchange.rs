@@ -21,16 +21,17 @@ use crate::prompt::{count_request, RequestInfo};
 use crate::remote;
 use crate::tokenize::{TokenCounter, FALLBACK_BYTES_PER_TOKEN};
 use crate::usage::{BodyKind, Emit, ReadProblem, ResponseTracker, Usage};
-use aigw_shared::api::ApiShape;
+use aigw_shared::api::{ApiShape, Endpoint};
 use aigw_shared::body::{is_event_stream, is_identity_encoding, is_json_content_type};
 use aigw_shared::glue::{RequestDecision, RequestEdits};
 use aigw_shared::host::Host;
+use aigw_shared::outcome::ResponseFacts;
 use aigw_shared::ApiError;
 use serde_json::Value;
 
 pub use aigw_shared::contract::{
-    STATE_BUDGET_EXCEEDED, STATE_COST_MICRO_USD as STATE_COST, STATE_ROUTE_MODEL, STATE_TOKENS_INPUT,
-    STATE_TOKENS_OUTPUT, STATE_TOKENS_TOTAL,
+    STATE_BUDGET_EXCEEDED, STATE_COST_MICRO_USD as STATE_COST, STATE_ROUTE_MODEL, STATE_TOKENS_COUNTED,
+    STATE_TOKENS_INPUT, STATE_TOKENS_OUTPUT, STATE_TOKENS_TOTAL,
 };
 
 /// A rule that applies to this request.
@@ -116,6 +117,11 @@ pub struct Stream {
     /// `store: rls`: reservations to send, and settlements for the root context.
     remote_pending: Vec<RemoteReservation>,
     remote_outbox: Vec<(String, Vec<u8>)>,
+    /// `/v1/messages/count_tokens`: the prompt is counted for model-router's
+    /// answer (filter state `aigw.tokens.counted`); nothing is reserved or
+    /// charged, since no model runs.
+    count_only: bool,
+    counted: Option<u64>,
 }
 
 /// A reservation asked of the rate limit service: the hit it is for, the
@@ -164,6 +170,9 @@ impl Stream {
         if self.signal {
             edits.set_state(STATE_BUDGET_EXCEEDED, "1");
         }
+        if let Some(counted) = self.counted {
+            edits.set_state(STATE_TOKENS_COUNTED, counted.to_string());
+        }
         match action {
             RequestAction::Forward { new_body } => {
                 edits.body = new_body;
@@ -179,6 +188,7 @@ impl Stream {
 
     /// Starts a stream at the request headers: resolves every rule's key.
     pub fn new(config: &Config, host: &dyn Host, path: &str) -> Stream {
+        let count_only = Endpoint::from_path(path) == Some(Endpoint::CountTokens);
         let hits = config
             .rules
             .iter()
@@ -195,10 +205,12 @@ impl Stream {
                     snapshot: None,
                 })
             })
+            .filter(|_| !count_only)
             .collect();
         Stream {
             start_nanos: host.now_nanos(),
-            shape: ApiShape::from_path(path),
+            // A count_tokens body is a Messages request.
+            shape: if count_only { Some(ApiShape::AnthropicMessages) } else { ApiShape::from_path(path) },
             hits,
             model: None,
             prompt_tokens: 0,
@@ -214,6 +226,8 @@ impl Stream {
             store_error_rules: Vec::new(),
             remote_pending: Vec::new(),
             remote_outbox: Vec::new(),
+            count_only,
+            counted: None,
         }
     }
 
@@ -278,6 +292,11 @@ impl Stream {
         if counter.estimated() {
             host.increment_counter(&metrics::filter("tokenizer_capped"), 1);
         }
+        if self.count_only {
+            // Counted for model-router's answer; no budget is touched (no rule applies).
+            self.counted = Some(self.prompt_tokens);
+            return RequestAction::Forward { new_body: None };
+        }
         if !known {
             host.increment_counter(&metrics::requests(&model, "unknown_model"), 1);
         }
@@ -289,7 +308,7 @@ impl Stream {
 
         let mut new_body = None;
         if config.stream_usage == StreamUsage::Inject
-            && self.shape == Some(ApiShape::OpenAiChat)
+            && matches!(self.shape, Some(ApiShape::OpenAiChat | ApiShape::OpenAiCompletions))
             && info.stream
             && !info.include_usage
         {
@@ -315,6 +334,10 @@ impl Stream {
     }
 
     fn output_reserve(&self, config: &Config, requested: Option<u64>) -> u64 {
+        // Embeddings answer with vectors: no output tokens to reserve.
+        if self.shape == Some(ApiShape::OpenAiEmbeddings) {
+            return 0;
+        }
         let wanted = requested.unwrap_or(config.default_output_tokens);
         match config.max_output_tokens {
             Some(cap) => wanted.min(cap),
@@ -643,7 +666,7 @@ impl Stream {
                 if matches!(tracker.and_then(ResponseTracker::problem), Some(ReadProblem::Unreadable)) {
                     host.increment_counter(&metrics::filter("usage_unreadable"), 1);
                 }
-                (Some(Usage { input: self.prompt_tokens, output, cached: 0, cache_creation: 0 }), true)
+                (Some(Usage { input: self.prompt_tokens, output, cached: 0, cache_creation: 0, reasoning: 0 }), true)
             }
             // The upstream failed (or never answered): release.
             None => (None, false),
@@ -660,8 +683,7 @@ impl Stream {
             .unwrap_or_else(|| "unknown".to_string());
         let cost = config.prices.lookup(&model).map(|price| price.micro_usd(&usage));
         let streamed = self.is_stream();
-        let ttft_ms =
-            self.first_token_nanos.filter(|_| streamed).map(|first| first.saturating_sub(self.start_nanos) / 1_000_000);
+        let ttft_ms = self.ttft_ms();
         let tpot_ms = match (self.first_token_nanos, streamed && completed) {
             (Some(first), true) if usage.output > 1 => Some(now.saturating_sub(first) / 1_000_000 / (usage.output - 1)),
             _ => None,
@@ -672,6 +694,7 @@ impl Stream {
             output: usage.output,
             cached: usage.cached,
             cache_creation: usage.cache_creation,
+            reasoning: usage.reasoning,
             cost_micro_usd: cost,
             usage_estimated: estimated,
             ttft_ms,
@@ -684,6 +707,22 @@ impl Stream {
 
     fn is_stream(&self) -> bool {
         self.tracker.as_ref().is_some_and(ResponseTracker::is_event_stream)
+    }
+
+    /// What the response said about itself, if it was read.
+    pub fn response_facts(&self) -> Option<&ResponseFacts> {
+        self.tracker.as_ref().map(ResponseTracker::facts)
+    }
+
+    /// The status the upstream (or a local reply) gave, once known.
+    pub fn status(&self) -> Option<u32> {
+        self.status
+    }
+
+    /// Milliseconds to the first streamed token, for streams that produced one.
+    pub fn ttft_ms(&self) -> Option<u64> {
+        let first = self.first_token_nanos.filter(|_| self.is_stream())?;
+        Some(first.saturating_sub(self.start_nanos) / 1_000_000)
     }
 }
 
@@ -762,6 +801,25 @@ mod tests {
         stream.response_headers(config, Some(status), Some("application/json"), None);
         stream.response_body(host, body.as_bytes(), true);
         stream.finish(config, host, true, false)
+    }
+
+    #[test]
+    fn count_tokens_requests_are_counted_never_charged() {
+        let config = crate::config::from_json(Some(
+            br#"{"rules": [{"name": "all", "key": "header:x-team", "limit": 1, "window": "minute"}]}"#,
+        ))
+        .unwrap();
+        let host = aigw_shared::host::fake::FakeHost::new().with_header("x-team", "red");
+        let mut stream = Stream::new(&config, &host, "/v1/messages/count_tokens");
+        let body = br#"{"model": "claude-sonnet-4-5", "system": "be brief", "messages": [{"role": "user", "content": "hello there, how are you today?"}]}"#;
+        // A limit of 1 token would refuse a real request; counting is free.
+        let action = stream.request_body(&config, &host, body);
+        assert_eq!(action, RequestAction::Forward { new_body: None });
+        let RequestDecision::Forward(edits) = stream.decision(action) else { panic!() };
+        let counted = edits.filter_state.iter().find(|(name, _)| name == STATE_TOKENS_COUNTED).unwrap();
+        let tokens: u64 = String::from_utf8(counted.1.clone()).unwrap().parse().unwrap();
+        assert!((8..40).contains(&tokens), "{tokens}");
+        assert!(stream.finish(&config, &host, true, false).is_none(), "nothing to settle or report");
     }
 
     #[test]

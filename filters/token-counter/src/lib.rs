@@ -7,21 +7,24 @@
 //! carries it out. See README.md for the configuration and DESIGN.md for the
 //! callbacks.
 
+pub mod bpe;
 pub mod config;
 pub mod cost;
 pub mod exchange;
 pub mod limits;
 pub mod metrics;
+pub mod observe;
 pub mod prompt;
 pub mod remote;
 pub mod tokenize;
 pub mod usage;
 
 use aigw_shared::body::{is_identity_encoding, is_json_content_type};
-use aigw_shared::contract::STATE_RESPONSE_WITHHELD;
+use aigw_shared::contract::{STATE_ERROR_CODE, STATE_RESPONSE_WITHHELD};
 use aigw_shared::gate::{BodyGate, GatePolicy, OnEncoded, OnOversize};
 use aigw_shared::glue::{self, BodyReader, Head, Plugin};
 use aigw_shared::host::{log, CapturedHost, Host, ProxyWasmHost};
+use aigw_shared::outcome::Ending;
 use aigw_shared::ratelimit_proto;
 use aigw_shared::ErrorDialect;
 use config::{Config, Store};
@@ -255,13 +258,26 @@ impl Filter {
 
     fn finish(&mut self, completed: bool) {
         let withheld = self.get_property(vec![STATE_RESPONSE_WITHHELD]).is_some_and(|value| !value.is_empty());
+        let text = |bytes: Option<Vec<u8>>| bytes.and_then(|b| String::from_utf8(b).ok());
+        let error_code = text(self.get_property(vec![STATE_ERROR_CODE]));
+        let code_details = text(self.get_property(vec!["response", "code_details"]));
+        let response_code = self.get_property(vec!["response", "code"]).and_then(|b| <[u8; 8]>::try_from(b).ok());
         let Some(stream) = self.stream.as_mut() else { return };
         let outcome = stream.finish(&self.config, &self.host, completed, withheld);
         queue_settlements(&self.config, stream);
-        if let Some(outcome) = outcome {
-            for (name, value) in outcome.filter_state() {
-                self.set_property(vec![name], Some(value.as_bytes()));
-            }
+        let ending = Ending {
+            status: stream.status().or(response_code.map(u64::from_le_bytes).and_then(|c| u32::try_from(c).ok())),
+            gateway_error_code: error_code.as_deref(),
+            code_details: code_details.as_deref(),
+            facts: stream.response_facts(),
+        };
+        let observation = observe::observe(&ending, outcome.as_ref().map(|o| &o.usage), stream.ttft_ms());
+        if let Some(error) = observation.error {
+            self.host.increment_counter(&metrics::error(error.name()), 1);
+        }
+        let usage_state = outcome.iter().flat_map(|outcome| outcome.filter_state());
+        for (name, value) in usage_state.chain(observation.filter_state) {
+            self.set_property(vec![name], Some(value.as_bytes()));
         }
     }
 }

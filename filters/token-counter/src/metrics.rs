@@ -50,6 +50,12 @@ pub fn filter(what: &str) -> String {
     format!("aigw.token_counter.{what}")
 }
 
+/// Failed exchanges by error type (`aigw_shared::outcome::ErrorType`): the
+/// stats tag rules turn `errors.type.<t>` into `aigw_errors{type="<t>"}`.
+pub fn error(error_type: &str) -> String {
+    format!("aigw.token_counter.errors.type.{error_type}")
+}
+
 /// Emits the per-model counters and latency histograms of one finished request.
 pub struct RequestMetrics<'a> {
     pub model: &'a str,
@@ -57,6 +63,7 @@ pub struct RequestMetrics<'a> {
     pub output: u64,
     pub cached: u64,
     pub cache_creation: u64,
+    pub reasoning: u64,
     pub cost_micro_usd: Option<u64>,
     pub usage_estimated: bool,
     pub ttft_ms: Option<u64>,
@@ -72,6 +79,9 @@ impl RequestMetrics<'_> {
         host.increment_counter(&tokens(model, "output"), self.output);
         host.increment_counter(&tokens(model, "cached"), self.cached);
         host.increment_counter(&tokens(model, "cache_creation"), self.cache_creation);
+        if self.reasoning > 0 {
+            host.increment_counter(&tokens(model, "reasoning"), self.reasoning);
+        }
         match self.cost_micro_usd {
             Some(cost_value) => host.increment_counter(&cost(model), cost_value),
             None => host.increment_counter(&requests(model, "unpriced"), 1),
@@ -115,6 +125,7 @@ mod tests {
             output: 5,
             cached: 2,
             cache_creation: 0,
+            reasoning: 3,
             cost_micro_usd: Some(75),
             usage_estimated: false,
             ttft_ms: Some(120),
@@ -125,6 +136,7 @@ mod tests {
         assert_eq!(host.counter("aigw.token_counter.tokens.model.gpt-4o.input"), 10);
         assert_eq!(host.counter("aigw.token_counter.tokens.model.gpt-4o.output"), 5);
         assert_eq!(host.counter("aigw.token_counter.tokens.model.gpt-4o.cached"), 2);
+        assert_eq!(host.counter("aigw.token_counter.tokens.model.gpt-4o.reasoning"), 3);
         assert_eq!(host.counter("aigw.token_counter.cost.model.gpt-4o.micro_usd"), 75);
         assert_eq!(host.counter("aigw.token_counter.requests.model.gpt-4o.total"), 1);
         assert_eq!(host.histograms.borrow()["aigw.token_counter.latency.model.gpt-4o.ttft_ms"], vec![120]);

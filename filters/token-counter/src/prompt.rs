@@ -19,6 +19,12 @@ use serde_json::Value;
 /// OpenAI: tokens every message costs beside its fields.
 pub const TOKENS_PER_MESSAGE: u64 = 3;
 /// OpenAI: extra token for a message `name`.
+///
+/// The Responses API is counted with the same formula: `instructions` and
+/// each input item as a message (OpenAI documents no separate formula; its
+/// reported `input_tokens` are exact and replace the estimate afterwards).
+/// Embeddings count `input` and legacy completions `prompt` as bare text,
+/// token-id arrays as one token per id.
 pub const TOKENS_PER_NAME: u64 = 1;
 /// OpenAI: every reply is primed with `<|start|>assistant<|message|>`.
 pub const REPLY_PRIMING: u64 = 3;
@@ -57,7 +63,106 @@ pub fn count_request(shape: Option<ApiShape>, body: &Value, counter: &mut TokenC
     match shape {
         Some(ApiShape::OpenAiChat) => count_openai_chat(body, counter, image_tokens),
         Some(ApiShape::AnthropicMessages) => count_anthropic(body, counter, image_tokens),
+        Some(ApiShape::OpenAiResponses) => count_responses(body, counter, image_tokens),
+        Some(ApiShape::OpenAiEmbeddings) => {
+            if let Some(input) = body.get("input") {
+                count_text_or_tokens(input, counter);
+            }
+        }
+        Some(ApiShape::OpenAiCompletions) => {
+            if let Some(prompt) = body.get("prompt") {
+                count_text_or_tokens(prompt, counter);
+            }
+            if let Some(suffix) = body.get("suffix").and_then(Value::as_str) {
+                counter.text(suffix);
+            }
+        }
         None => count_strings(body, counter, true),
+    }
+}
+
+/// Embeddings `input` / completions `prompt`: a string, a list of strings, a
+/// list of token ids, or a list of such lists. Token ids are counted as what
+/// they are, one token each.
+fn count_text_or_tokens(value: &Value, counter: &mut TokenCounter) {
+    match value {
+        Value::String(text) => counter.text(text),
+        Value::Number(_) => counter.fixed(1),
+        Value::Array(items) => {
+            for item in items {
+                match item {
+                    Value::String(text) => counter.text(text),
+                    Value::Number(_) => counter.fixed(1),
+                    Value::Array(tokens) => counter.fixed(tokens.len() as u64),
+                    _ => {}
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// OpenAI Responses API: `instructions` as a system message, `input` (a
+/// string, or items: messages like chat messages, function calls and their
+/// outputs, reasoning summaries), tools and the `text.format` schema as their
+/// JSON text, like chat's `tools` and `response_format`.
+pub fn count_responses(body: &Value, counter: &mut TokenCounter, image_tokens: u64) {
+    if let Some(instructions) = body.get("instructions").and_then(Value::as_str) {
+        counter.fixed(TOKENS_PER_MESSAGE);
+        counter.text("system");
+        counter.text(instructions);
+    }
+    match body.get("input") {
+        Some(Value::String(text)) => {
+            counter.fixed(TOKENS_PER_MESSAGE);
+            counter.text("user");
+            counter.text(text);
+        }
+        Some(Value::Array(items)) => {
+            for item in items {
+                counter.fixed(TOKENS_PER_MESSAGE);
+                match item.get("type").and_then(Value::as_str).unwrap_or("message") {
+                    "message" => {
+                        if let Some(role) = item.get("role").and_then(Value::as_str) {
+                            counter.text(role);
+                        }
+                        match item.get("content") {
+                            Some(Value::Array(parts)) => {
+                                for part in parts {
+                                    match part.get("type").and_then(Value::as_str) {
+                                        Some("input_image") => {
+                                            let low = part.get("detail").and_then(Value::as_str) == Some("low");
+                                            counter.fixed(if low { LOW_DETAIL_IMAGE_TOKENS } else { image_tokens });
+                                        }
+                                        Some("input_file") | Some("input_audio") => counter.fixed(image_tokens),
+                                        _ => {
+                                            for field in ["text", "refusal"] {
+                                                if let Some(text) = part.get(field).and_then(Value::as_str) {
+                                                    counter.text(text);
+                                                }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                            Some(Value::String(text)) => counter.text(text),
+                            _ => {}
+                        }
+                    }
+                    // Function calls, their outputs, reasoning and anything
+                    // newer: the text of its string fields (ids included:
+                    // erring high is the documented direction).
+                    _ => count_strings(item, counter, false),
+                }
+            }
+        }
+        _ => {}
+    }
+    counter.fixed(REPLY_PRIMING);
+    for field in ["tools", "text"] {
+        if let Some(value) = body.get(field) {
+            counter.text(&value.to_string());
+        }
     }
 }
 
@@ -201,6 +306,46 @@ mod tests {
     use super::*;
     use crate::tokenize::{Counting, Encoding, ModelMap};
     use serde_json::json;
+
+    fn exact(body: &Value, shape: ApiShape) -> u64 {
+        let counting = ModelMap::default().resolve("gpt-4o-mini").0;
+        let mut counter = TokenCounter::new(counting, 1 << 20);
+        count_request(Some(shape), body, &mut counter, 765);
+        counter.total()
+    }
+
+    #[test]
+    fn responses_count_like_the_same_chat() {
+        // A Responses request with instructions and one user message costs
+        // what the chat request with a system and a user message costs.
+        let responses =
+            json!({"model": "gpt-4o-mini", "instructions": "Be brief.", "input": "What is the capital of France?"});
+        let chat = json!({"model": "gpt-4o-mini", "messages": [
+            {"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is the capital of France?"}]});
+        assert_eq!(exact(&responses, ApiShape::OpenAiResponses), exact(&chat, ApiShape::OpenAiChat));
+        let items = json!({"model": "gpt-4o-mini", "instructions": "Be brief.", "input": [
+            {"role": "user", "content": [{"type": "input_text", "text": "What is the capital of France?"}]}]});
+        assert_eq!(exact(&items, ApiShape::OpenAiResponses), exact(&chat, ApiShape::OpenAiChat));
+        let with_image = json!({"model": "m", "input": [{"role": "user", "content": [{"type": "input_image", "image_url": "x", "detail": "low"}]}]});
+        assert!(exact(&with_image, ApiShape::OpenAiResponses) >= LOW_DETAIL_IMAGE_TOKENS);
+        let call =
+            json!({"model": "m", "input": [{"type": "function_call_output", "call_id": "c", "output": "forty two"}]});
+        assert!(exact(&call, ApiShape::OpenAiResponses) > TOKENS_PER_MESSAGE + REPLY_PRIMING);
+    }
+
+    #[test]
+    fn embeddings_and_completions_count_text_and_token_ids() {
+        let text = json!({"model": "text-embedding-3-small", "input": "hello world"});
+        assert_eq!(exact(&text, ApiShape::OpenAiEmbeddings), 2);
+        let list = json!({"model": "text-embedding-3-small", "input": ["hello world", "hello"]});
+        assert_eq!(exact(&list, ApiShape::OpenAiEmbeddings), 3);
+        let ids = json!({"model": "text-embedding-3-small", "input": [[1, 2, 3], [4]]});
+        assert_eq!(exact(&ids, ApiShape::OpenAiEmbeddings), 4);
+        let flat = json!({"model": "text-embedding-3-small", "input": [1, 2, 3]});
+        assert_eq!(exact(&flat, ApiShape::OpenAiEmbeddings), 3);
+        let prompt = json!({"model": "gpt-3.5-turbo-instruct", "prompt": "hello world", "max_tokens": 5});
+        assert_eq!(exact(&prompt, ApiShape::OpenAiCompletions), 2);
+    }
 
     /// The example from OpenAI's cookbook "How to count tokens with tiktoken",
     /// for which the API reports `prompt_tokens` = 129 on gpt-3.5-turbo and

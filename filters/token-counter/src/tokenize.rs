@@ -1,5 +1,5 @@
-//! Token counting with OpenAI's BPE encodings (tiktoken-rs), with a bounded
-//! amount of work per request.
+//! Token counting with OpenAI's BPE encodings, with a bounded amount of
+//! work per request.
 //!
 //! * The encoding is chosen by model name: `o200k_base` for the gpt-4o,
 //!   gpt-4.1, gpt-4.5, gpt-5 and o-series families, `cl100k_base` for gpt-4 and
@@ -7,16 +7,15 @@
 //!   public BPE here: they are counted with `cl100k_base` and multiplied by a
 //!   documented factor (an *approximation*; the exact usage from the response
 //!   settles the reservation afterwards). The map is overridable in config.
-//! * The BPE tables are built once per VM (process-wide statics; a Wasm VM is
-//!   one single-threaded instance) and reused by every request.
+//! * The BPE tables are static data built at compile time ([`crate::bpe`],
+//!   the same tokens as tiktoken-rs): nothing is built when a VM starts.
 //! * Work per request is capped: runs of more than [`MAX_RUN_BYTES`] bytes
 //!   without a class change (one "word" of 50 000 letters, a megabyte of
 //!   spaces) are cut into pieces before the BPE sees them, and past
 //!   `max_exact_bytes` of text per request the rest is estimated from the
 //!   ratio measured on the exact part (or 4 bytes per token).
 
-use std::sync::OnceLock;
-use tiktoken_rs::CoreBPE;
+use crate::bpe::{Bpe, CL100K_BASE, O200K_BASE};
 
 /// Longest run of same-class characters (whitespace or not) handed to the
 /// BPE in one piece. Ordinary text never has such runs, so its counts stay
@@ -24,8 +23,8 @@ use tiktoken_rs::CoreBPE;
 pub const MAX_RUN_BYTES: usize = 1024;
 
 /// Default cap on text tokenized exactly per request (256 KiB ≈ 64k tokens):
-/// tiktoken runs at roughly 10 MB/s inside a Wasm VM, so this bounds the
-/// tokenizer at a few tens of milliseconds per request in the worst case.
+/// the tokenizer runs at roughly 20 MB/s inside a Wasm VM, so this bounds it
+/// at a few tens of milliseconds per request in the worst case.
 pub const DEFAULT_MAX_EXACT_BYTES: usize = 256 * 1024;
 
 /// Bytes per token assumed when nothing exact was measured (OpenAI's rule of
@@ -58,31 +57,19 @@ impl Encoding {
     }
 }
 
-static O200K: OnceLock<Option<CoreBPE>> = OnceLock::new();
-static CL100K: OnceLock<Option<CoreBPE>> = OnceLock::new();
-
-/// The BPE for `encoding`, built on first use and kept for the life of the VM.
-/// `None` only if the table failed to build (it is compiled in, so never in
-/// practice); callers then fall back to the byte estimate.
-pub fn bpe(encoding: Encoding) -> Option<&'static CoreBPE> {
-    let cell = match encoding {
-        Encoding::O200kBase => &O200K,
-        Encoding::Cl100kBase => &CL100K,
-    };
-    cell.get_or_init(|| match encoding {
-        Encoding::O200kBase => tiktoken_rs::o200k_base().ok(),
-        Encoding::Cl100kBase => tiktoken_rs::cl100k_base().ok(),
+/// The BPE for `encoding`. Always `Some`: the tables are compiled in (the
+/// `Option` keeps callers' fallback to the byte estimate in place).
+pub fn bpe(encoding: Encoding) -> Option<&'static Bpe> {
+    Some(match encoding {
+        Encoding::O200kBase => &O200K_BASE,
+        Encoding::Cl100kBase => &CL100K_BASE,
     })
-    .as_ref()
 }
 
-/// Whether the table for `encoding` is already built in this VM.
+/// Whether the table for `encoding` is ready in this VM: always, since it is
+/// static data.
 pub fn is_loaded(encoding: Encoding) -> bool {
-    let cell = match encoding {
-        Encoding::O200kBase => &O200K,
-        Encoding::Cl100kBase => &CL100K,
-    };
-    cell.get().is_some()
+    bpe(encoding).is_some()
 }
 
 /// How prompts for one model are counted.
@@ -176,8 +163,8 @@ impl<T> ModelTable<T> {
 /// tokenizer is not public. Claude's tokenizer yields noticeably more tokens
 /// than OpenAI's for the same English text; 1.2 errs on the side of reserving
 /// a little too much rather than too little. (`o200k_base`, not `cl100k_base`:
-/// the approximation is as good with either, and sharing the table current
-/// OpenAI models use keeps a VM to one BPE table, ~25 MB instead of ~37 MB.)
+/// the approximation is as good with either, and it is the encoding of
+/// current OpenAI models.)
 pub const CLAUDE_FACTOR: f64 = 1.2;
 
 /// The built-in model map. Config entries are consulted first.
@@ -263,7 +250,7 @@ impl ModelMap {
 
 /// Counts the texts of one request against a per-request budget of exact work.
 pub struct TokenCounter {
-    bpe: Option<&'static CoreBPE>,
+    bpe: Option<&'static Bpe>,
     counting: Counting,
     remaining_exact_bytes: usize,
     exact_bytes: u64,
@@ -378,11 +365,11 @@ pub fn scale(tokens: u64, factor: f64) -> u64 {
 
 /// Counts `text` exactly, except that same-class runs longer than
 /// [`MAX_RUN_BYTES`] are cut into pieces first so that neither the regex
-/// split nor the BPE merge sees an unbounded piece.
-pub fn count_bounded(bpe: &CoreBPE, text: &str) -> u64 {
+/// split (the pre-tokenizer) nor the BPE merge sees an unbounded piece.
+pub fn count_bounded(bpe: &Bpe, text: &str) -> u64 {
     let mut total = 0u64;
     for segment in bounded_segments(text) {
-        total = total.saturating_add(bpe.encode_ordinary(segment).len() as u64);
+        total = total.saturating_add(bpe.count(segment) as u64);
     }
     total
 }

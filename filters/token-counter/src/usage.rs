@@ -21,6 +21,7 @@
 
 use aigw_shared::api::anthropic;
 use aigw_shared::api::ApiShape;
+use aigw_shared::outcome::ResponseFacts;
 use aigw_shared::sse::{SseEvent, SseParser, DEFAULT_MAX_EVENT_BYTES};
 use serde_json::Value;
 
@@ -35,6 +36,9 @@ pub struct Usage {
     pub cached: u64,
     /// Prompt tokens written to the cache (Anthropic `cache_creation_input_tokens`).
     pub cache_creation: u64,
+    /// Output tokens spent on reasoning (OpenAI `reasoning_tokens` in
+    /// `completion_tokens_details` / `output_tokens_details`); part of `output`.
+    pub reasoning: u64,
 }
 
 impl Usage {
@@ -56,6 +60,8 @@ pub struct UsageAccumulator {
     openai: Option<Usage>,
     anthropic: Option<anthropic::Usage>,
     last: Option<Source>,
+    /// Model, finish reasons and provider error, for traces and the error metric.
+    facts: ResponseFacts,
 }
 
 fn u64_at(value: &Value, pointer: &str) -> Option<u64> {
@@ -77,6 +83,7 @@ impl UsageAccumulator {
                 output: u64_at(usage, "/completion_tokens").unwrap_or(0),
                 cached: u64_at(usage, "/prompt_tokens_details/cached_tokens").unwrap_or(0),
                 cache_creation: 0,
+                reasoning: u64_at(usage, "/completion_tokens_details/reasoning_tokens").unwrap_or(0),
             });
             self.last = Some(Source::OpenAi);
         } else if usage.get("input_tokens_details").is_some() || usage.get("output_tokens_details").is_some() {
@@ -86,6 +93,7 @@ impl UsageAccumulator {
                 output: u64_at(usage, "/output_tokens").unwrap_or(0),
                 cached: u64_at(usage, "/input_tokens_details/cached_tokens").unwrap_or(0),
                 cache_creation: 0,
+                reasoning: u64_at(usage, "/output_tokens_details/reasoning_tokens").unwrap_or(0),
             });
             self.last = Some(Source::OpenAi);
         } else if let Ok(later) = serde_json::from_value::<anthropic::Usage>(usage.clone()) {
@@ -102,6 +110,7 @@ impl UsageAccumulator {
 
     /// Absorbs a whole (non-streamed) JSON response body.
     pub fn absorb_body(&mut self, body: &Value) {
+        self.facts.absorb_body(body);
         if let Some(usage) = body.get("usage") {
             self.absorb_usage(usage);
         } else if let Some(usage) = body.pointer("/response/usage") {
@@ -111,6 +120,7 @@ impl UsageAccumulator {
 
     /// Absorbs one streamed event's JSON data.
     pub fn absorb_event(&mut self, data: &Value) {
+        self.facts.absorb_event(data);
         match data.get("type").and_then(Value::as_str) {
             Some("message_start") => {
                 if let Some(usage) = data.pointer("/message/usage") {
@@ -144,6 +154,7 @@ impl UsageAccumulator {
                     output: usage.output_tokens.unwrap_or(0),
                     cached,
                     cache_creation: creation,
+                    reasoning: 0,
                 }
             }),
         }
@@ -317,11 +328,7 @@ impl ResponseTracker {
         }
         let Ok(mut data) = serde_json::from_str::<Value>(&event.data) else { return true };
         self.usage.absorb_event(&data);
-        let shape = if data.get("type").is_some() && data.get("choices").is_none() {
-            ApiShape::AnthropicMessages
-        } else {
-            ApiShape::OpenAiChat
-        };
+        let shape = aigw_shared::api::response_shape(&data, None).unwrap_or(ApiShape::AnthropicMessages);
         let mut text_bytes = 0u64;
         aigw_shared::api::stream_texts_mut(shape, &mut data, &mut |_, text| text_bytes += text.len() as u64);
         if text_bytes > 0 {
@@ -345,11 +352,8 @@ impl ResponseTracker {
                     match serde_json::from_slice::<Value>(&self.json) {
                         Ok(mut body) => {
                             self.usage.absorb_body(&body);
-                            let shape = if body.get("choices").is_some() {
-                                ApiShape::OpenAiChat
-                            } else {
-                                ApiShape::AnthropicMessages
-                            };
+                            let shape =
+                                aigw_shared::api::response_shape(&body, None).unwrap_or(ApiShape::AnthropicMessages);
                             let mut text_bytes = 0u64;
                             aigw_shared::api::response_texts_mut(shape, &mut body, &mut |_, text| {
                                 text_bytes += text.len() as u64
@@ -380,6 +384,11 @@ impl ResponseTracker {
 
     pub fn usage(&self) -> Option<Usage> {
         self.usage.usage()
+    }
+
+    /// What the response said about itself (model, finish reasons, error).
+    pub fn facts(&self) -> &ResponseFacts {
+        &self.usage.facts
     }
 
     pub fn problem(&self) -> Option<ReadProblem> {
@@ -455,23 +464,35 @@ event: message_stop\r\ndata: {\"type\":\"message_stop\"}\r\n\r\n";
     #[test]
     fn openai_json_usage() {
         let (usage, client, _) = run(BodyKind::Json, false, &[OPENAI_JSON.as_bytes()]);
-        assert_eq!(usage, Some(Usage { input: 12, output: 3, cached: 4, cache_creation: 0 }));
+        assert_eq!(usage, Some(Usage { input: 12, output: 3, cached: 4, cache_creation: 0, reasoning: 0 }));
         assert_eq!(client, OPENAI_JSON.as_bytes());
     }
 
     #[test]
     fn anthropic_json_usage_counts_cache_in_input() {
         let (usage, _, _) = run(BodyKind::Json, false, &[ANTHROPIC_JSON.as_bytes()]);
-        assert_eq!(usage, Some(Usage { input: 37, output: 5, cached: 20, cache_creation: 7 }));
+        assert_eq!(usage, Some(Usage { input: 37, output: 5, cached: 20, cache_creation: 7, reasoning: 0 }));
     }
 
     #[test]
     fn every_split_gives_the_same_usage() {
         let cases = [
-            (BodyKind::Json, OPENAI_JSON, Usage { input: 12, output: 3, cached: 4, cache_creation: 0 }),
-            (BodyKind::Json, ANTHROPIC_JSON, Usage { input: 37, output: 5, cached: 20, cache_creation: 7 }),
-            (BodyKind::EventStream, OPENAI_SSE, Usage { input: 9, output: 2, cached: 0, cache_creation: 0 }),
-            (BodyKind::EventStream, ANTHROPIC_SSE, Usage { input: 30, output: 15, cached: 5, cache_creation: 0 }),
+            (BodyKind::Json, OPENAI_JSON, Usage { input: 12, output: 3, cached: 4, cache_creation: 0, reasoning: 0 }),
+            (
+                BodyKind::Json,
+                ANTHROPIC_JSON,
+                Usage { input: 37, output: 5, cached: 20, cache_creation: 7, reasoning: 0 },
+            ),
+            (
+                BodyKind::EventStream,
+                OPENAI_SSE,
+                Usage { input: 9, output: 2, cached: 0, cache_creation: 0, reasoning: 0 },
+            ),
+            (
+                BodyKind::EventStream,
+                ANTHROPIC_SSE,
+                Usage { input: 30, output: 15, cached: 5, cache_creation: 0, reasoning: 0 },
+            ),
         ];
         for (kind, body, expected) in cases {
             for strip in [false, true] {
@@ -532,10 +553,36 @@ event: message_stop\r\ndata: {\"type\":\"message_stop\"}\r\n\r\n";
     fn responses_api_usage() {
         let body = r#"{"id":"r","object":"response","output":[],"usage":{"input_tokens":100,"input_tokens_details":{"cached_tokens":60},"output_tokens":20,"total_tokens":120}}"#;
         let (usage, _, _) = run(BodyKind::Json, false, &[body.as_bytes()]);
-        assert_eq!(usage, Some(Usage { input: 100, output: 20, cached: 60, cache_creation: 0 }));
+        assert_eq!(usage, Some(Usage { input: 100, output: 20, cached: 60, cache_creation: 0, reasoning: 0 }));
         let stream = "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":5,\"input_tokens_details\":{\"cached_tokens\":0},\"output_tokens\":6}}}\n\n";
         let (usage, _, _) = run(BodyKind::EventStream, false, &[stream.as_bytes()]);
         assert_eq!(usage.map(|u| u.total()), Some(11));
+        let reasoning = r#"{"object":"response","usage":{"input_tokens":10,"input_tokens_details":{"cached_tokens":2},"output_tokens":30,"output_tokens_details":{"reasoning_tokens":24},"total_tokens":40}}"#;
+        let (usage, _, _) = run(BodyKind::Json, false, &[reasoning.as_bytes()]);
+        assert_eq!(usage, Some(Usage { input: 10, output: 30, cached: 2, cache_creation: 0, reasoning: 24 }));
+    }
+
+    #[test]
+    fn responses_stream_output_is_seen_and_measured() {
+        let stream = "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"output\":[]}}\n\n\
+event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"output_index\":0,\"content_index\":0,\"delta\":\"Hello\"}\n\n";
+        let mut tracker = ResponseTracker::new(BodyKind::EventStream, false, 1 << 20);
+        let (_, first) = tracker.feed(stream.as_bytes());
+        assert!(first, "the first delta is the first token");
+        assert_eq!(tracker.output_text_bytes(), 5);
+    }
+
+    #[test]
+    fn embeddings_and_completions_usage() {
+        let embeddings = r#"{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.1]}],"model":"text-embedding-3-small","usage":{"prompt_tokens":8,"total_tokens":8}}"#;
+        let (usage, _, _) = run(BodyKind::Json, false, &[embeddings.as_bytes()]);
+        assert_eq!(usage, Some(Usage { input: 8, ..Usage::default() }));
+        let completion = r#"{"object":"text_completion","choices":[{"index":0,"text":"Hi there","finish_reason":"stop"}],"usage":{"prompt_tokens":4,"completion_tokens":2,"total_tokens":6}}"#;
+        let mut tracker = ResponseTracker::new(BodyKind::Json, false, 1 << 20);
+        tracker.feed(completion.as_bytes());
+        tracker.finish();
+        assert_eq!(tracker.usage(), Some(Usage { input: 4, output: 2, ..Usage::default() }));
+        assert_eq!(tracker.output_text_bytes(), 8);
     }
 
     #[test]
@@ -567,7 +614,7 @@ event: message_stop\r\ndata: {\"type\":\"message_stop\"}\r\n\r\n";
             for chunks in splits(&bare_cr) {
                 let refs: Vec<&[u8]> = chunks.iter().map(Vec::as_slice).collect();
                 let (usage, client, first) = run(BodyKind::EventStream, strip, &refs);
-                assert_eq!(usage, Some(Usage { input: 30, output: 15, cached: 5, cache_creation: 0 }));
+                assert_eq!(usage, Some(Usage { input: 30, output: 15, cached: 5, cache_creation: 0, reasoning: 0 }));
                 assert_eq!(client, bare_cr.as_bytes());
                 assert!(first);
             }

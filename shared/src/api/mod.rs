@@ -8,7 +8,9 @@
 //! round trip through them may reorder keys.
 
 pub mod anthropic;
+pub mod legacy;
 pub mod openai;
+pub mod responses;
 
 /// Which API a request or response speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,21 +19,72 @@ pub enum ApiShape {
     OpenAiChat,
     /// Anthropic messages: `POST /v1/messages`.
     AnthropicMessages,
+    /// OpenAI Responses API: `POST /v1/responses`.
+    OpenAiResponses,
+    /// OpenAI embeddings: `POST /v1/embeddings` (and Azure's deployment path).
+    OpenAiEmbeddings,
+    /// OpenAI legacy completions: `POST /v1/completions`.
+    OpenAiCompletions,
 }
 
 impl ApiShape {
     /// Recognises the API from the request path (query string ignored, any
     /// prefix such as `/openai` allowed).
     pub fn from_path(path: &str) -> Option<Self> {
-        let path = path.split('?').next().unwrap_or("").trim_end_matches('/');
-        if path.ends_with("/chat/completions") {
-            Some(ApiShape::OpenAiChat)
-        } else if path.ends_with("/v1/messages") || path == "/messages" {
-            Some(ApiShape::AnthropicMessages)
-        } else {
-            None
+        match Endpoint::from_path(path)? {
+            Endpoint::ChatCompletions => Some(ApiShape::OpenAiChat),
+            Endpoint::Messages => Some(ApiShape::AnthropicMessages),
+            Endpoint::Responses => Some(ApiShape::OpenAiResponses),
+            Endpoint::Embeddings => Some(ApiShape::OpenAiEmbeddings),
+            Endpoint::Completions => Some(ApiShape::OpenAiCompletions),
+            Endpoint::CountTokens | Endpoint::Models => None,
         }
     }
+
+    /// Whether the body holds a conversation (messages or Responses input)
+    /// that a system prompt and templates can decorate. Embeddings and legacy
+    /// completions hold bare text: prompt-template leaves them alone.
+    pub fn is_conversation(self) -> bool {
+        matches!(self, ApiShape::OpenAiChat | ApiShape::AnthropicMessages | ApiShape::OpenAiResponses)
+    }
+}
+
+/// The shape of a response body or one streamed event, judged by its
+/// content: the request path says what the client asked for (`requested`),
+/// the body says what came back (an error object is none of them, and a
+/// translated reply has the client's shape whatever the backend spoke).
+pub fn response_shape(value: &serde_json::Value, requested: Option<ApiShape>) -> Option<ApiShape> {
+    use serde_json::Value;
+    let kind = value.get("type").and_then(Value::as_str).unwrap_or("");
+    if let Some(Value::Array(choices)) = value.get("choices") {
+        let completion = value.get("object").and_then(Value::as_str).is_some_and(|o| o.starts_with("text_completion"))
+            || choices.iter().any(|c| c.get("text").is_some_and(Value::is_string));
+        return Some(if completion { ApiShape::OpenAiCompletions } else { ApiShape::OpenAiChat });
+    }
+    if kind.starts_with("response.")
+        || value.get("object").and_then(Value::as_str) == Some("response")
+        || (requested == Some(ApiShape::OpenAiResponses) && value.get("output").is_some_and(Value::is_array))
+    {
+        return Some(ApiShape::OpenAiResponses);
+    }
+    if kind == "message"
+        || matches!(
+            kind,
+            "message_start"
+                | "content_block_start"
+                | "content_block_delta"
+                | "content_block_stop"
+                | "message_delta"
+                | "message_stop"
+        )
+        || (requested == Some(ApiShape::AnthropicMessages) && value.get("content").is_some_and(Value::is_array))
+    {
+        return Some(ApiShape::AnthropicMessages);
+    }
+    if value.get("object").and_then(Value::as_str) == Some("list") && requested == Some(ApiShape::OpenAiEmbeddings) {
+        return Some(ApiShape::OpenAiEmbeddings);
+    }
+    None
 }
 
 /// The LLM API endpoints the gateway knows, by request path. Every filter
@@ -83,6 +136,17 @@ impl Endpoint {
     /// Whether requests to this endpoint carry a JSON body (and must be POSTs).
     pub fn takes_body(self) -> bool {
         !matches!(self, Endpoint::Models)
+    }
+
+    /// `gen_ai.operation.name` in the OpenTelemetry GenAI conventions (traces).
+    /// Token counting and model listing are not model operations.
+    pub fn genai_operation(self) -> Option<&'static str> {
+        match self {
+            Endpoint::ChatCompletions | Endpoint::Messages | Endpoint::Responses => Some("chat"),
+            Endpoint::Embeddings => Some("embeddings"),
+            Endpoint::Completions => Some("text_completion"),
+            Endpoint::CountTokens | Endpoint::Models => None,
+        }
     }
 
     /// The shape of the error bodies a client of this endpoint parses.
@@ -144,6 +208,9 @@ pub fn request_texts_mut(shape: ApiShape, body: &mut serde_json::Value, visit: &
     match shape {
         ApiShape::OpenAiChat => openai::request_texts_mut(body, visit),
         ApiShape::AnthropicMessages => anthropic::request_texts_mut(body, visit),
+        ApiShape::OpenAiResponses => responses::request_texts_mut(body, visit),
+        ApiShape::OpenAiEmbeddings => legacy::embeddings_request_texts_mut(body, visit),
+        ApiShape::OpenAiCompletions => legacy::completions_request_texts_mut(body, visit),
     }
 }
 
@@ -152,6 +219,10 @@ pub fn response_texts_mut(shape: ApiShape, body: &mut serde_json::Value, visit: 
     match shape {
         ApiShape::OpenAiChat => openai::response_texts_mut(body, visit),
         ApiShape::AnthropicMessages => anthropic::response_texts_mut(body, visit),
+        ApiShape::OpenAiResponses => responses::response_texts_mut(body, visit),
+        // An embeddings response holds vectors, no text.
+        ApiShape::OpenAiEmbeddings => {}
+        ApiShape::OpenAiCompletions => legacy::completions_response_texts_mut(body, visit),
     }
 }
 
@@ -160,6 +231,9 @@ pub fn stream_texts_mut(shape: ApiShape, data: &mut serde_json::Value, visit: &m
     match shape {
         ApiShape::OpenAiChat => openai::chunk_texts_mut(data, visit),
         ApiShape::AnthropicMessages => anthropic::stream_event_texts_mut(data, visit),
+        ApiShape::OpenAiResponses => responses::stream_event_texts_mut(data, visit),
+        ApiShape::OpenAiEmbeddings => {}
+        ApiShape::OpenAiCompletions => legacy::completions_response_texts_mut(data, visit),
     }
 }
 
@@ -173,6 +247,37 @@ mod tests {
         assert_eq!(ApiShape::from_path("/openai/v1/chat/completions?x=1"), Some(ApiShape::OpenAiChat));
         assert_eq!(ApiShape::from_path("/v1/messages"), Some(ApiShape::AnthropicMessages));
         assert_eq!(ApiShape::from_path("/v1/models"), None);
+        assert_eq!(ApiShape::from_path("/v1/responses"), Some(ApiShape::OpenAiResponses));
+        assert_eq!(
+            ApiShape::from_path("/openai/deployments/e/embeddings?api-version=1"),
+            Some(ApiShape::OpenAiEmbeddings)
+        );
+        assert_eq!(ApiShape::from_path("/v1/completions"), Some(ApiShape::OpenAiCompletions));
+        assert_eq!(ApiShape::from_path("/v1/messages/count_tokens"), None);
+        assert!(!ApiShape::OpenAiEmbeddings.is_conversation());
+    }
+
+    #[test]
+    fn response_shapes_by_content() {
+        use serde_json::json;
+        let chat = json!({"object": "chat.completion", "choices": [{"message": {"content": "x"}}]});
+        assert_eq!(response_shape(&chat, None), Some(ApiShape::OpenAiChat));
+        let completion = json!({"object": "text_completion", "choices": [{"text": "x"}]});
+        assert_eq!(response_shape(&completion, Some(ApiShape::OpenAiChat)), Some(ApiShape::OpenAiCompletions));
+        let chunk = json!({"choices": [{"index": 0, "text": "x", "finish_reason": null}]});
+        assert_eq!(response_shape(&chunk, None), Some(ApiShape::OpenAiCompletions));
+        let response = json!({"object": "response", "output": []});
+        assert_eq!(response_shape(&response, None), Some(ApiShape::OpenAiResponses));
+        let event = json!({"type": "response.output_text.delta", "delta": "x"});
+        assert_eq!(response_shape(&event, None), Some(ApiShape::OpenAiResponses));
+        let message = json!({"type": "message", "content": []});
+        assert_eq!(response_shape(&message, None), Some(ApiShape::AnthropicMessages));
+        let delta = json!({"type": "content_block_delta", "delta": {"text": "x"}});
+        assert_eq!(response_shape(&delta, Some(ApiShape::OpenAiResponses)), Some(ApiShape::AnthropicMessages));
+        let error = json!({"error": {"message": "x"}});
+        assert_eq!(response_shape(&error, Some(ApiShape::OpenAiResponses)), None);
+        let vectors = json!({"object": "list", "data": [{"embedding": [0.1]}]});
+        assert_eq!(response_shape(&vectors, Some(ApiShape::OpenAiEmbeddings)), Some(ApiShape::OpenAiEmbeddings));
     }
 
     #[test]

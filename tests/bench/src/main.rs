@@ -28,14 +28,16 @@ fn main() -> ExitCode {
         };
     }
     let mut smoke = false;
+    let mut stream_hold_only = false;
     let mut out: Option<PathBuf> = None;
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
         match arg.as_str() {
             "--smoke" => smoke = true,
+            "--stream-hold" => stream_hold_only = true,
             "--out" => out = iter.next().map(PathBuf::from),
             "-h" | "--help" => {
-                println!("usage: aigw-bench [--smoke] [--out <file.json>]   (see BENCHMARKS.md)");
+                println!("usage: aigw-bench [--smoke] [--stream-hold] [--out <file.json>]   (see BENCHMARKS.md)");
                 return ExitCode::SUCCESS;
             }
             other => {
@@ -44,8 +46,10 @@ fn main() -> ExitCode {
             }
         }
     }
-    let out = out.or_else(|| (!smoke).then(|| aigw_e2e::repo_root().join("bench-results/latest.json")));
-    match run(smoke, out) {
+    // `--stream-hold` alone must not overwrite the published full run.
+    let default_out = if stream_hold_only { "bench-results/stream-hold.json" } else { "bench-results/latest.json" };
+    let out = out.or_else(|| (!smoke).then(|| aigw_e2e::repo_root().join(default_out)));
+    match run(smoke, stream_hold_only, out) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("aigw-bench: {err}");
@@ -54,7 +58,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(smoke: bool, out: Option<PathBuf>) -> Result<(), String> {
+fn run(smoke: bool, stream_hold_only: bool, out: Option<PathBuf>) -> Result<(), String> {
     let cpus = procfs::cpus();
     // The load generator and the mocks on CPU 0, Envoy (one worker) on the last CPU.
     let envoy_cpu = (cpus >= 2).then_some(cpus - 1);
@@ -62,7 +66,8 @@ fn run(smoke: bool, out: Option<PathBuf>) -> Result<(), String> {
     let slack = procfs::tight_timer_slack();
     let work_dir = std::env::temp_dir().join(format!("aigw-bench-{}", std::process::id()));
     let launcher = Launcher::new(&work_dir, aigw_e2e::envoy_bin(), 1, envoy_cpu)?;
-    let plan = if smoke { Plan::smoke() } else { Plan::full() };
+    let mut plan = if smoke { Plan::smoke() } else { Plan::full() };
+    plan.stream_hold_only = stream_hold_only;
     let started = SystemTime::now();
     let mut bench = Bench::new(plan.clone(), launcher)?;
     let machine = machine();

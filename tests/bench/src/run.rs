@@ -40,12 +40,18 @@ pub struct Plan {
     pub streams: usize,
     pub stream_chunks: usize,
     pub chunk_delay_ms: u64,
+    /// Stream hold-back (scenario 7): chunks per stream, pacing, streams per round.
+    pub release_chunks: usize,
+    pub release_delay_ms: u64,
+    pub release_streams: usize,
     /// 100 KiB prompts: rate and run length.
     pub large_bytes: usize,
     pub large_rate: f64,
     pub large_duration_s: f64,
     /// Run scenarios 2, 3, 5 and the per-filter memory (not in smoke mode).
     pub per_filter: bool,
+    /// Run only scenario 7 (`--stream-hold`).
+    pub stream_hold_only: bool,
 }
 
 impl Plan {
@@ -65,10 +71,14 @@ impl Plan {
             streams: 8,
             stream_chunks: 200,
             chunk_delay_ms: 10,
+            release_chunks: 60,
+            release_delay_ms: 20,
+            release_streams: 4,
             large_bytes: 100 * 1024,
             large_rate: 20.0,
             large_duration_s: 3.0,
             per_filter: true,
+            stream_hold_only: false,
         }
     }
 
@@ -89,10 +99,14 @@ impl Plan {
             streams: 2,
             stream_chunks: 20,
             chunk_delay_ms: 10,
+            release_chunks: 15,
+            release_delay_ms: 20,
+            release_streams: 2,
             large_bytes: 100 * 1024,
             large_rate: 10.0,
             large_duration_s: 0.5,
             per_filter: false,
+            stream_hold_only: false,
         }
     }
 }
@@ -385,6 +399,14 @@ impl Bench {
             only_filters: None,
             filter_configs: BTreeMap::new(),
         })?;
+        if self.plan.stream_hold_only {
+            progress("(7) what pii-mask holds back on streams (token-sized chunks), alone");
+            self.check(&bare, &self.small)?;
+            let release = self.stream_release(&mut bare)?;
+            self.results.insert("stream_release".into(), release);
+            self.results.insert("elapsed_s".into(), json!(started.elapsed().as_secs_f64()));
+            return Ok(());
+        }
         let mut chain = self.start(self.spec("full-chain", None, &[])?)?;
         let completion_bytes = self.check(&bare, &self.small)?;
         let chain_completion_bytes = self.check(&chain, &self.small)?;
@@ -496,6 +518,9 @@ impl Bench {
 
         let native = self.native_tokenizer();
         self.results.insert("tokenizer_native".into(), native);
+        progress("(7) what pii-mask holds back on streams (token-sized chunks)");
+        let release = self.stream_release(&mut bare)?;
+        self.results.insert("stream_release".into(), release);
         if self.plan.per_filter {
             self.per_filter(&mut bare, &mut memory, &mut ready)?;
         }
@@ -571,6 +596,116 @@ impl Bench {
             self.table.row(scenario, label, pick("bare", key), pick("filtered", key), "µs", None);
         }
         out
+    }
+
+    /// (7) Time to first token and gaps between tokens that pii-mask adds on a
+    /// stream of prose without PII, in token-sized chunks, paced
+    /// `release_delay_ms` apart: built-ins only, the shipped config, and the
+    /// shipped config plus a rule any word can begin. Reported in
+    /// milliseconds and in chunk intervals (added / pacing).
+    fn stream_release(&mut self, bare: &mut Instance) -> Result<Value, String> {
+        let plan = self.plan.clone();
+        let shipped = self.shipped("pii-mask")?.to_string();
+        let delay_ms = plan.release_delay_ms;
+        let mut out = Map::new();
+        for (key, label, config) in [
+            ("builtin_only", "built-ins only", workload::pii_builtin_only(&shipped)?),
+            ("shipped", "shipped config", shipped.clone()),
+            ("word_prefix_rule", "shipped + ACCOUNT_REF", workload::pii_word_prefix_rule(&shipped)?),
+        ] {
+            let name = format!("pii-mask {key}");
+            let mut instance = self.start(self.spec(&name, Some(&["pii-mask"]), &[("pii-mask", config)])?)?;
+            self.check(&instance, &self.small)?;
+            let mut per_chunking = Map::new();
+            for (chunking, chunk_chars) in
+                [("4-char chunks", Some(4)), ("6-char chunks", Some(6)), ("word chunks", None)]
+            {
+                let text = workload::answer_prose(plan.release_chunks * chunk_chars.unwrap_or(6));
+                let mode = format!("fixed:{text}");
+                let chunks = chunk_chars.map(|size| text.chars().count().div_ceil(size).to_string());
+                let delay = delay_ms.to_string();
+                let mut headers = vec![("x-mock-mode", mode.as_str()), ("x-mock-chunk-delay-ms", delay.as_str())];
+                if let Some(chunks) = &chunks {
+                    headers.push(("x-mock-chunks", chunks.as_str()));
+                }
+                let request =
+                    Arc::new(http::post("/v1/chat/completions", &headers, &workload::chat_body(&self.prompt_1k, true)));
+                let mut rounds = Vec::new();
+                for _ in 0..plan.rounds {
+                    let mut pair = Map::new();
+                    for instance in [&mut *bare, &mut instance] {
+                        let timings =
+                            run_streams(instance.info.addr, Arc::clone(&request), plan.release_streams, secs(0.05));
+                        instance.clear_mocks();
+                        let side = if instance.name() == "bare" { "bare" } else { "filtered" };
+                        pair.insert(side.into(), stream_figures(&timings, &text));
+                    }
+                    rounds.push(Value::Object(pair));
+                }
+                let added = |key: &str| {
+                    median(
+                        &rounds
+                            .iter()
+                            .map(|r| {
+                                r["filtered"][key].as_f64().unwrap_or(f64::NAN)
+                                    - r["bare"][key].as_f64().unwrap_or(f64::NAN)
+                            })
+                            .collect::<Vec<_>>(),
+                    )
+                };
+                let bad: u64 = rounds.iter().map(|r| r["filtered"]["bad_streams"].as_u64().unwrap_or(1)).sum();
+                let interval_us = delay_ms as f64 * 1e3;
+                let (ttft, gap50, gap99) = (added("first_token_p50_us"), added("gap_p50_us"), added("gap_p99_us"));
+                let scenario = format!("7 stream hold, {label}");
+                let pick = |side: &str, key: &str| {
+                    median(&rounds.iter().map(|r| r[side][key].as_f64().unwrap_or(f64::NAN)).collect::<Vec<_>>())
+                };
+                for (metric, key, value) in [
+                    ("time to first token", "first_token_p50_us", ttft),
+                    ("inter-token gap p50", "gap_p50_us", gap50),
+                    ("inter-token gap p99", "gap_p99_us", gap99),
+                ] {
+                    self.table.row(
+                        &scenario,
+                        &format!("{metric}, {chunking}"),
+                        pick("bare", key) / 1e3,
+                        pick("filtered", key) / 1e3,
+                        "ms",
+                        None,
+                    );
+                    self.table.note(
+                        &scenario,
+                        &format!(
+                            "added {:+.2} ms = {:+.2} intervals of {delay_ms} ms",
+                            value / 1e3,
+                            value / interval_us
+                        ),
+                    );
+                }
+                if bad > 0 {
+                    self.table.note(&scenario, &format!("{bad} BAD STREAMS"));
+                }
+                progress(&format!(
+                    "  {label:<24} {chunking:<14} TTFT added {:>6.2} ms = {:>5.2} intervals, gap p50/p99 added {:>6.2}/{:>6.2} ms",
+                    ttft / 1e3,
+                    ttft / interval_us,
+                    gap50 / 1e3,
+                    gap99 / 1e3
+                ));
+                per_chunking.insert(
+                    chunking.into(),
+                    json!({
+                        "chunk_chars": chunk_chars, "chunk_delay_ms": delay_ms, "bad_streams": bad,
+                        "added_first_token_p50_ms": ttft / 1e3, "added_first_token_intervals": ttft / interval_us,
+                        "added_gap_p50_ms": gap50 / 1e3, "added_gap_p50_intervals": gap50 / interval_us,
+                        "added_gap_p99_ms": gap99 / 1e3, "added_gap_p99_intervals": gap99 / interval_us,
+                        "rounds": rounds,
+                    }),
+                );
+            }
+            out.insert(key.into(), Value::Object(per_chunking));
+        }
+        Ok(Value::Object(out))
     }
 
     /// (6) Table rows for memory and start-up.
@@ -857,6 +992,23 @@ impl Bench {
     pub fn targets(&self) -> Vec<Value> {
         let r = &self.results;
         let num = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
+        // Issue #20: one chunk interval held at most, plus 2 ms for the work itself.
+        let mut stream_hold = Vec::new();
+        if let Some(release) = r.get("stream_release") {
+            let allowance_ms = self.plan.release_delay_ms as f64 + 2.0;
+            for chunking in ["4-char chunks", "word chunks"] {
+                stream_hold.push(target(
+                    &format!("pii-mask TTFT added ≤ 1 chunk interval + 2 ms (shipped config, prose, {chunking})"),
+                    num(&release["shipped"][chunking]["added_first_token_p50_ms"]),
+                    allowance_ms,
+                    false,
+                    "ms",
+                ));
+            }
+        }
+        if self.plan.stream_hold_only {
+            return stream_hold;
+        }
         let mut targets = vec![
             target("full chain throughput ≥ 0.8× bare", num(&r["full_chain_max_throughput"]["ratio"]), 0.8, true, "×"),
             target(
@@ -868,6 +1020,7 @@ impl Bench {
             ),
             target("TTFT added ≤ 1 ms", num(&r["streaming"]["added_first_token_p50_us"]) / 1e3, 1.0, false, "ms"),
         ];
+
         if let Some(large) = r.get("large_prompt_pii_mask") {
             targets.push(target(
                 "100 KiB prompt scanned ≤ 2 ms (pii-mask alone, shipped config, p50 added)",
@@ -888,6 +1041,7 @@ impl Bench {
                 ));
             }
         }
+        targets.extend(stream_hold);
         targets
     }
 }

@@ -103,6 +103,19 @@ pub fn pii_three_custom_rules(shipped: &str) -> Result<String, String> {
     Ok(config.to_string())
 }
 
+/// pii-mask's shipped configuration plus a rule that any word can begin
+/// (`<word> account <8 digits>`): the stream masker holds each trailing word
+/// until the next one shows it is not followed by ` account`.
+pub fn pii_word_prefix_rule(shipped: &str) -> Result<String, String> {
+    let mut config: Value = serde_json::from_str(shipped).map_err(|e| format!("pii-mask config: {e}"))?;
+    let extra = json!({"name": "ACCOUNT_REF", "pattern": "\\b[A-Za-z]+ account [0-9]{8}\\b", "max_match_chars": 40});
+    match config.get_mut("custom_rules").and_then(Value::as_array_mut) {
+        Some(rules) => rules.push(extra),
+        None => config["custom_rules"] = Value::Array(vec![extra]),
+    }
+    Ok(config.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

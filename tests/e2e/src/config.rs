@@ -55,6 +55,37 @@ pub struct RenderOptions {
     /// Extra HTTP filters (YAML, one list entry each) put before the first
     /// Wasm filter of the listener's chain (e.g. the harness's fixture filter).
     pub leading_filters: Vec<String>,
+    /// Turns on OpenTelemetry tracing to an OTLP/gRPC collector at this
+    /// host and port: the HTTP connection managers get the `tracing` block of
+    /// `envoy-config/observability/tracing.yaml`, and its collector cluster is
+    /// added. Without it the config is left untraced.
+    pub otlp_collector: Option<(String, u16)>,
+}
+
+/// The tracing snippet `RenderOptions::otlp_collector` adds.
+pub const TRACING_SNIPPET: &str = include_str!("../../../envoy-config/observability/tracing.yaml");
+
+/// Adds tracing to every HTTP connection manager and the collector cluster.
+fn add_tracing(root: &mut Value, host: &str, port: u16) -> Result<(), String> {
+    let snippet: Value = serde_yaml::from_str(TRACING_SNIPPET).map_err(|e| format!("tracing snippet: {e}"))?;
+    let tracing = snippet.get("tracing").cloned().ok_or("tracing snippet has no `tracing`")?;
+    let mut cluster = snippet.get("cluster").cloned().ok_or("tracing snippet has no `cluster`")?;
+    let endpoints = ["load_assignment", "endpoints"];
+    let endpoint: Value = serde_yaml::from_str(&format!(
+        "- lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: {host:?}, port_value: {port}}}}}}}}}]"
+    ))
+    .map_err(|e| e.to_string())?;
+    set(&mut cluster, &endpoints, endpoint)?;
+    for hcm in connection_managers(root) {
+        if let Some(map) = hcm.as_mapping_mut() {
+            map.insert(key("tracing"), tracing.clone());
+        }
+    }
+    get_mut(root, &["static_resources", "clusters"])
+        .and_then(Value::as_sequence_mut)
+        .ok_or("config has no clusters")?
+        .push(cluster);
+    Ok(())
 }
 
 /// A rendered config and the files it needs next to it.
@@ -363,6 +394,9 @@ pub fn render_all(yaml: &str, options: &RenderOptions) -> Result<Rendered, Strin
         if !FILTERS.contains(&name.as_str()) {
             return Err(format!("unknown filter {name} to remove"));
         }
+    }
+    if let Some((host, port)) = &options.otlp_collector {
+        add_tracing(&mut root, host, *port)?;
     }
     let mut secrets = Secrets { options, files: Vec::new(), sources: BTreeMap::new(), keys: BTreeMap::new() };
     secrets.rewrite_config_sources(&mut root)?;

@@ -42,6 +42,7 @@ pub mod config;
 pub mod http;
 pub mod jwt;
 pub mod k8s;
+pub mod otel;
 
 pub use http::{Chunk, HttpResponse, StreamingResponse};
 pub use mock_llm::{MockServer, RecordedRequest};
@@ -196,6 +197,13 @@ pub struct GatewayBuilder {
 }
 
 impl GatewayBuilder {
+    /// OpenTelemetry tracing to an OTLP/gRPC collector on 127.0.0.1:`port`
+    /// (envoy-config/observability/tracing.yaml), as `AIGW_OTLP_ENDPOINT` does for `just up`.
+    pub fn otlp_collector(mut self, port: u16) -> Self {
+        self.options.otlp_collector = Some(("127.0.0.1".to_string(), port));
+        self
+    }
+
     /// Another config from `envoy-config/` instead of gateway.yaml (e.g. `"bare.yaml"`).
     pub fn config_file(mut self, name: &str) -> Self {
         self.config = repo_root().join("envoy-config").join(name);

@@ -162,6 +162,13 @@ event: content_block_delta\r\ndata: {\"type\":\"content_block_delta\",\"index\":
 event: message_delta\r\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\"},\"usage\":{\"output_tokens\":15}}\r\n\r\n\
 event: message_stop\r\ndata: {\"type\":\"message_stop\"}\r\n\r\n";
 
+const RESPONSES_STREAM: &str = "event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0,\"response\":{\"id\":\"r\",\"object\":\"response\",\"status\":\"in_progress\",\"output\":[]}}\n\n\
+event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"sequence_number\":1,\"item_id\":\"m\",\"output_index\":0,\"content_index\":0,\"delta\":\"mail jo@exa\"}\n\n\
+event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"sequence_number\":2,\"item_id\":\"m\",\"output_index\":0,\"content_index\":0,\"delta\":\"mple.com\"}\n\n\
+event: response.function_call_arguments.delta\ndata: {\"type\":\"response.function_call_arguments.delta\",\"sequence_number\":3,\"output_index\":1,\"delta\":\"{\\\"to\\\": \\\"a\\\\u0040b.com\\\"}\"}\n\n\
+event: response.output_text.done\ndata: {\"type\":\"response.output_text.done\",\"sequence_number\":4,\"output_index\":0,\"content_index\":0,\"text\":\"mail jo@example.com\"}\n\n\
+event: response.completed\ndata: {\"type\":\"response.completed\",\"sequence_number\":5,\"response\":{\"id\":\"r\",\"object\":\"response\",\"status\":\"completed\",\"output\":[{\"type\":\"message\",\"content\":[{\"type\":\"output_text\",\"text\":\"mail jo@example.com\"}]},{\"type\":\"function_call\",\"arguments\":\"{}\"}],\"usage\":{\"input_tokens\":5,\"input_tokens_details\":{\"cached_tokens\":1},\"output_tokens\":6,\"output_tokens_details\":{\"reasoning_tokens\":2},\"total_tokens\":11}}}\n\n";
+
 /// A long number printed in 5-digit events (the stream from issue #23).
 fn digit_stream() -> Vec<u8> {
     let mut out = Vec::new();
@@ -176,6 +183,8 @@ fn stream_seeds() -> Vec<Vec<u8>> {
         OPENAI_STREAM.as_bytes().to_vec(),
         ANTHROPIC_STREAM.as_bytes().to_vec(),
         ANTHROPIC_STREAM.replace("\r\n", "\r").into_bytes(),
+        RESPONSES_STREAM.as_bytes().to_vec(),
+        b"data: {\"object\":\"text_completion\",\"choices\":[{\"index\":0,\"text\":\"ssn 123-45-\"}]}\n\ndata: {\"choices\":[{\"index\":0,\"text\":\"6789\",\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n".to_vec(),
         digit_stream(),
         b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"x\"}}\n\n"
             .to_vec(),
@@ -300,9 +309,12 @@ pub fn fixed_configs_load() -> Result<(), String> {
 }
 
 fn shape(rng: &mut Rng) -> Option<ApiShape> {
-    match rng.below(3) {
+    match rng.below(6) {
         0 => Some(ApiShape::OpenAiChat),
         1 => Some(ApiShape::AnthropicMessages),
+        2 => Some(ApiShape::OpenAiResponses),
+        3 => Some(ApiShape::OpenAiEmbeddings),
+        4 => Some(ApiShape::OpenAiCompletions),
         _ => None,
     }
 }
@@ -559,7 +571,11 @@ fn planning(input: &[u8], rng: &mut Rng) {
 fn templates(input: &[u8], rng: &mut Rng) {
     use prompt_template::request::{complete, process, Answer, Outcome};
     let host = host_from(input, rng);
-    let shape = if rng.one_in(2) { ApiShape::OpenAiChat } else { ApiShape::AnthropicMessages };
+    let shape = match rng.below(3) {
+        0 => ApiShape::OpenAiChat,
+        1 => ApiShape::AnthropicMessages,
+        _ => ApiShape::OpenAiResponses,
+    };
     PROMPT_TEMPLATE.with(|config| {
         let Some(config) = config else { return };
         let Ok(set) = prompt_template::tenant::select(config, &host) else { return };

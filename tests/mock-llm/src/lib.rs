@@ -5,8 +5,13 @@
 //! messages (`POST /v1/messages`), as JSON or as SSE streams shaped like the
 //! real providers', with usage counted by tiktoken (o200k_base). It also
 //! answers `POST /v1/embeddings` (and Azure's deployment path) with
-//! deterministic vectors (see [`embeddings`]), `GET /v1/models` and
-//! `GET /healthz`.
+//! deterministic vectors (see [`embeddings`]), the OpenAI Responses API
+//! (`POST /v1/responses`, JSON or the real streamed event sequence with usage,
+//! see [`responses`]), legacy completions (`POST /v1/completions` and Azure's
+//! deployment path, JSON or SSE, see [`completions`]), `GET /v1/models` and
+//! `GET /healthz`. The controls below apply to Responses and completions as to
+//! chat (echo: the last user input / the prompt; the tool call becomes a
+//! `function_call` output item).
 //!
 //! Request headers steer it (see [`controls`]):
 //!
@@ -33,9 +38,11 @@
 //! `DELETE /_mock/requests` clears them. In-process users (the e2e fixture)
 //! get the same through [`MockServer::requests`].
 
+pub mod completions;
 pub mod controls;
 pub mod embeddings;
 pub mod reply;
+pub mod responses;
 
 use bytes::Bytes;
 use controls::Controls;
@@ -210,8 +217,31 @@ fn classify(path: &str) -> Option<(Api, Option<String>)> {
     if path == "/v1/messages" {
         return Some((Api::Anthropic, None));
     }
-    let deployment = path.strip_prefix("/openai/deployments/")?.strip_suffix("/chat/completions")?;
+    // Answered by `responses.rs` and `completions.rs`; errors in OpenAI's shape.
+    if path == "/v1/responses" || path == "/v1/completions" {
+        return Some((Api::OpenAi, None));
+    }
+    let rest = path.strip_prefix("/openai/deployments/")?;
+    let deployment = rest.strip_suffix("/chat/completions").or_else(|| rest.strip_suffix("/completions"))?;
     (!deployment.is_empty() && !deployment.contains('/')).then(|| (Api::OpenAi, Some(deployment.to_string())))
+}
+
+/// The endpoint beside chat that a path names: Responses or legacy completions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OtherApi {
+    Responses,
+    Completions,
+}
+
+fn other_api(path: &str) -> Option<OtherApi> {
+    let path = path.split('?').next().unwrap_or("");
+    if path == "/v1/responses" {
+        Some(OtherApi::Responses)
+    } else if path.ends_with("/completions") && !path.ends_with("/chat/completions") {
+        Some(OtherApi::Completions)
+    } else {
+        None
+    }
 }
 
 /// `/v1/embeddings`, or Azure's `/openai/deployments/{d}/embeddings`.
@@ -304,11 +334,32 @@ async fn respond(
     id: u64,
 ) -> Response<MockBody> {
     if method == Method::GET && path.split('?').next() == Some("/v1/models") {
-        let models: Vec<serde_json::Value> = ["gpt-4o", "gpt-4o-mini", "claude-3-5-sonnet-latest", "mock-model"]
+        let names = ["gpt-4o", "gpt-4o-mini", "claude-3-5-sonnet-latest", "mock-model"];
+        // Anthropic's shape for Anthropic's clients (they send `anthropic-version`).
+        if headers.contains_key("anthropic-version") {
+            let models: Vec<serde_json::Value> = names
+                .iter()
+                .map(|m| serde_json::json!({"type": "model", "id": m, "display_name": m, "created_at": "2024-10-22T00:00:00Z"}))
+                .collect();
+            let list = serde_json::json!({"data": models, "has_more": false, "first_id": names.first(), "last_id": names.last()});
+            return json_response(backend, id, 200, &list);
+        }
+        let models: Vec<serde_json::Value> = names
             .iter()
             .map(|m| serde_json::json!({"id": m, "object": "model", "created": 1_700_000_000u64, "owned_by": "mock"}))
             .collect();
         return json_response(backend, id, 200, &serde_json::json!({"object": "list", "data": models}));
+    }
+    if path.split('?').next() == Some("/v1/messages/count_tokens") {
+        if method != Method::POST {
+            return json_response(backend, id, 405, &reply::error_body(Api::Anthropic, 405, "mock: use POST"));
+        }
+        return match reply::count_message_tokens(body) {
+            Ok(answer) => json_response(backend, id, 200, &answer),
+            Err(reason) => {
+                json_response(backend, id, 400, &reply::error_body(Api::Anthropic, 400, &format!("mock: {reason}")))
+            }
+        };
     }
     if embeddings_path(path) {
         if let Some((status, error)) = embeddings_status(method, headers, backend) {
@@ -345,6 +396,23 @@ async fn respond(
             response.headers_mut().insert(hyper::header::RETRY_AFTER, value);
         }
         return response;
+    }
+    match other_api(path) {
+        Some(OtherApi::Responses) => {
+            return match responses::respond(id, body, &controls) {
+                Ok(responses::Answer::Json(answer)) => json_response(backend, id, 200, &answer),
+                Ok(responses::Answer::Stream(events)) => stream_response(events, &controls, backend, id),
+                Err(reason) => json_response(backend, id, 400, &reply::error_body(api, 400, &reason)),
+            }
+        }
+        Some(OtherApi::Completions) => {
+            return match completions::respond(id, body, &controls, deployment.as_deref()) {
+                Ok(completions::Answer::Json(answer)) => json_response(backend, id, 200, &answer),
+                Ok(completions::Answer::Stream(events)) => stream_response(events, &controls, backend, id),
+                Err(reason) => json_response(backend, id, 400, &reply::error_body(api, 400, &reason)),
+            }
+        }
+        None => {}
     }
     let reply = match reply::build(api, id, body, &controls, deployment.as_deref()) {
         Ok(reply) => reply,
@@ -533,6 +601,11 @@ mod tests {
     fn classifies_provider_paths() {
         assert_eq!(classify("/v1/chat/completions"), Some((Api::OpenAi, None)));
         assert_eq!(classify("/v1/messages?beta=1"), Some((Api::Anthropic, None)));
+        assert_eq!(classify("/v1/responses"), Some((Api::OpenAi, None)));
+        assert_eq!(other_api("/v1/responses?x=1"), Some(OtherApi::Responses));
+        assert_eq!(classify("/openai/deployments/d/completions?api-version=1"), Some((Api::OpenAi, Some("d".into()))));
+        assert_eq!(other_api("/openai/deployments/d/completions"), Some(OtherApi::Completions));
+        assert_eq!(other_api("/v1/chat/completions"), None);
         assert!(
             embeddings_path("/v1/embeddings") && embeddings_path("/openai/deployments/e3/embeddings?api-version=1")
         );

@@ -36,6 +36,21 @@ pub fn count_tokens(text: &str) -> u64 {
     }
 }
 
+/// Anthropic's `POST /v1/messages/count_tokens` answer: `{"input_tokens": N}`,
+/// N counted over every text of the request as the mock counts prompts.
+pub fn count_message_tokens(body: &[u8]) -> Result<Value, BadRequest> {
+    let mut value: Value = serde_json::from_slice(body).map_err(|err| format!("request body is not JSON: {err}"))?;
+    if value.get("model").and_then(Value::as_str).is_none() {
+        return Err("model: missing".to_string());
+    }
+    if value.get("messages").and_then(Value::as_array).is_none() {
+        return Err("messages: missing".to_string());
+    }
+    let mut tokens = 0;
+    request_texts_mut(ApiShape::AnthropicMessages, &mut value, &mut |_, text| tokens += count_tokens(text));
+    Ok(json!({"input_tokens": tokens}))
+}
+
 /// A reply to send, before it is serialised in the API's shape.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reply {
@@ -152,7 +167,7 @@ pub fn split_text(text: &str, chunks: Option<usize>) -> Vec<String> {
     }
 }
 
-fn now_secs() -> u64 {
+pub(crate) fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
@@ -406,6 +421,16 @@ mod tests {
 
     fn reply(api: Api, body: Value, controls: &Controls) -> Reply {
         build(api, 1, body.to_string().as_bytes(), controls, None).unwrap()
+    }
+
+    #[test]
+    fn count_tokens_counts_every_text_like_a_prompt() {
+        let body = json!({"model": "claude", "system": "be brief",
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "one two three"}]}]});
+        let answer = count_message_tokens(body.to_string().as_bytes()).unwrap();
+        assert_eq!(answer, json!({"input_tokens": count_tokens("be brief") + count_tokens("one two three")}));
+        assert!(count_message_tokens(b"{\"messages\": []}").unwrap_err().contains("model"));
+        assert!(count_message_tokens(b"nope").is_err());
     }
 
     #[test]

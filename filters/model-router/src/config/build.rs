@@ -103,6 +103,13 @@ pub(super) fn backend_of(raw: RawBackend, path: &str, upstream_instances: bool) 
             "must be a deployment name (no `/` or `?`), `{model}` allowed",
         ));
     }
+    let chat_only = raw.chat_only.unwrap_or(false);
+    if chat_only && raw.provider != Provider::Openai {
+        return Err(ConfigError::new(
+            join(path, "chat_only"),
+            "only for `provider: openai` (Anthropic and Azure backends get Responses requests translated anyway)",
+        ));
+    }
     let default_max_tokens = match raw.default_max_tokens {
         Some(0) => return Err(ConfigError::new(join(path, "default_max_tokens"), "must be greater than 0")),
         Some(n) => at_most(n, MAX_DEFAULT_MAX_TOKENS, &join(path, "default_max_tokens"))?,
@@ -120,6 +127,7 @@ pub(super) fn backend_of(raw: RawBackend, path: &str, upstream_instances: bool) 
             .unwrap_or_else(|| aigw_shared::api::anthropic::API_VERSION.to_string()),
         default_max_tokens,
         upstream_instance: raw.upstream_instance.unwrap_or(upstream_instances),
+        chat_only,
     })
 }
 
@@ -149,7 +157,12 @@ pub(super) fn downstream(raw: RawConfig, max_body_bytes: usize) -> Result<Downst
                      upstream filter to the cluster (filters/model-router/README.md#upstream-mode)",
                     backend.name,
                     backend.provider.as_str(),
-                    if backend.path_prefix.is_empty() { "" } else { ", path_prefix" }
+                    match (backend.path_prefix.is_empty(), backend.chat_only) {
+                        (true, false) => "",
+                        (false, false) => ", path_prefix",
+                        (true, true) => ", chat_only",
+                        (false, true) => ", path_prefix, chat_only",
+                    }
                 ),
             ));
         }

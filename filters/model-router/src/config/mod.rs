@@ -56,6 +56,15 @@ impl Provider {
             Provider::AzureOpenai => "azure_openai",
         }
     }
+
+    /// `gen_ai.provider.name` in the OpenTelemetry GenAI conventions (traces).
+    pub fn genai_name(self) -> &'static str {
+        match self {
+            Provider::Openai => "openai",
+            Provider::Anthropic => "anthropic",
+            Provider::AzureOpenai => "azure.ai.openai",
+        }
+    }
 }
 
 // The validated form.
@@ -83,6 +92,9 @@ pub struct Backend {
     /// A model-router upstream instance runs on this backend's cluster and
     /// adapts every attempt (default: the config's `upstream_instances`).
     pub upstream_instance: bool,
+    /// An OpenAI-compatible server without the Responses API (vLLM, Ollama):
+    /// Responses requests are translated to chat completions for it.
+    pub chat_only: bool,
 }
 
 impl Backend {
@@ -92,7 +104,7 @@ impl Backend {
     /// headers (they continued so that the body could arrive, see
     /// aigw_shared::gate), but the upstream instance sees them first.
     pub fn changes_head(&self) -> bool {
-        self.provider != Provider::Openai || !self.path_prefix.is_empty()
+        self.provider != Provider::Openai || !self.path_prefix.is_empty() || self.chat_only
     }
 }
 
@@ -319,6 +331,7 @@ mod tests {
             (r#"{"max_event_bytes": 1000000000000}"#.into(), "max_event_bytes", "at most"),
             (r#"{"mode": "upstream", "backend": {"name": "a"}, "max_event_bytes": 1000000000000}"#.into(), "max_event_bytes", "at most"),
             (r#"{"mode": "upstream", "backend": {"name": "a", "provider": "anthropic", "default_max_tokens": 18446744073709551615}}"#.into(), "backend.default_max_tokens", "at most"),
+            (r#"{"mode": "upstream", "backend": {"name": "a", "provider": "anthropic", "chat_only": true}}"#.into(), "backend.chat_only", "only for `provider: openai`"),
             (format!(r#"{{ {BACKENDS}, "models": [{{"name": "m", "targets": [{{"backend": "anthropic"}}, {{"backend": "openai"}}]}}]}}"#), "models[0].targets", "upstream_instances"),
             (r#"{"backends": [{"name": "a"}, {"name": "b"}], "models": [{"name": "m", "targets": [{"backend": "a", "model": "x"}, {"backend": "b", "model": "y"}]}]}"#.into(), "models[0].targets", "upstream_instances"),
             (r#"{"mode": "upstream", "backend": {"name": "a"}, "upstream_instances": true}"#.into(), "upstream_instances", "downstream"),

@@ -74,6 +74,8 @@ pub(super) struct RawBackend {
     pub(super) default_max_tokens: Option<u64>,
     #[serde(default)]
     pub(super) upstream_instance: Option<bool>,
+    #[serde(default)]
+    pub(super) chat_only: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

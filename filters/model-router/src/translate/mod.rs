@@ -1,14 +1,30 @@
 //! OpenAI chat completions ⇄ Anthropic messages.
 //!
-//! Clients always speak OpenAI. Toward an Anthropic backend the upstream
-//! instance of the filter translates the request ([`request`]), the JSON reply
-//! ([`response`]) and the SSE stream event by event ([`stream`]). Every piece
+//! An OpenAI client of an Anthropic backend: the request ([`request`]), the
+//! JSON reply ([`response`]) and the SSE stream event by event ([`stream`]).
+//! An Anthropic client of an OpenAI-shaped backend: [`messages_request`],
+//! [`messages_response`] and [`messages_stream`]. Every piece
 //! is pure: bytes or `serde_json::Value` in, bytes or values out, so the whole
 //! mapping is unit-tested natively.
 
+pub mod messages_request;
+pub mod messages_response;
+pub mod messages_stream;
 pub mod request;
 pub mod response;
+pub mod responses_request;
+pub mod responses_response;
+pub mod responses_stream;
 pub mod stream;
+
+/// What the response side must translate back to the client's API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackTo {
+    /// An OpenAI chat client answered by Anthropic: Messages → chat completions.
+    Chat(request::RequestInfo),
+    /// An Anthropic Messages client answered by an OpenAI-shaped backend: chat completions → Messages.
+    Messages(messages_request::MessagesInfo),
+}
 
 /// Anthropic `stop_reason` → OpenAI `finish_reason`.
 pub fn finish_reason(stop_reason: &str) -> &'static str {

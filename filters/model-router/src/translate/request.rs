@@ -3,8 +3,10 @@
 //! Works on `serde_json::Value` and checks every type it reads, so a
 //! malformed request gets a 400 that names the field (`messages[2].content[0]`)
 //! without quoting the prompt. Fields Anthropic has no equivalent for are
-//! dropped (Anthropic rejects unknown fields), except those whose loss would
-//! change the answer (`n > 1`, non-text modalities), which are refused.
+//! refused with 400 `unsupported_parameter` naming the field (`seed`,
+//! `response_format`, `logprobs`, `n > 1`, non-text modalities…): dropping
+//! them would change the answer. Only fields that concern OpenAI's side
+//! (`store`, `metadata`, `service_tier`) and neutral values are dropped.
 
 use aigw_shared::ApiError;
 use serde_json::{json, Map, Value};
@@ -29,6 +31,63 @@ pub struct RequestInfo {
     pub stream: bool,
     /// `stream_options.include_usage`: send a final usage chunk.
     pub include_usage: bool,
+    /// Structured output asked with `response_format`, sent to Anthropic as
+    /// this forced tool: its input comes back as the message's content.
+    pub json_tool: Option<String>,
+}
+
+/// The tool name for `response_format: json_object` (no schema of its own).
+pub const JSON_OBJECT_TOOL: &str = "json_object";
+
+/// The forced tool that expresses `response_format` faithfully: the tool's
+/// input is a JSON object matching the schema, which is what structured
+/// output returns as text. `None` for no or `text` format; `Err` for a
+/// format or schema a tool cannot express.
+fn json_output_tool(format: Option<&Value>) -> Result<Option<Value>, ApiError> {
+    let Some(format) = format.filter(|f| !f.is_null()) else { return Ok(None) };
+    match format.get("type").and_then(Value::as_str) {
+        Some("text") => Ok(None),
+        Some("json_object") => Ok(Some(json!({
+            "name": JSON_OBJECT_TOOL,
+            "description": "Answer with a JSON object.",
+            "input_schema": {"type": "object"},
+        }))),
+        Some("json_schema") => {
+            let Some(spec) = format.get("json_schema").and_then(Value::as_object) else {
+                return Err(invalid("response_format.json_schema", "`json_schema` must be an object."));
+            };
+            let name = match spec.get("name") {
+                Some(Value::String(name))
+                    if !name.is_empty()
+                        && name.len() <= 64
+                        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') =>
+                {
+                    name.clone()
+                }
+                _ => {
+                    return Err(invalid("response_format.json_schema.name", "`name` must match ^[a-zA-Z0-9_-]{1,64}$."))
+                }
+            };
+            // A tool's input is an object: a schema for anything else cannot be expressed.
+            let schema =
+                match spec.get("schema") {
+                    Some(Value::Object(schema)) if schema.get("type").and_then(Value::as_str) == Some("object") => {
+                        Value::Object(schema.clone())
+                    }
+                    _ => return Err(unsupported(
+                        "response_format.json_schema.schema",
+                        "Only a schema whose root is an object can be translated for this model's backend (Anthropic).",
+                    )),
+                };
+            let mut tool = Map::new();
+            tool.insert("name".into(), Value::String(name));
+            let description = spec.get("description").and_then(Value::as_str).unwrap_or("Answer in this format.");
+            tool.insert("description".into(), Value::String(description.to_string()));
+            tool.insert("input_schema".into(), schema);
+            Ok(Some(Value::Object(tool)))
+        }
+        _ => Err(invalid("response_format.type", "`response_format.type` must be text, json_object or json_schema.")),
+    }
 }
 
 fn invalid(param: &str, message: impl Into<String>) -> ApiError {
@@ -44,7 +103,11 @@ pub fn request_info(body: &Value) -> RequestInfo {
     let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let include_usage =
         stream && body.pointer("/stream_options/include_usage").and_then(Value::as_bool).unwrap_or(false);
-    RequestInfo { stream, include_usage }
+    let json_tool = json_output_tool(body.get("response_format"))
+        .ok()
+        .flatten()
+        .and_then(|tool| tool.get("name").and_then(Value::as_str).map(str::to_string));
+    RequestInfo { stream, include_usage, json_tool }
 }
 
 /// Translates an OpenAI chat request into an Anthropic messages request for
@@ -53,6 +116,7 @@ pub fn to_anthropic(body: &Value, model: &str, options: &Options) -> Result<Valu
     let Some(request) = body.as_object() else {
         return Err(ApiError::bad_request("invalid_request", "The request body must be a JSON object."));
     };
+    refuse_untranslatable(request)?;
     let mut out = Map::new();
     out.insert("model".into(), Value::String(model.to_string()));
 
@@ -134,7 +198,19 @@ pub fn to_anthropic(body: &Value, model: &str, options: &Options) -> Result<Valu
     }
     let has_tools = out.contains_key("tools");
     let parallel = request.get("parallel_tool_calls").and_then(Value::as_bool);
-    if let Some(choice) = convert_tool_choice(request.get("tool_choice"), parallel, has_tools)? {
+    if let Some(tool) = json_output_tool(request.get("response_format"))? {
+        // The forced tool is the answer's format: the client's own tools
+        // could then never be called, which is not what it asked for.
+        if has_tools || request.get("tool_choice").is_some_and(|c| !c.is_null()) {
+            return Err(unsupported(
+                "response_format",
+                "Structured output together with tools cannot be translated for this model's backend (Anthropic).",
+            ));
+        }
+        let name = tool.get("name").cloned().unwrap_or(Value::Null);
+        out.insert("tools".into(), Value::Array(vec![tool]));
+        out.insert("tool_choice".into(), json!({"type": "tool", "name": name}));
+    } else if let Some(choice) = convert_tool_choice(request.get("tool_choice"), parallel, has_tools)? {
         out.insert("tool_choice".into(), choice);
     }
 
@@ -142,6 +218,59 @@ pub fn to_anthropic(body: &Value, model: &str, options: &Options) -> Result<Valu
         out.insert("metadata".into(), json!({"user_id": user}));
     }
     Ok(Value::Object(out))
+}
+
+/// Fields this translation reads or may drop without changing the answer:
+/// `store`, `metadata` (OpenAI's stored-completion labels) and `service_tier`
+/// concern OpenAI's side only.
+const TRANSLATED_FIELDS: [&str; 18] = [
+    "response_format",
+    "model",
+    "messages",
+    "max_tokens",
+    "max_completion_tokens",
+    "stop",
+    "temperature",
+    "top_p",
+    "stream",
+    "stream_options",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "user",
+    "n",
+    "store",
+    "metadata",
+    "service_tier",
+];
+
+/// Refuses (400 `unsupported_parameter`, naming the field) what Anthropic's
+/// API cannot express: dropping it would hand the client a different answer
+/// than it asked for (a structured-output parse failing later, a seed that
+/// does not reproduce). Neutral values (`response_format: text`, penalties of
+/// 0, `logprobs: false`, an empty `logit_bias`) are accepted.
+fn refuse_untranslatable(request: &Map<String, Value>) -> Result<(), ApiError> {
+    for (field, value) in request {
+        if TRANSLATED_FIELDS.contains(&field.as_str()) || value.is_null() {
+            continue;
+        }
+        let neutral = match field.as_str() {
+            "presence_penalty" | "frequency_penalty" => value.as_f64() == Some(0.0),
+            "logprobs" => value.as_bool() == Some(false),
+            "logit_bias" => value.as_object().is_some_and(Map::is_empty),
+            "modalities" => value.as_array().is_some_and(|m| m.iter().all(|v| v.as_str() == Some("text"))),
+            _ => false,
+        };
+        if neutral {
+            continue;
+        }
+        let message = match field.as_str() {
+            "seed" => "Anthropic has no `seed`; the answer would not be reproducible as asked.",
+            _ => "This parameter cannot be translated for this model's backend (Anthropic).",
+        };
+        return Err(unsupported(safe(field), message));
+    }
+    Ok(())
 }
 
 fn positive_int(value: &Value, field: &str) -> Result<u64, ApiError> {
@@ -449,6 +578,63 @@ mod tests {
     }
 
     #[test]
+    fn structured_output_becomes_a_forced_tool() {
+        let schema = json!({"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]});
+        let body = json!({"messages": [{"role": "user", "content": "x"}],
+            "response_format": {"type": "json_schema", "json_schema": {"name": "reply", "schema": schema, "strict": true}}});
+        let out = translate(body.clone());
+        assert_eq!(
+            out["tools"],
+            json!([{"name": "reply", "description": "Answer in this format.", "input_schema": schema}])
+        );
+        assert_eq!(out["tool_choice"], json!({"type": "tool", "name": "reply"}));
+        assert_eq!(request_info(&body).json_tool.as_deref(), Some("reply"));
+        let body = json!({"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_object"}});
+        assert_eq!(translate(body.clone())["tool_choice"]["name"], JSON_OBJECT_TOOL);
+        assert_eq!(request_info(&body).json_tool.as_deref(), Some(JSON_OBJECT_TOOL));
+        // With the client's own tools it cannot be expressed faithfully.
+        let body = json!({"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_object"},
+            "tools": [{"type": "function", "function": {"name": "f"}}]});
+        assert_eq!(error(body).param.as_deref(), Some("response_format"));
+        let body = json!({"messages": [], "response_format": {"type": "json_schema", "json_schema": {"name": "bad name", "schema": {"type": "object"}}}});
+        assert_eq!(error(body).param.as_deref(), Some("response_format.json_schema.name"));
+        assert_eq!(request_info(&json!({"response_format": {"type": "text"}})).json_tool, None);
+    }
+
+    #[test]
+    fn untranslatable_parameters_are_refused_by_name() {
+        for (field, value) in [
+            (
+                "response_format",
+                json!({"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "array"}}}),
+            ),
+            ("seed", json!(7)),
+            ("logprobs", json!(true)),
+            ("top_logprobs", json!(3)),
+            ("presence_penalty", json!(0.5)),
+            ("logit_bias", json!({"50256": -100})),
+            ("functions", json!([])),
+            ("audio", json!({"voice": "alloy"})),
+            ("something_new", json!(1)),
+        ] {
+            let mut body = json!({"messages": [{"role": "user", "content": "x"}]});
+            body[field] = value;
+            let err = error(body);
+            assert_eq!((err.status, err.code), (400, "unsupported_parameter"), "{field}");
+            assert_eq!(err.param.as_deref().map(|p| p.split('.').next().unwrap_or(p)), Some(field));
+        }
+        // Neutral values change nothing and pass.
+        let out =
+            translate(json!({"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "text"},
+            "presence_penalty": 0, "frequency_penalty": 0.0, "logprobs": false, "logit_bias": {}, "seed": null,
+            "store": false, "metadata": {"tag": "a"}, "service_tier": "auto", "modalities": ["text"]}));
+        for field in ["response_format", "presence_penalty", "seed", "store", "metadata", "service_tier", "modalities"]
+        {
+            assert!(out.get(field).is_none(), "{field}");
+        }
+    }
+
+    #[test]
     fn minimal_request_gets_default_max_tokens() {
         let out = translate(json!({"model": "anthropic/claude-x", "messages": [{"role": "user", "content": "hi"}]}));
         assert_eq!(
@@ -485,7 +671,7 @@ mod tests {
             "messages": [{"role": "user", "content": "hi"}],
             "max_tokens": 10, "max_completion_tokens": 20, "temperature": 0.5, "top_p": 0.9,
             "stop": ["END", "  ", "STOP"], "stream": true, "stream_options": {"include_usage": true},
-            "user": "u-1", "presence_penalty": 0.3, "seed": 4
+            "user": "u-1", "presence_penalty": 0, "seed": null
         }));
         assert_eq!(out["max_tokens"], 20);
         assert_eq!(out["temperature"], 0.5);
@@ -500,7 +686,7 @@ mod tests {
         assert_eq!(out["stop_sequences"], json!(["X"]));
         assert_eq!(out["max_tokens"], 5);
         let info = request_info(&json!({"stream": true, "stream_options": {"include_usage": true}}));
-        assert_eq!(info, RequestInfo { stream: true, include_usage: true });
+        assert_eq!(info, RequestInfo { stream: true, include_usage: true, json_tool: None });
         assert_eq!(request_info(&json!({"stream_options": {"include_usage": true}})), RequestInfo::default());
     }
 

@@ -11,6 +11,13 @@ use serde_json::{json, Value};
 ///
 /// A body that cannot be read gives `Err` (the caller answers 502).
 pub fn to_openai(status: u32, body: &[u8], created: u64) -> Result<Vec<u8>, ApiError> {
+    to_openai_with(status, body, created, None)
+}
+
+/// [`to_openai`] for a request whose `response_format` became the forced
+/// tool `json_tool`: that tool's input is the answer's content (JSON text),
+/// and the call is not shown as a tool call.
+pub fn to_openai_with(status: u32, body: &[u8], created: u64, json_tool: Option<&str>) -> Result<Vec<u8>, ApiError> {
     if !(200..300).contains(&status) {
         return Ok(error_to_openai(status, body));
     }
@@ -32,6 +39,10 @@ pub fn to_openai(status: u32, body: &[u8], created: u64) -> Result<Vec<u8>, ApiE
                     has_text = true;
                 }
             }
+            "tool_use" if json_tool.is_some() && block.name.as_deref() == json_tool => {
+                text.push_str(&block.input.as_ref().map(Value::to_string).unwrap_or_else(|| "{}".to_string()));
+                has_text = true;
+            }
             "tool_use" => {
                 let arguments = block.input.as_ref().map(Value::to_string).unwrap_or_else(|| "{}".to_string());
                 tool_calls.push(json!({
@@ -44,6 +55,11 @@ pub fn to_openai(status: u32, body: &[u8], created: u64) -> Result<Vec<u8>, ApiE
             _ => {}
         }
     }
+    let finish = match message.stop_reason.as_deref() {
+        // The forced format tool ends the answer: a normal stop for the client.
+        Some("tool_use") if json_tool.is_some() && tool_calls.is_empty() => Some("stop"),
+        other => other.map(finish_reason),
+    };
     let mut reply = json!({
         "role": "assistant",
         "content": if has_text { Value::String(text) } else { Value::Null },
@@ -53,7 +69,6 @@ pub fn to_openai(status: u32, body: &[u8], created: u64) -> Result<Vec<u8>, ApiE
             object.insert("tool_calls".into(), Value::Array(tool_calls));
         }
     }
-    let finish = message.stop_reason.as_deref().map(finish_reason);
     let out = json!({
         "id": message.id,
         "object": "chat.completion",
@@ -142,6 +157,19 @@ mod tests {
         let arguments: Value =
             serde_json::from_str(message["tool_calls"][0]["function"]["arguments"].as_str().unwrap()).unwrap();
         assert_eq!(arguments, json!({"city": "Paris"}));
+        assert_eq!(out["choices"][0]["finish_reason"], "tool_calls");
+    }
+
+    #[test]
+    fn forced_format_tool_becomes_content() {
+        let body = json!({
+            "id": "m", "type": "message", "model": "claude-x", "stop_reason": "tool_use", "usage": {},
+            "content": [{"type": "tool_use", "id": "t", "name": "reply", "input": {"answer": "42"}}]
+        });
+        let out = parse(to_openai_with(200, body.to_string().as_bytes(), 0, Some("reply")).unwrap());
+        assert_eq!(out["choices"][0]["message"], json!({"role": "assistant", "content": "{\"answer\":\"42\"}"}));
+        assert_eq!(out["choices"][0]["finish_reason"], "stop");
+        let out = parse(to_openai(200, body.to_string().as_bytes(), 0).unwrap());
         assert_eq!(out["choices"][0]["finish_reason"], "tool_calls");
     }
 

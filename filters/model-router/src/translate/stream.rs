@@ -26,6 +26,10 @@ pub struct StreamTranslator {
     next_tool_index: u32,
     finish_reason: Option<&'static str>,
     done: bool,
+    /// The forced tool that carries `response_format` (its input is the content).
+    json_tool: Option<String>,
+    /// The content block of that tool, once started.
+    json_block: Option<u32>,
 }
 
 impl StreamTranslator {
@@ -43,7 +47,16 @@ impl StreamTranslator {
             next_tool_index: 0,
             finish_reason: None,
             done: false,
+            json_tool: None,
+            json_block: None,
         }
+    }
+
+    /// For a request whose `response_format` became the forced tool `name`:
+    /// its input streams out as content, not as a tool call.
+    pub fn with_json_tool(mut self, name: Option<String>) -> Self {
+        self.json_tool = name;
+        self
     }
 
     /// Whether `data: [DONE]` has been sent.
@@ -158,6 +171,9 @@ impl StreamTranslator {
                     Self::emit(out, &self.chunk(json!({"content": text}), None));
                 }
             }
+            "tool_use" if self.json_tool.is_some() && block.name == self.json_tool => {
+                self.json_block = Some(index);
+            }
             "tool_use" => {
                 let tool_index = self.next_tool_index;
                 self.next_tool_index = self.next_tool_index.saturating_add(1);
@@ -181,6 +197,11 @@ impl StreamTranslator {
                     Self::emit(out, &self.chunk(json!({"content": text}), None));
                 }
             }
+            "input_json_delta" if self.json_block == Some(index) => {
+                if let Some(partial) = delta.partial_json.as_deref().filter(|p| !p.is_empty()) {
+                    Self::emit(out, &self.chunk(json!({"content": partial}), None));
+                }
+            }
             "input_json_delta" => {
                 let (Some(partial), Some(tool_index)) = (&delta.partial_json, self.tool_indexes.get(&index)) else {
                     return;
@@ -199,7 +220,11 @@ impl StreamTranslator {
     fn message_delta(&mut self, delta: &MessageDeltaBody, latest: &Usage, out: &mut Vec<u8>) {
         self.usage.merge_latest(latest);
         if let Some(reason) = delta.stop_reason.as_deref() {
-            let finish = finish_reason(reason);
+            let finish = match reason {
+                // The forced format tool ends the answer: a normal stop for the client.
+                "tool_use" if self.json_block.is_some() && self.next_tool_index == 0 => "stop",
+                other => finish_reason(other),
+            };
             self.finish_reason = Some(finish);
             Self::emit(out, &self.chunk(json!({}), Some(finish)));
         }
@@ -324,6 +349,27 @@ mod tests {
         assert_eq!(chunks(&out).len(), 1, "message_start is sent before the rest arrives");
         let out = translator.feed(&STREAM.as_bytes()[first_event_end..first_event_end + 5]);
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn forced_format_tool_streams_as_content() {
+        let stream = concat!(
+            "event: content_block_start\n",
+            "data: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"tool_use\",\"id\":\"t\",\"name\":\"reply\",\"input\":{}}}\n\n",
+            "event: content_block_delta\n",
+            "data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"a\\\": \"}}\n\n",
+            "event: content_block_delta\n",
+            "data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"1}\"}}\n\n",
+            "event: message_delta\n",
+            "data: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\"},\"usage\":{\"output_tokens\":3}}\n\n",
+        );
+        let mut translator = StreamTranslator::new(false, 0, 1 << 20).with_json_tool(Some("reply".into()));
+        let chunks = chunks(&translator.feed(stream.as_bytes()));
+        let content: String =
+            chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect::<Vec<_>>().concat();
+        assert_eq!(content, "{\"a\": 1}");
+        assert!(chunks.iter().all(|c| c["choices"][0]["delta"].get("tool_calls").is_none()));
+        assert_eq!(chunks.last().unwrap()["choices"][0]["finish_reason"], "stop");
     }
 
     #[test]

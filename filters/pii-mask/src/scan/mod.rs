@@ -39,9 +39,9 @@ pub struct Match {
     pub rule: usize,
 }
 
-/// The trailing run of non-whitespace that a future anchor (an `@`, a `:`,
-/// check digits) could still turn into the start of a match is held back, up
-/// to this many bytes: the longest reach back from an anchor (email local
+/// The trailing run of characters that a future anchor (an `@`, a `:`, check
+/// digits) could still turn into the start of a built-in match is held back,
+/// up to this many bytes: the longest reach back from an anchor (email local
 /// part, 64) with room to spare.
 pub const TRAILING_TOKEN_MAX: usize = 80;
 
@@ -49,13 +49,10 @@ pub const TRAILING_TOKEN_MAX: usize = 80;
 #[derive(Debug, Default)]
 pub struct Scanner {
     pub rules: Vec<Rule>,
-    /// Longest match, in characters, of rules that cannot report pending
-    /// candidates themselves (custom regexes and deny words); 0 if none.
-    fixed_window_chars: usize,
-    /// Whether a rule can match non-ASCII text (regexes, deny words with
-    /// non-ASCII letters). Built-in matches are ASCII, so otherwise a trailing
-    /// run of non-ASCII text (CJK prose, emoji) is never held back.
-    non_ascii_matches: bool,
+    /// Whether a built-in entity is enabled: only they need the trailing
+    /// token held (their anchors come after the start of a match); custom
+    /// rules report their own pending starts.
+    has_builtins: bool,
     /// Undo obfuscations (full-width characters, zero-width characters,
     /// encoded `@`) before matching; see [`view`].
     deobfuscate: bool,
@@ -106,21 +103,8 @@ impl Findings {
 
 impl Scanner {
     pub fn new(rules: Vec<Rule>) -> Self {
-        let fixed_window_chars = rules
-            .iter()
-            .map(|rule| match &rule.kind {
-                RuleKind::Builtin(_) => 0,
-                RuleKind::Regex(regex) => regex.max_match_chars + 1,
-                RuleKind::Words(words) => words.max_chars + 1,
-            })
-            .max()
-            .unwrap_or(0);
-        let non_ascii_matches = rules.iter().any(|rule| match &rule.kind {
-            RuleKind::Builtin(_) => false,
-            RuleKind::Regex(_) => true,
-            RuleKind::Words(words) => words.has_non_ascii,
-        });
-        Scanner { rules, fixed_window_chars, non_ascii_matches, deobfuscate: false }
+        let has_builtins = rules.iter().any(|rule| matches!(rule.kind, RuleKind::Builtin(_)));
+        Scanner { rules, has_builtins, deobfuscate: false }
     }
 
     /// Sets whether obfuscations are undone before matching.
@@ -161,25 +145,44 @@ impl Scanner {
         self.window_bytes() * MAX_DECODED_EXPANSION
     }
 
-    /// All candidates starting at or after `from`, and the earliest pending start.
+    /// All candidates starting at or after `from`, and the earliest start
+    /// of a candidate still in progress at the end of an incomplete text.
     fn candidates(&self, text: &str, from: usize, complete: bool) -> (Vec<Match>, Option<usize>) {
         let hay = Haystack::new(text, from, complete);
         let mut matches = Vec::new();
         let mut spans: Vec<Span> = Vec::new();
+        let mut pending: Option<usize> = None;
         for (index, rule) in self.rules.iter().enumerate() {
             spans.clear();
-            match &rule.kind {
-                RuleKind::Builtin(entity) => entity.find(&hay, &mut spans),
-                RuleKind::Regex(regex) => regex.find(text, from, &mut spans),
-                RuleKind::Words(words) => words.find(text, from, &mut spans),
-            }
+            let rule_pending = match &rule.kind {
+                RuleKind::Builtin(entity) => {
+                    entity.find(&hay, &mut spans);
+                    None
+                }
+                RuleKind::Regex(regex) => {
+                    regex.find(text, from, &mut spans);
+                    (!complete).then(|| regex.pending_start(text, from)).flatten()
+                }
+                RuleKind::Words(words) => {
+                    words.find(text, from, &mut spans);
+                    (!complete).then(|| words.pending_start(text, from)).flatten()
+                }
+            };
+            pending = match (pending, rule_pending) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             matches.extend(spans.iter().filter(|span| span.start >= from).map(|span| Match {
                 start: span.start,
                 end: span.end,
                 rule: index,
             }));
         }
-        (matches, hay.pending())
+        let pending = match (pending, hay.pending()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        (matches, pending)
     }
 
     /// The selected matches of a complete text.
@@ -200,11 +203,8 @@ impl Scanner {
             if let Some(pending) = pending {
                 cut = cut.min(pending);
             }
-            if !self.rules.is_empty() {
-                cut = cut.min(trailing_token_start(text, self.non_ascii_matches));
-                if self.fixed_window_chars > 0 {
-                    cut = cut.min(chars_back(text, self.fixed_window_chars));
-                }
+            if self.has_builtins {
+                cut = cut.min(trailing_token_start(text));
             }
         }
         let cut = cut.max(from);
@@ -218,6 +218,18 @@ impl Scanner {
             if candidate.start >= cursor {
                 cursor = candidate.end;
                 selected.push(candidate);
+            }
+        }
+        // A match that starts before the cut but ends after it is final, yet
+        // releasing it would also release text the next scan sees only as
+        // context (a local part glued to it, say), which the whole text would
+        // resolve differently. Near the end it is held instead, so the next
+        // scan decides it again with what follows; a match beyond the window
+        // is released as before (held text stays bounded).
+        if let Some(last) = selected.last().copied() {
+            if !complete && last.end > cut && text.len() - last.start <= self.window_bytes() {
+                selected.pop();
+                return (selected, last.start);
             }
         }
         (selected, cut.max(cursor))
@@ -293,15 +305,27 @@ impl Scanner {
     }
 }
 
-/// Start of the trailing run of non-whitespace characters, at most
-/// [`TRAILING_TOKEN_MAX`] bytes back, on a char boundary. Without `non_ascii`
-/// the run is ASCII plus the letters an e-mail local part of an alphabetic
+/// Characters that end a word and that no built-in match contains or starts
+/// with: text ending in one of them after ordinary words holds nothing back
+/// for the built-ins. (Detectors that read past a value, such as a card's
+/// separator, report their own pending candidates.)
+fn ends_token(c: char) -> bool {
+    matches!(c, ',' | ';' | '!' | '?' | '"' | ')' | ']' | '}' | '>' | '*')
+}
+
+/// Start of the trailing run of characters that could still become the
+/// beginning of a built-in match once its anchor arrives (an e-mail local
+/// part before its `@`, a word before a `:`), at most [`TRAILING_TOKEN_MAX`]
+/// bytes back, on a char boundary. The run is ASCII other than whitespace
+/// and [`ends_token`], plus the letters an e-mail local part of an alphabetic
 /// script can hold (Latin, Greek, Cyrillic: below U+0530); CJK prose and
 /// emoji are not held (a CJK local part split from its `@` across stream
-/// pieces is masked from the release point on).
-fn trailing_token_start(text: &str, non_ascii: bool) -> usize {
-    let in_token =
-        |c: char| !c.is_whitespace() && (non_ascii || c.is_ascii() || (c.is_alphanumeric() && u32::from(c) < 0x530));
+/// pieces is masked from the release point on). Custom rules report their
+/// own pending starts.
+fn trailing_token_start(text: &str) -> usize {
+    let in_token = |c: char| {
+        !c.is_whitespace() && !ends_token(c) && (c.is_ascii() || (c.is_alphanumeric() && u32::from(c) < 0x530))
+    };
     let mut start = text.len();
     for (i, c) in text.char_indices().rev() {
         if !in_token(c) || text.len() - i > TRAILING_TOKEN_MAX {
@@ -310,11 +334,6 @@ fn trailing_token_start(text: &str, non_ascii: bool) -> usize {
         start = i;
     }
     start
-}
-
-/// The offset `chars` characters before the end (0 if the text is shorter).
-fn chars_back(text: &str, chars: usize) -> usize {
-    text.char_indices().rev().nth(chars.saturating_sub(1)).map_or(0, |(i, _)| i)
 }
 
 #[cfg(test)]
@@ -414,14 +433,13 @@ mod tests {
 
     #[test]
     fn helpers() {
-        assert_eq!(trailing_token_start("ab cd", false), 3);
-        assert_eq!(trailing_token_start("ab ", false), 3);
-        assert_eq!(trailing_token_start(&"x".repeat(200), false), 200 - TRAILING_TOKEN_MAX);
-        assert_eq!(trailing_token_start("日本語abc", false), "日本語".len());
-        assert_eq!(trailing_token_start("日本語abc", true), 0);
-        assert_eq!(trailing_token_start("日本語", false), "日本語".len());
-        assert_eq!(trailing_token_start("mail josé.garcí", false), 5);
-        assert_eq!(chars_back("héllo", 2), 4);
-        assert_eq!(chars_back("ab", 5), 0);
+        assert_eq!(trailing_token_start("ab cd"), 3);
+        assert_eq!(trailing_token_start("ab "), 3);
+        assert_eq!(trailing_token_start("ab,"), 3);
+        assert_eq!(trailing_token_start("ab (cd"), 3);
+        assert_eq!(trailing_token_start(&"x".repeat(200)), 200 - TRAILING_TOKEN_MAX);
+        assert_eq!(trailing_token_start("日本語abc"), "日本語".len());
+        assert_eq!(trailing_token_start("日本語"), "日本語".len());
+        assert_eq!(trailing_token_start("mail josé.garcí"), 5);
     }
 }

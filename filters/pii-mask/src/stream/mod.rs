@@ -16,6 +16,7 @@
 
 mod anthropic;
 mod openai;
+mod responses;
 mod text;
 
 pub use text::{Released, TextStream};
@@ -40,12 +41,24 @@ enum Part {
     BlockText,
     /// Anthropic content block: `delta.partial_json`.
     BlockJson,
+    /// Legacy completions `choices[i].text`.
+    CompletionText,
+    /// Responses: an `output_text` part of an output item (content index).
+    ResponseText(u64),
+    /// Responses: a `refusal` part of an output item (content index).
+    ResponseRefusal(u64),
+    /// Responses: a function call's `arguments`.
+    ResponseArguments,
+    /// Responses: a custom tool call's `input`.
+    ResponseInput,
+    /// Responses: a reasoning summary part (summary index).
+    ResponseReasoning(u64),
 }
 
 impl Part {
     /// Whether this text is JSON arriving in fragments.
     fn is_json(self) -> bool {
-        matches!(self, Part::Tool(_) | Part::BlockJson)
+        matches!(self, Part::Tool(_) | Part::BlockJson | Part::ResponseArguments)
     }
 }
 
@@ -61,6 +74,9 @@ pub struct SseMasker {
     /// chunks this masker adds.
     openai_template: Option<Map<String, Value>>,
     anthropic: bool,
+    /// The stream is legacy completions (`choices[].text`).
+    completions: bool,
+    responses: responses::ResponsesState,
     /// After a reject or a fatal error nothing more is forwarded.
     stopped: bool,
     pub findings: Findings,
@@ -80,6 +96,8 @@ impl SseMasker {
             streams: BTreeMap::new(),
             openai_template: None,
             anthropic: false,
+            completions: false,
+            responses: responses::ResponsesState::default(),
             stopped: false,
             findings: Findings::default(),
             error: None,
@@ -137,7 +155,10 @@ impl SseMasker {
         self.stopped = true;
         self.error = Some(reason.to_string());
         let error = json!({"error": {"message": "The gateway stopped the stream: an event could not be inspected.", "type": "api_error", "code": "unreadable_stream"}});
-        let event = if self.anthropic {
+        let event = if self.responses.active {
+            let error = json!({"type": "error", "code": "unreadable_stream", "message": "The gateway stopped the stream: an event could not be inspected.", "param": null});
+            SseEvent::named("error", error.to_string())
+        } else if self.anthropic {
             SseEvent::named("error", error.to_string())
         } else {
             SseEvent::data(error.to_string())
@@ -163,6 +184,10 @@ impl SseMasker {
             return;
         }
         let kind = data.get("type").and_then(Value::as_str).unwrap_or("").to_string();
+        if kind.starts_with("response.") {
+            self.responses_event(event, &kind, data, out);
+            return;
+        }
         match kind.as_str() {
             "message_start"
             | "content_block_start"
@@ -177,9 +202,9 @@ impl SseMasker {
         }
     }
 
-    /// An event of another shape (OpenAI Responses API events, provider
-    /// errors): its strings are masked within the event. Values split across
-    /// such events are not joined; the chat shapes above are.
+    /// An event of another shape (provider errors): its strings are masked
+    /// within the event. Values split across such events are not joined; the
+    /// chat, completions, Messages and Responses shapes are.
     fn generic_event(&mut self, mut event: SseEvent, mut data: Value, out: &mut Vec<u8>) {
         let mut local = Findings::default();
         let mut changed = false;
@@ -235,6 +260,10 @@ impl SseMasker {
 
     /// End of the body without a closing event: release everything held.
     fn flush_all(&mut self, out: &mut Vec<u8>) {
+        if self.responses.active {
+            self.flush_responses(&Map::new(), out);
+            return;
+        }
         if self.anthropic {
             let keys: Vec<u64> = self.streams.keys().map(|(i, _)| *i).collect();
             for block in keys {
@@ -253,7 +282,11 @@ impl SseMasker {
             seen.push(index);
             let mut delta = Map::new();
             let reject = self.flush_openai_choice(index, &mut delta, &mut false);
-            if !delta.is_empty() {
+            if let Some(text) = delta.remove("text") {
+                let chunk =
+                    self.openai_chunk(json!([{"index": index, "text": text, "logprobs": null, "finish_reason": null}]));
+                out.extend(chunk.to_bytes());
+            } else if !delta.is_empty() {
                 let chunk = self.openai_chunk(json!([{"index": index, "delta": delta, "finish_reason": null}]));
                 out.extend(chunk.to_bytes());
             }
@@ -272,7 +305,7 @@ mod tests {
     use crate::detectors::Entity;
     use crate::scan::{Rule, RuleKind};
 
-    fn scanner_with(action: impl Fn(Entity) -> Action) -> Scanner {
+    pub(super) fn scanner_with(action: impl Fn(Entity) -> Action) -> Scanner {
         Scanner::new(
             Entity::ALL
                 .iter()
@@ -281,11 +314,11 @@ mod tests {
         )
     }
 
-    fn replace_all() -> Scanner {
+    pub(super) fn replace_all() -> Scanner {
         scanner_with(|e| Action::Replace { text: format!("[{}]", e.name()) })
     }
 
-    fn hash() -> HashSettings {
+    pub(super) fn hash() -> HashSettings {
         HashSettings { salt: "s".into(), chars: 8 }
     }
 
@@ -330,6 +363,17 @@ mod tests {
         body.into_bytes()
     }
 
+    fn completions_stream(pieces: &[&str]) -> Vec<u8> {
+        let mut body = String::new();
+        for piece in pieces {
+            let data = json!({"id": "cmpl-1", "object": "text_completion", "model": "m", "choices": [{"index": 0, "text": piece, "logprobs": null, "finish_reason": null}]});
+            body.push_str(&format!("data: {data}\n\n"));
+        }
+        body.push_str("data: {\"id\":\"cmpl-1\",\"object\":\"text_completion\",\"choices\":[{\"index\":0,\"text\":\"\",\"logprobs\":null,\"finish_reason\":\"stop\"}]}\n\n");
+        body.push_str("data: [DONE]\n\n");
+        body.into_bytes()
+    }
+
     /// The text a client reassembles from an SSE body.
     pub(crate) fn reassemble(body: &[u8]) -> String {
         let mut parser = SseParser::default();
@@ -341,6 +385,9 @@ mod tests {
             if let Some(choices) = data.get("choices").and_then(Value::as_array) {
                 for choice in choices {
                     if let Some(content) = choice.pointer("/delta/content").and_then(Value::as_str) {
+                        text.push_str(content);
+                    }
+                    if let Some(content) = choice.get("text").and_then(Value::as_str) {
                         text.push_str(content);
                     }
                 }
@@ -361,7 +408,11 @@ mod tests {
             let (a, b) = value.split_at(mid);
             let first = format!("Contact: {a}");
             let second = format!("{b} thanks.");
-            for body in [openai_stream(&[&first, &second]), anthropic_stream(&[&first, &second])] {
+            for body in [
+                openai_stream(&[&first, &second]),
+                anthropic_stream(&[&first, &second]),
+                completions_stream(&[&first, &second]),
+            ] {
                 let expected = format!("Contact: [{name}] thanks.");
                 for cut in 0..=body.len() {
                     let out = run_sse(&scanner, &body, &[cut]);
@@ -389,6 +440,31 @@ mod tests {
         let masked = text.find("[EMAIL_ADDRESS]").unwrap();
         assert!(masked < text.find("content_block_stop").unwrap(), "{text}");
         assert!(text.contains("\"output_tokens\":9"));
+    }
+
+    /// The held tail goes out in a content chunk; the chunk with the finish
+    /// reason carries no text (OpenAI), and Anthropic's text comes before
+    /// `content_block_stop`. Split at every byte of the body.
+    #[test]
+    fn held_tail_never_travels_with_the_finish_event() {
+        let scanner = Rc::new(replace_all());
+        let openai = openai_stream(&["mail me at a@b.c", "om", " or EMP"]);
+        for cut in 0..=openai.len() {
+            let out = run_sse(&scanner, &openai, &[cut]);
+            assert_eq!(reassemble(&out), "mail me at [EMAIL_ADDRESS] or EMP", "cut {cut}");
+            let mut parser = SseParser::default();
+            let events = parser.feed(&out).unwrap();
+            let finish = events.iter().position(|e| e.data.contains("\"finish_reason\":\"stop\"")).unwrap();
+            let data: Value = serde_json::from_str(&events[finish].data).unwrap();
+            assert_eq!(data["choices"][0]["delta"], json!({}), "cut {cut}: {}", events[finish].data);
+            assert!(events[..finish].iter().any(|e| e.data.contains("EMP")), "cut {cut}");
+        }
+        let anthropic = anthropic_stream(&["mail a@b.c", "om or EMP"]);
+        for cut in 0..=anthropic.len() {
+            let out = String::from_utf8(run_sse(&scanner, &anthropic, &[cut])).unwrap();
+            assert!(out.rfind("EMP").unwrap() < out.find("content_block_stop").unwrap(), "cut {cut}: {out}");
+            assert_eq!(reassemble(out.as_bytes()), "mail [EMAIL_ADDRESS] or EMP", "cut {cut}");
+        }
     }
 
     #[test]
@@ -433,7 +509,7 @@ data: {\"z\":1,\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hello \"},\"fi
     #[test]
     fn events_of_other_shapes_are_masked_within_the_event() {
         let scanner = Rc::new(replace_all());
-        let body = b"event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"mail a@b.com \"}\n\n";
+        let body = b"event: error\ndata: {\"type\":\"error\",\"message\":\"mail a@b.com \"}\n\n";
         let out = String::from_utf8(run_sse(&scanner, body, &[])).unwrap();
         assert!(out.contains("mail [EMAIL_ADDRESS] "), "{out}");
         assert!(!out.contains("a@b.com"));
@@ -468,6 +544,11 @@ data: {\"z\":1,\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hello \"},\"fi
         assert!(!text.contains("AKIA"));
         assert_eq!(reassemble(&out), "key Withheld.");
         assert_eq!(text.matches("message_stop").count(), 2, "one event name and one type: {text}");
+        let out = run_sse(&scanner, &completions_stream(&["key AKIAIOSFOD", "NN7EXAMPLE and more"]), &[]);
+        let text = String::from_utf8(out.clone()).unwrap();
+        assert!(!text.contains("AKIA") && !text.contains("more"), "{text}");
+        assert_eq!(reassemble(&out), "key Withheld.");
+        assert!(text.contains("\"finish_reason\":\"content_filter\""), "{text}");
     }
 
     #[test]

@@ -3,8 +3,10 @@
 //! ```text
 //! aigw-render-config --config envoy-config/gateway.yaml --out .run/gateway.yaml \
 //!     [--dist DIR] [--listener-port N] [--admin-port N] [--cluster NAME=PORT]... \
-//!     [--filter-config NAME=FILE]... [--without-filter NAME]...
+//!     [--filter-config NAME=FILE]... [--without-filter NAME]... [--otlp HOST:PORT]
 //! ```
+//! `--otlp` turns on OpenTelemetry tracing to that OTLP/gRPC collector
+//! (envoy-config/observability/tracing.yaml).
 //! `--cluster openai=18082` points the `openai` cluster at a plaintext server on
 //! 127.0.0.1:18082 (the mock), which is how `just up` runs without provider keys.
 
@@ -44,6 +46,12 @@ fn parse(args: &[String]) -> Result<(PathBuf, PathBuf, RenderOptions), String> {
                 options.filter_configs.insert(name, json);
             }
             "--without-filter" => options.remove_filters.push(value()?),
+            "--otlp" => {
+                let endpoint = value()?;
+                let (host, p) =
+                    endpoint.rsplit_once(':').ok_or_else(|| format!("expected HOST:PORT, got {endpoint}"))?;
+                options.otlp_collector = Some((host.to_string(), port(p.to_string())?));
+            }
             other => return Err(format!("unknown argument {other}")),
         }
     }
