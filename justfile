@@ -55,7 +55,7 @@ build: tools
     @ls -l dist/*.wasm
 
 # Run every test: native unit tests, the wasmtime harness on the built .wasm files, and end-to-end tests through a real Envoy.
-test: build sdk-tools obs-tools
+test: build sdk-tools obs-tools redis
     cargo test --workspace --no-fail-fast
 
 # Formatting and clippy (-D warnings), natively and for wasm32.
@@ -73,8 +73,20 @@ validate: build
 # With OPENAI_API_KEY / ANTHROPIC_API_KEY set, those providers' routes go to the real services
 # (keys in .run/keys/, mode 600); otherwise to local mocks. See scripts/up.sh.
 # Run the gateway with all four filters in front of the mock LLM (Ctrl-C stops it).
+# AIGW_REPLICAS=2: two Envoys sharing token-counter's budgets through Redis and the rate limit service.
 up: build
+    @if [ "${AIGW_REPLICAS:-1}" != 1 ]; then {{just_executable()}} redis; fi
     scripts/up.sh
+
+# The shared budget store of `AIGW_REPLICAS=2 just up` and of the tests of tools/ratelimit-redis and
+# tests/e2e/tests/replicas.rs.
+# Install redis-server (Debian package) when missing.
+redis:
+    @command -v redis-server >/dev/null || { \
+        echo "installing redis-server (Debian package)"; \
+        sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo; \
+        $sudo apt-get install -y -qq redis-server >/dev/null 2>&1 || { $sudo apt-get update -qq && $sudo apt-get install -y -qq redis-server; }; \
+    }
 
 # Prints what was sent, what the provider received, what came back. `just demo stream` runs one step
 # (see scripts/demo.sh).
@@ -90,6 +102,11 @@ bench *args: build
     @# regex vs regex-lite inside Wasm (run by Node's V8 when node is installed; skipped otherwise).
     cargo build --release --target wasm32-wasip1 --manifest-path tests/bench/regex-probe/Cargo.toml --target-dir target/regex-probe
     target/bench-tools/aigw-bench {{args}}
+
+# The latency a remote reservation (token-counter `store: rls`: gRPC to tools/ratelimit-redis, Redis) adds
+# against the shared-data default: p50/p99 of requests one at a time, two rounds (BENCHMARKS.md).
+bench-rls: build redis
+    cargo test -p aigw-e2e --test replicas measure_remote_reservation_latency -- --ignored --nocapture
 
 # Fuzz every entry point that takes untrusted input for <seconds> (tests/fuzz; stable Rust, seeded).
 # Prints calls, panics and slow calls per target; inputs of findings go to target/fuzz-findings/.

@@ -12,6 +12,12 @@
 #
 # Environment: AIGW_PORT (10000), AIGW_ADMIN_PORT (9901), AIGW_MOCK_PORT (18080; the mock backends use
 # this port and the next three), AIGW_LOG_LEVEL (info: the filters' logs), ENVOY_BIN, AIGW_DIST.
+#
+# AIGW_REPLICAS=2: two Envoys (ports AIGW_PORT and AIGW_PORT+1, admin AIGW_ADMIN_PORT and AIGW_ADMIN_PORT+1) in
+# front of the same mock, with token-counter's reference budgets on a store they share: redis-server on
+# AIGW_REDIS_PORT (16379) and our rate limit service (tools/ratelimit-redis) on AIGW_RLS_PORT (18181, the
+# `ratelimit` cluster of gateway.yaml). token-counter's configuration is gateway.yaml's plus
+# `"store": {"rls": {"cluster": "ratelimit"}}`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,8 +27,14 @@ mock_port=${AIGW_MOCK_PORT:-18080}
 secondary_port=$((mock_port + 1)) openai_port=$((mock_port + 2)) anthropic_port=$((mock_port + 3))
 envoy=${ENVOY_BIN:-.tools/bin/envoy}
 dist=${AIGW_DIST:-dist}
+replicas=${AIGW_REPLICAS:-1}
+redis_port=${AIGW_REDIS_PORT:-16379}
+rls_port=${AIGW_RLS_PORT:-18181}
+case "$replicas" in 1|2) ;; *) echo "AIGW_REPLICAS must be 1 or 2" >&2; exit 1 ;; esac
 
-cargo build --quiet -p mock-llm -p aigw-e2e --bins
+packages=(-p mock-llm -p aigw-e2e)
+[ "$replicas" = 2 ] && packages+=(-p ratelimit-redis)
+cargo build --quiet "${packages[@]}" --bins
 bin_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug
 
 mkdir -p .run/keys
@@ -48,7 +60,32 @@ for provider in openai anthropic; do
 done
 # AIGW_OTLP_ENDPOINT=host:port: OpenTelemetry traces to that OTLP/gRPC collector (envoy-config/observability/).
 [ -n "${AIGW_OTLP_ENDPOINT:-}" ] && render+=(--otlp "$AIGW_OTLP_ENDPOINT")
+if [ "$replicas" = 2 ]; then
+    # gateway.yaml's token-counter configuration (between its BEGIN/END markers), on the shared store.
+    python3 - "$rls_port" > .run/token-counter-rls.json <<'PY'
+import json, re, sys
+text = open("envoy-config/gateway.yaml").read()
+block = text.split("# BEGIN token-counter configuration", 1)[1].split("# END token-counter configuration", 1)[0]
+value = block.split("value: |", 1)[1]
+config = json.loads(value)
+config["store"] = {"rls": {"cluster": "ratelimit", "domain": "aigw", "timeout_ms": 200}}
+print(json.dumps(config))
+PY
+    render+=(--filter-config "token-counter=.run/token-counter-rls.json" --cluster "ratelimit=$rls_port")
+fi
 "$bin_dir/aigw-render-config" "${render[@]}"
+if [ "$replicas" = 2 ]; then
+    # The second replica: the same config on the next listener and admin ports.
+    render2=("${render[@]}")
+    for i in "${!render2[@]}"; do
+        case "${render2[$i]}" in
+            .run/gateway.yaml) render2[$i]=.run/gateway-2.yaml ;;
+            --listener-port) render2[$((i + 1))]=$((port + 1)) ;;
+            --admin-port) render2[$((i + 1))]=$((admin_port + 1)) ;;
+        esac
+    done
+    "$bin_dir/aigw-render-config" "${render2[@]}"
+fi
 
 pids=()
 cleanup() {
@@ -63,14 +100,38 @@ trap cleanup INT TERM EXIT
 pids+=($!)
 for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$mock_port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 
+if [ "$replicas" = 2 ]; then
+    redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no >/dev/null &
+    pids+=($!)
+    "$bin_dir/ratelimit-redis" --listen "127.0.0.1:$rls_port" --redis "127.0.0.1:$redis_port" >/dev/null &
+    pids+=($!)
+    "$envoy" -c .run/gateway-2.yaml --concurrency 2 --log-level warn --component-log-level "wasm:${AIGW_LOG_LEVEL:-info}" \
+        --base-id "$((admin_port + 1))" --disable-hot-restart &
+    pids+=($!)
+fi
+
 "$envoy" -c .run/gateway.yaml --concurrency 2 --log-level warn --component-log-level "wasm:${AIGW_LOG_LEVEL:-info}" \
     --base-id "$admin_port" --disable-hot-restart &
 pids+=($!)
-for _ in $(seq 300); do
-    [ "$(curl -fsS "http://127.0.0.1:$admin_port/ready" 2>/dev/null)" = LIVE ] && break
-    kill -0 "${pids[1]}" 2>/dev/null || { echo "Envoy exited during start-up (see above)" >&2; exit 1; }
-    sleep 0.1
+envoy_pid=$!
+for admin in $(seq "$admin_port" "$((admin_port + replicas - 1))"); do
+    for _ in $(seq 300); do
+        [ "$(curl -fsS "http://127.0.0.1:$admin/ready" 2>/dev/null)" = LIVE ] && break
+        for pid in "${pids[@]}"; do
+            kill -0 "$pid" 2>/dev/null || { echo "a process exited during start-up (see above)" >&2; exit 1; }
+        done
+        sleep 0.1
+    done
 done
+if [ "$replicas" = 2 ]; then
+    cat <<INFO
+
+Two replicas share token-counter's budgets: gateway http://127.0.0.1:$port and http://127.0.0.1:$((port + 1))
+(admin $admin_port and $((admin_port + 1))), counted by redis-server on 127.0.0.1:$redis_port through the rate limit
+service on 127.0.0.1:$rls_port: a subject's tokens spent on one replica are gone on the other too.
+  redis-cli -p $redis_port --scan --pattern 'aigw-rl*'     # the shared counters
+INFO
+fi
 
 cat <<INFO
 
@@ -98,4 +159,4 @@ Try:
 Ctrl-C stops Envoy and the mock.
 
 INFO
-wait "${pids[1]}"
+wait "$envoy_pid"

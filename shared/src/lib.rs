@@ -15,6 +15,7 @@ pub mod gate;
 pub mod glue;
 pub mod host;
 pub mod outcome;
+pub mod ratelimit_proto;
 pub mod sse;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

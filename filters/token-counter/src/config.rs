@@ -57,6 +57,34 @@ struct RawConfig {
     max_body_bytes: Option<usize>,
     #[serde(default = "FailureMode::open")]
     failure_mode: FailureMode,
+    #[serde(default)]
+    store: Option<RawStore>,
+}
+
+/// `"store": "shared_data"` or `"store": {"rls": {...}}`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawStore {
+    Name(String),
+    Remote(RawRemote),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRemote {
+    rls: RawRls,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRls {
+    cluster: String,
+    #[serde(default)]
+    domain: Option<String>,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+    #[serde(default)]
+    refunds: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -146,6 +174,34 @@ pub enum StreamUsage {
     Off,
 }
 
+/// Where the budgets' counters live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Store {
+    /// Proxy-wasm shared data: exact for every worker of one Envoy (the default).
+    SharedData,
+    /// A rate limit service (Envoy's `ShouldRateLimit` API), shared by every replica.
+    Rls(RlsStore),
+}
+
+/// `store.rls`: the rate limit service behind an Envoy cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RlsStore {
+    /// The Envoy cluster (HTTP/2) of the service.
+    pub cluster: String,
+    /// The `domain` of every request (the service's namespace for these budgets).
+    pub domain: String,
+    pub timeout_ms: u64,
+    /// Send returns (aigw's refund descriptor); off for services that do not know it.
+    pub refunds: bool,
+}
+
+/// Default `store.rls.domain`.
+pub const DEFAULT_RLS_DOMAIN: &str = "aigw";
+/// Default `store.rls.timeout_ms`: a Redis round trip is well under a millisecond.
+pub const DEFAULT_RLS_TIMEOUT_MS: u64 = 200;
+/// Largest `store.rls.timeout_ms`.
+pub const MAX_RLS_TIMEOUT_MS: u64 = 60_000;
+
 /// A validated rate-limit rule.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rule {
@@ -178,6 +234,8 @@ pub struct Config {
     /// Admit requests when shared data fails or stays contended (the
     /// default), or refuse them with 503.
     pub fail_open: bool,
+    /// Where the counters live.
+    pub store: Store,
 }
 
 impl Default for Config {
@@ -196,6 +254,7 @@ impl Default for Config {
             rate_limit_headers: true,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             fail_open: true,
+            store: Store::SharedData,
         })
     }
 }
@@ -374,7 +433,10 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         None => None,
     };
 
+    let store = store(raw.store, &rules)?;
+
     Ok(Config {
+        store,
         rules,
         default_output_tokens,
         max_output_tokens,
@@ -388,6 +450,42 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         max_body_bytes,
         fail_open,
     })
+}
+
+fn store(raw: Option<RawStore>, rules: &[Rule]) -> Result<Store, ConfigError> {
+    let rls = match raw {
+        None => return Ok(Store::SharedData),
+        Some(RawStore::Name(name)) if name == "shared_data" => return Ok(Store::SharedData),
+        Some(RawStore::Name(name)) => {
+            return Err(ConfigError::new(
+                "store",
+                format!("unknown store \"{name}\": expected \"shared_data\" or {{\"rls\": {{...}}}}"),
+            ))
+        }
+        Some(RawStore::Remote(RawRemote { rls })) => rls,
+    };
+    if rls.cluster.is_empty() {
+        return Err(ConfigError::new("store.rls.cluster", "must name the Envoy cluster of the rate limit service"));
+    }
+    let domain = rls.domain.unwrap_or_else(|| DEFAULT_RLS_DOMAIN.to_string());
+    if domain.is_empty() {
+        return Err(ConfigError::new("store.rls.domain", "must not be empty"));
+    }
+    let timeout_ms =
+        at_most(rls.timeout_ms.unwrap_or(DEFAULT_RLS_TIMEOUT_MS), MAX_RLS_TIMEOUT_MS, "store.rls.timeout_ms")?;
+    if timeout_ms == 0 {
+        return Err(ConfigError::new("store.rls.timeout_ms", "must be at least 1"));
+    }
+    // The protocol's counts are uint32 (`requests_per_unit`, `hits_addend`).
+    for (i, rule) in rules.iter().enumerate() {
+        if rule.limit > u64::from(u32::MAX) {
+            return Err(ConfigError::new(
+                join(&index("rules", i), "limit"),
+                format!("at most {} tokens with the rls store (the protocol's counts are 32-bit)", u32::MAX),
+            ));
+        }
+    }
+    Ok(Store::Rls(RlsStore { cluster: rls.cluster, domain, timeout_ms, refunds: rls.refunds.unwrap_or(true) }))
 }
 
 /// Parses and validates the plugin configuration (the JSON Envoy hands the

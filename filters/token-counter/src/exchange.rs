@@ -14,10 +14,11 @@
 //! reservation is settled to the real usage, or released if the upstream
 //! failed, and the metrics and filter state are written.
 
-use crate::config::{Config, OnExceeded, Rule, StreamUsage};
+use crate::config::{Config, OnExceeded, RlsStore, Rule, Store, StreamUsage};
 use crate::limits::{self, format_reset, Reservation, Snapshot};
 use crate::metrics::{self, RequestMetrics};
 use crate::prompt::{count_request, RequestInfo};
+use crate::remote;
 use crate::tokenize::{TokenCounter, FALLBACK_BYTES_PER_TOKEN};
 use crate::usage::{BodyKind, Emit, ReadProblem, ResponseTracker, Usage};
 use aigw_shared::api::{ApiShape, Endpoint};
@@ -113,11 +114,24 @@ pub struct Stream {
     finished: bool,
     request_seen: bool,
     store_error_rules: Vec<String>,
+    /// `store: rls`: reservations to send, and settlements for the root context.
+    remote_pending: Vec<RemoteReservation>,
+    remote_outbox: Vec<(String, Vec<u8>)>,
     /// `/v1/messages/count_tokens`: the prompt is counted for model-router's
     /// answer (filter state `aigw.tokens.counted`); nothing is reserved or
     /// charged, since no model runs.
     count_only: bool,
     counted: Option<u64>,
+}
+
+/// A reservation asked of the rate limit service: the hit it is for, the
+/// window and amount it reserves, and the `ShouldRateLimit` message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteReservation {
+    pub position: usize,
+    pub window: u64,
+    pub amount: u64,
+    pub message: Vec<u8>,
 }
 
 fn property_text(host: &dyn Host, name: &str) -> Option<String> {
@@ -128,8 +142,10 @@ fn property_text(host: &dyn Host, name: &str) -> Option<String> {
 /// than on the first request (`preload`), and the rules' shared-data slots
 /// created (Envoy has no conditional create). Returns the line to log.
 pub fn prepare_vm(config: &Config, host: &dyn Host) -> Option<String> {
-    for rule in &config.rules {
-        limits::create_slots(host, &rule.name, rule.slots);
+    if config.store == Store::SharedData {
+        for rule in &config.rules {
+            limits::create_slots(host, &rule.name, rule.slots);
+        }
     }
     if !config.preload {
         return None;
@@ -208,6 +224,8 @@ impl Stream {
             finished: false,
             request_seen: false,
             store_error_rules: Vec::new(),
+            remote_pending: Vec::new(),
+            remote_outbox: Vec::new(),
             count_only,
             counted: None,
         }
@@ -232,6 +250,10 @@ impl Stream {
     /// report the current state of the rules.
     pub fn bodiless(&mut self, config: &Config, host: &dyn Host) {
         self.request_seen = true;
+        if config.store != Store::SharedData {
+            // A rate limit service has no read-only call: no headers without a reservation.
+            return;
+        }
         let now = host.now_nanos();
         for hit in &mut self.hits {
             let Some(rule) = config.rules.get(hit.rule) else { continue };
@@ -327,76 +349,172 @@ impl Stream {
     fn admit(&mut self, config: &Config, host: &dyn Host) -> RequestAction {
         self.request_seen = true;
         let now = host.now_nanos();
+        if let Store::Rls(store) = &config.store {
+            // Asked of the service; `remote_answers` decides when they are in.
+            self.remote_pending = self.remote_reservations(config, store, now);
+            return RequestAction::Forward { new_body: None };
+        }
         for position in 0..self.hits.len() {
-            let Some(hit) = self.hits.get(position).cloned() else { continue };
+            let Some(hit) = self.hits.get(position) else { continue };
             let Some(rule) = config.rules.get(hit.rule) else { continue };
             let amount = rule.counts.pick(self.prompt_tokens, self.output_reserve);
             let window = rule.window.index(now);
             let force = rule.on_exceeded == OnExceeded::Signal;
             let result = limits::reserve(host, &hit.key, hit.fingerprint, window, rule.limit, amount, force);
-            match result {
-                Reservation::Admitted { amount, snapshot } => {
-                    if snapshot.shared {
-                        host.increment_counter(&metrics::rule(&rule.name, "shared_budget"), 1);
-                    }
-                    host.increment_counter(&metrics::rule(&rule.name, "admitted"), 1);
-                    if let Some(slot) = self.hits.get_mut(position) {
-                        slot.reserved = Some((amount, window));
-                        slot.snapshot = Some(snapshot);
-                    }
-                }
-                Reservation::Exceeded { amount, snapshot } if force => {
-                    // Reserved anyway: the request goes through, flagged.
-                    self.signal = true;
-                    host.increment_counter(&metrics::rule(&rule.name, "signalled"), 1);
-                    if let Some(slot) = self.hits.get_mut(position) {
-                        slot.reserved = Some((amount, window));
-                        slot.snapshot = Some(snapshot);
-                    }
-                }
-                Reservation::Exceeded { amount, snapshot } => {
-                    host.increment_counter(&metrics::rule(&rule.name, "rejected"), 1);
-                    if rule.key_metrics {
-                        host.increment_counter(&metrics::rule_key(&rule.name, &hit.subject, "rejected"), 1);
-                    }
-                    if let Some(slot) = self.hits.get_mut(position) {
-                        slot.snapshot = Some(snapshot);
-                    }
-                    self.release_all(config, host);
-                    self.rejected = true;
-                    self.finished = true;
-                    let reset_millis = rule.window.reset_millis(now);
-                    let error = rejection(rule, amount, &snapshot, reset_millis);
-                    let mut headers =
-                        RateHeaders { limit: rule.limit, remaining: snapshot.remaining(), reset_millis }.pairs();
-                    headers.extend(error.headers());
-                    if error.retry_after_seconds.is_none() {
-                        // No wait makes it fit: tell the OpenAI and Anthropic SDKs not to retry it.
-                        headers.push(("x-should-retry", "false".to_string()));
-                    }
-                    if !config.rate_limit_headers {
-                        headers.retain(|(name, _)| !name.starts_with("x-ratelimit-"));
-                    }
-                    return RequestAction::Reject { error, headers };
-                }
-                Reservation::StoreError => {
-                    host.increment_counter(&metrics::rule(&rule.name, "store_errors"), 1);
-                    self.store_error_rules.push(rule.name.clone());
-                    if !config.fail_open {
-                        self.release_all(config, host);
-                        self.rejected = true;
-                        self.finished = true;
-                        let error = ApiError::service_unavailable(
-                            "rate_limit_unavailable",
-                            "The gateway cannot check its token rate limits right now. Please retry.",
-                        );
-                        let headers = error.headers();
-                        return RequestAction::Reject { error, headers };
-                    }
-                }
+            if let Some(reject) = self.take_reservation(config, host, position, window, now, result) {
+                return reject;
             }
         }
         RequestAction::Forward { new_body: None }
+    }
+
+    /// Records one rule's reservation outcome; a rejection (429, or 503 when
+    /// the store failed and `failure_mode` is closed) releases what the other
+    /// rules hold and is returned.
+    fn take_reservation(
+        &mut self,
+        config: &Config,
+        host: &dyn Host,
+        position: usize,
+        window: u64,
+        now: u64,
+        result: Reservation,
+    ) -> Option<RequestAction> {
+        let hit = self.hits.get(position)?.clone();
+        let rule = config.rules.get(hit.rule)?;
+        let force = rule.on_exceeded == OnExceeded::Signal;
+        match result {
+            Reservation::Admitted { amount, snapshot } => {
+                if snapshot.shared {
+                    host.increment_counter(&metrics::rule(&rule.name, "shared_budget"), 1);
+                }
+                host.increment_counter(&metrics::rule(&rule.name, "admitted"), 1);
+                if let Some(slot) = self.hits.get_mut(position) {
+                    slot.reserved = Some((amount, window));
+                    slot.snapshot = Some(snapshot);
+                }
+            }
+            Reservation::Exceeded { amount, snapshot } if force => {
+                // Reserved anyway: the request goes through, flagged.
+                self.signal = true;
+                host.increment_counter(&metrics::rule(&rule.name, "signalled"), 1);
+                if let Some(slot) = self.hits.get_mut(position) {
+                    slot.reserved = Some((amount, window));
+                    slot.snapshot = Some(snapshot);
+                }
+            }
+            Reservation::Exceeded { amount, snapshot } => {
+                host.increment_counter(&metrics::rule(&rule.name, "rejected"), 1);
+                if rule.key_metrics {
+                    host.increment_counter(&metrics::rule_key(&rule.name, &hit.subject, "rejected"), 1);
+                }
+                if let Some(slot) = self.hits.get_mut(position) {
+                    slot.snapshot = Some(snapshot);
+                }
+                self.release_all(config, host);
+                self.rejected = true;
+                self.finished = true;
+                let reset_millis = rule.window.reset_millis(now);
+                let error = rejection(rule, amount, &snapshot, reset_millis);
+                let mut headers =
+                    RateHeaders { limit: rule.limit, remaining: snapshot.remaining(), reset_millis }.pairs();
+                headers.extend(error.headers());
+                if error.retry_after_seconds.is_none() {
+                    // No wait makes it fit: tell the OpenAI and Anthropic SDKs not to retry it.
+                    headers.push(("x-should-retry", "false".to_string()));
+                }
+                if !config.rate_limit_headers {
+                    headers.retain(|(name, _)| !name.starts_with("x-ratelimit-"));
+                }
+                return Some(RequestAction::Reject { error, headers });
+            }
+            Reservation::StoreError => {
+                host.increment_counter(&metrics::rule(&rule.name, "store_errors"), 1);
+                self.store_error_rules.push(rule.name.clone());
+                if !config.fail_open {
+                    self.release_all(config, host);
+                    self.rejected = true;
+                    self.finished = true;
+                    let error = ApiError::service_unavailable(
+                        "rate_limit_unavailable",
+                        "The gateway cannot check its token rate limits right now. Please retry.",
+                    );
+                    let headers = error.headers();
+                    return Some(RequestAction::Reject { error, headers });
+                }
+            }
+        }
+        None
+    }
+
+    /// The reservations to ask the rate limit service for (`store: rls`).
+    fn remote_reservations(&self, config: &Config, store: &RlsStore, now: u64) -> Vec<RemoteReservation> {
+        let mut calls = Vec::new();
+        for (position, hit) in self.hits.iter().enumerate() {
+            let Some(rule) = config.rules.get(hit.rule) else { continue };
+            let amount = rule.counts.pick(self.prompt_tokens, self.output_reserve);
+            let force = rule.on_exceeded == OnExceeded::Signal;
+            calls.push(RemoteReservation {
+                position,
+                window: rule.window.index(now),
+                amount,
+                message: remote::reserve_message(store, rule, &hit.subject, amount, force),
+            });
+        }
+        calls
+    }
+
+    /// Reservations the glue must send to the rate limit service before the
+    /// request goes on (empty with the shared-data store).
+    pub fn take_remote_reservations(&mut self) -> Vec<RemoteReservation> {
+        std::mem::take(&mut self.remote_pending)
+    }
+
+    /// Every answer to [`Self::take_remote_reservations`] is in:
+    /// `(position, response message or None when the call failed)`. Returns
+    /// the rejection, if any; otherwise the request goes on as decided at its body.
+    pub fn remote_answers(
+        &mut self,
+        config: &Config,
+        host: &dyn Host,
+        calls: &[RemoteReservation],
+        answers: &[(usize, Option<Vec<u8>>)],
+    ) -> Option<RequestAction> {
+        let now = host.now_nanos();
+        let results: Vec<(usize, u64, Reservation)> = calls
+            .iter()
+            .filter_map(|call| {
+                let rule = config.rules.get(self.hits.get(call.position)?.rule)?;
+                let answer = answers.iter().find(|(position, _)| *position == call.position);
+                let bytes = answer.and_then(|(_, bytes)| bytes.as_deref());
+                Some((call.position, call.window, remote::verdict(rule, call.window, call.amount, bytes)))
+            })
+            .collect();
+        // The calls ran in parallel: every reservation the service made is
+        // recorded before a rejection releases them.
+        for (position, window, result) in &results {
+            let force =
+                self.hits.get(*position).and_then(|hit| config.rules.get(hit.rule)).map(|rule| rule.on_exceeded)
+                    == Some(OnExceeded::Signal);
+            if let (Reservation::Admitted { amount, .. }, _) | (Reservation::Exceeded { amount, .. }, true) =
+                (result, force)
+            {
+                if let Some(hit) = self.hits.get_mut(*position) {
+                    hit.reserved = Some((*amount, *window));
+                }
+            }
+        }
+        for (position, window, result) in results {
+            if let Some(reject) = self.take_reservation(config, host, position, window, now, result) {
+                return Some(reject);
+            }
+        }
+        None
+    }
+
+    /// Settlement messages for the rate limit service (sent by the root context).
+    pub fn take_remote_settlements(&mut self) -> Vec<(String, Vec<u8>)> {
+        std::mem::take(&mut self.remote_outbox)
     }
 
     /// Releases every reservation held (a rejection or an upstream failure).
@@ -411,6 +529,16 @@ impl Stream {
             let Some(rule) = config.rules.get(hit.rule) else { continue };
             let actual = usage.map(|usage| rule.counts.pick(usage.input, usage.output)).unwrap_or(0);
             let current = rule.window.index(now);
+            if let Store::Rls(store) = &config.store {
+                // Sent by the root context (see remote::Outbox); failures are counted there.
+                for message in remote::settle_messages(store, rule, &hit.subject, hit.reserved.take(), actual) {
+                    self.remote_outbox.push((rule.name.clone(), message));
+                }
+                if rule.key_metrics && actual > 0 {
+                    host.increment_counter(&metrics::rule_key(&rule.name, &hit.subject, "tokens"), actual);
+                }
+                continue;
+            }
             let settled = match hit.reserved.take() {
                 Some((amount, window)) => {
                     limits::settle(host, &hit.key, hit.fingerprint, window, current, amount, actual).is_some()
@@ -972,5 +1100,97 @@ mod tests {
         assert_eq!((outcome.usage.input, outcome.usage.output), (12, 30));
         assert_eq!(entry(&host, "u", "k", config.rules[0].slots).used, 42);
         assert_eq!(host.counter("aigw.token_counter.requests.model.claude-sonnet-4.unpriced"), 1);
+    }
+
+    fn rls_config(rules: &str) -> Config {
+        from_json(Some(format!(r#"{{"store": {{"rls": {{"cluster": "rls"}}}}, "rules": {rules}}}"#).as_bytes()))
+            .unwrap()
+    }
+
+    fn rls_answer(code: aigw_shared::ratelimit_proto::Code, remaining: u32) -> Option<Vec<u8>> {
+        use aigw_shared::ratelimit_proto::{Response, Status};
+        let status =
+            Status { code, current_limit: None, limit_remaining: remaining, duration_until_reset_seconds: None };
+        Some(Response { overall_code: code, statuses: vec![status] }.encode())
+    }
+
+    #[test]
+    fn rls_answers_in_any_order_release_every_reservation_on_a_rejection() {
+        use aigw_shared::ratelimit_proto::{Code, Request, REFUND_KEY};
+        let config = rls_config(
+            r#"[{"name": "a", "key": "header:x-user", "limit": 1000, "window": "hour"},
+                {"name": "b", "key": "header:x-user", "limit": 100, "window": "minute"},
+                {"name": "c", "key": "header:x-user", "limit": 1000, "window": "day"}]"#,
+        );
+        let host = host("zed");
+        let mut stream = Stream::new(&config, &host, CHAT);
+        // With the rls store nothing is reserved locally: the calls are handed to the glue.
+        assert_eq!(
+            stream.request_body(&config, &host, &chat_body(json!({"max_tokens": 50}))),
+            RequestAction::Forward { new_body: None }
+        );
+        assert!(host.store.is_empty());
+        let calls = stream.take_remote_reservations();
+        assert_eq!(calls.len(), 3);
+        assert!(calls.iter().all(|call| call.amount == 59));
+        // `b` refuses; `c`'s admission arrived too (the calls ran in parallel): both `a` and `c` are returned.
+        let answers =
+            vec![(2, rls_answer(Code::Ok, 941)), (1, rls_answer(Code::OverLimit, 10)), (0, rls_answer(Code::Ok, 941))];
+        let Some(RequestAction::Reject { error, headers }) = stream.remote_answers(&config, &host, &calls, &answers)
+        else {
+            panic!("expected a 429")
+        };
+        assert_eq!(error.status, 429);
+        assert!(headers.contains(&("x-ratelimit-remaining-tokens", "10".to_string())));
+        let returns: Vec<(String, Request)> = stream
+            .take_remote_settlements()
+            .into_iter()
+            .map(|(rule, message)| (rule, Request::decode(&message).unwrap()))
+            .collect();
+        let rules: Vec<&str> = returns.iter().map(|(rule, _)| rule.as_str()).collect();
+        assert_eq!(rules, ["a", "c"]);
+        for (_, request) in &returns {
+            assert_eq!(request.hits_addend, 59);
+            assert_eq!(request.descriptors[0].entries.last().unwrap().0, REFUND_KEY);
+        }
+        // Nothing is settled twice at the end of the stream.
+        assert_eq!(stream.finish(&config, &host, false, false), None);
+        assert!(stream.take_remote_settlements().is_empty());
+    }
+
+    #[test]
+    fn rls_failure_mode_and_charge_at_the_end() {
+        use aigw_shared::ratelimit_proto::{Code, Request};
+        let rules = r#"[{"name": "a", "key": "header:x-user", "limit": 1000, "window": "hour"}]"#;
+        let host = host("yan");
+        // Closed: a failed call (None) is a 503.
+        let mut closed = rls_config(rules);
+        closed.fail_open = false;
+        let mut stream = Stream::new(&closed, &host, CHAT);
+        stream.request_body(&closed, &host, &chat_body(json!({})));
+        let calls = stream.take_remote_reservations();
+        let reject = stream.remote_answers(&closed, &host, &calls, &[(0, None)]);
+        assert!(matches!(reject, Some(RequestAction::Reject { error, .. }) if error.status == 503));
+        // Open: forwarded unreserved; the real usage is charged in full at the end.
+        let open = rls_config(rules);
+        let mut stream = Stream::new(&open, &host, CHAT);
+        stream.request_body(&open, &host, &chat_body(json!({})));
+        let calls = stream.take_remote_reservations();
+        assert_eq!(stream.remote_answers(&open, &host, &calls, &[(0, None)]), None);
+        assert_eq!(stream.take_store_errors(), vec!["a".to_string()]);
+        respond(&mut stream, &open, &host, 200, USAGE_JSON);
+        let settlements = stream.take_remote_settlements();
+        let charge = Request::decode(&settlements[0].1).unwrap();
+        assert_eq!((charge.hits_addend, charge.descriptors.len()), (14, 1));
+        // Admitted, then usage above the reservation: the difference is charged.
+        let mut stream = Stream::new(&open, &host, CHAT);
+        stream.request_body(&open, &host, &chat_body(json!({"max_tokens": 1})));
+        let calls = stream.take_remote_reservations();
+        assert_eq!(calls[0].amount, 10);
+        assert_eq!(stream.remote_answers(&open, &host, &calls, &[(0, rls_answer(Code::Ok, 990))]), None);
+        assert_eq!(stream.rate_headers(&open, &host).unwrap().remaining, 990);
+        respond(&mut stream, &open, &host, 200, USAGE_JSON);
+        let charge = Request::decode(&stream.take_remote_settlements()[0].1).unwrap();
+        assert_eq!(charge.hits_addend, 4);
     }
 }

@@ -15,6 +15,7 @@ pub mod limits;
 pub mod metrics;
 pub mod observe;
 pub mod prompt;
+pub mod remote;
 pub mod tokenize;
 pub mod usage;
 
@@ -24,14 +25,120 @@ use aigw_shared::gate::{BodyGate, GatePolicy, OnEncoded, OnOversize};
 use aigw_shared::glue::{self, BodyReader, Head, Plugin};
 use aigw_shared::host::{log, CapturedHost, Host, ProxyWasmHost};
 use aigw_shared::outcome::Ending;
+use aigw_shared::ratelimit_proto;
 use aigw_shared::ErrorDialect;
-use config::Config;
-use exchange::{RequestAction, Stream};
-use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, LogLevel};
+use config::{Config, Store};
+use exchange::{RemoteReservation, RequestAction, Stream};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel};
+use remote::{Health, Outbox, Settlement};
+use std::cell::RefCell;
 use std::rc::Rc;
+use std::time::Duration;
 
-aigw_shared::filter_entry_point!(TokenCounter);
+// The root context is the shared skeleton's, wrapped to send the rate limit
+// service's settlements (see `Root`).
+#[cfg(target_arch = "wasm32")]
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|_| new_root());
+}}
+
+/// A new root context: one per VM and plugin configuration.
+pub fn new_root() -> Box<dyn RootContext> {
+    Box::new(Root { inner: glue::root::<TokenCounter>() })
+}
+
+/// How often a root context sends the settlements its streams queued.
+const SETTLE_TICK: Duration = Duration::from_millis(20);
+
+thread_local! {
+    // Per VM (Wasm VMs are single-threaded).
+    static OUTBOX: RefCell<Outbox> = RefCell::new(Outbox::default());
+    static HEALTH: RefCell<Health> = RefCell::new(Health::default());
+    /// The cluster of the rate limit service, when a configuration uses one.
+    static RLS_CLUSTER: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Records a call's outcome for the log (one line per change of state).
+fn record_health(ok: bool) {
+    let cluster = RLS_CLUSTER.with(|c| c.borrow().clone()).unwrap_or_default();
+    if let Some(line) = HEALTH.with(|h| h.borrow_mut().record(ok, &cluster)) {
+        log(if ok { LogLevel::Info } else { LogLevel::Warn }, &line);
+    }
+}
+
+/// Hands a stream's settlements to the root context.
+fn queue_settlements(config: &Config, stream: &mut Stream) {
+    let Store::Rls(store) = &config.store else { return };
+    for (rule, message) in stream.take_remote_settlements() {
+        let settlement =
+            Settlement { cluster: store.cluster.clone(), timeout_ms: store.timeout_ms, rule: rule.clone(), message };
+        if !OUTBOX.with(|outbox| outbox.borrow_mut().push(settlement)) {
+            ProxyWasmHost.increment_counter(&metrics::rule(&rule, "settlements_dropped"), 1);
+        }
+    }
+}
+
+/// The skeleton's root plus the settlement sender: a gRPC call made from a
+/// stream's context is cancelled by Envoy when that stream is destroyed, and
+/// settlements are made just before that, so the root context sends them.
+struct Root {
+    inner: Box<dyn RootContext>,
+}
+
+impl Context for Root {
+    fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, _response_size: usize) {
+        let Some(rule) = OUTBOX.with(|outbox| outbox.borrow_mut().answered(token_id)) else { return };
+        if status_code != 0 {
+            ProxyWasmHost.increment_counter(&metrics::rule(&rule, "store_errors"), 1);
+        }
+        record_health(status_code == 0);
+    }
+}
+
+impl RootContext for Root {
+    fn on_vm_start(&mut self, size: usize) -> bool {
+        self.inner.on_vm_start(size)
+    }
+
+    fn on_configure(&mut self, size: usize) -> bool {
+        let configured = self.inner.on_configure(size);
+        if configured && RLS_CLUSTER.with(|c| c.borrow().is_some()) {
+            self.set_tick_period(SETTLE_TICK);
+        }
+        configured
+    }
+
+    fn on_tick(&mut self) {
+        for settlement in OUTBOX.with(|outbox| outbox.borrow_mut().take_all()) {
+            let sent = hostcalls::dispatch_grpc_call(
+                &settlement.cluster,
+                ratelimit_proto::SERVICE,
+                ratelimit_proto::METHOD,
+                vec![],
+                Some(&settlement.message),
+                Duration::from_millis(settlement.timeout_ms),
+            );
+            match sent {
+                Ok(token) => OUTBOX.with(|outbox| outbox.borrow_mut().sent(token, settlement.rule)),
+                Err(_) => {
+                    ProxyWasmHost.increment_counter(&metrics::rule(&settlement.rule, "store_errors"), 1);
+                    record_health(false);
+                }
+            }
+        }
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        self.inner.create_http_context(context_id)
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        self.inner.get_type()
+    }
+}
 
 struct TokenCounter;
 
@@ -45,6 +152,9 @@ impl Plugin for TokenCounter {
         format!("{} budget rule(s), preload {}", config.rules.len(), config.preload)
     }
     fn on_configured(config: &Config) {
+        if let Store::Rls(store) = &config.store {
+            RLS_CLUSTER.with(|cluster| *cluster.borrow_mut() = Some(store.cluster.clone()));
+        }
         if let Some(line) = exchange::prepare_vm(config, &ProxyWasmHost) {
             log(LogLevel::Info, &line);
         }
@@ -58,6 +168,11 @@ impl Plugin for TokenCounter {
             stream: None,
             declared_length: 0,
             host: CapturedHost::default(),
+            reserving: Vec::new(),
+            calls: Vec::new(),
+            answers: Vec::new(),
+            held: None,
+            body_held: false,
         })
     }
 }
@@ -70,15 +185,67 @@ struct Filter {
     /// The request's `content-length` (read with the headers: Envoy exposes them only then).
     declared_length: u64,
     host: CapturedHost,
+    /// `store: rls`: reservation calls in flight (token, hit position), the
+    /// calls, the answers so far, and the request decision waiting for them
+    /// (with the body's size).
+    reserving: Vec<(u32, usize)>,
+    calls: Vec<RemoteReservation>,
+    answers: Vec<(usize, Option<Vec<u8>>)>,
+    held: Option<(RequestAction, usize)>,
+    /// A request body callback returned Pause while the answers were awaited.
+    body_held: bool,
 }
 
 impl Filter {
     /// Carries out a request decision (`buffered`: the body's size when it was read).
     fn apply(&mut self, action: RequestAction, buffered: usize) -> Action {
         let Some(stream) = self.stream.as_mut() else { return Action::Continue };
-        for rule in stream.take_store_errors() {
-            log(LogLevel::Warn, &format!("token-counter: rule {rule}: shared data unavailable or contended"));
+        let calls = stream.take_remote_reservations();
+        if let (false, Store::Rls(store)) = (calls.is_empty(), &self.config.store) {
+            // The body stays paused (never the headers) until every answer is in.
+            for call in &calls {
+                let sent = hostcalls::dispatch_grpc_call(
+                    &store.cluster,
+                    ratelimit_proto::SERVICE,
+                    ratelimit_proto::METHOD,
+                    vec![],
+                    Some(&call.message),
+                    Duration::from_millis(store.timeout_ms),
+                );
+                match sent {
+                    Ok(token) => self.reserving.push((token, call.position)),
+                    Err(_) => self.answers.push((call.position, None)),
+                }
+            }
+            self.calls = calls;
+            if !self.reserving.is_empty() {
+                self.held = Some((action, buffered));
+                self.body_held = true;
+                return Action::Pause;
+            }
+            return self.decide_remote(action, buffered);
         }
+        self.conclude(action, buffered)
+    }
+
+    /// Every reservation answer is in: decide, and carry it out.
+    fn decide_remote(&mut self, action: RequestAction, buffered: usize) -> Action {
+        let Some(stream) = self.stream.as_mut() else { return Action::Continue };
+        let answers = std::mem::take(&mut self.answers);
+        let calls = std::mem::take(&mut self.calls);
+        record_health(answers.iter().all(|(_, answer)| answer.is_some()));
+        let action = stream.remote_answers(&self.config, &self.host, &calls, &answers).unwrap_or(action);
+        self.conclude(action, buffered)
+    }
+
+    fn conclude(&mut self, action: RequestAction, buffered: usize) -> Action {
+        let Some(stream) = self.stream.as_mut() else { return Action::Continue };
+        let store = if self.config.store == Store::SharedData { "shared data" } else { "rate limit service" };
+        for rule in stream.take_store_errors() {
+            log(LogLevel::Warn, &format!("token-counter: rule {rule}: {store} unavailable or contended"));
+        }
+        // A rejection returns what the other rules reserved.
+        queue_settlements(&self.config, stream);
         glue::apply_request(&stream.decision(action), buffered, self.dialect)
     }
 
@@ -97,6 +264,7 @@ impl Filter {
         let response_code = self.get_property(vec!["response", "code"]).and_then(|b| <[u8; 8]>::try_from(b).ok());
         let Some(stream) = self.stream.as_mut() else { return };
         let outcome = stream.finish(&self.config, &self.host, completed, withheld);
+        queue_settlements(&self.config, stream);
         let ending = Ending {
             status: stream.status().or(response_code.map(u64::from_le_bytes).and_then(|c| u32::try_from(c).ok())),
             gateway_error_code: error_code.as_deref(),
@@ -133,7 +301,29 @@ impl BodyReader for Filter {
     }
 }
 
-impl Context for Filter {}
+impl Context for Filter {
+    fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
+        let Some(index) = self.reserving.iter().position(|(token, _)| *token == token_id) else { return };
+        let (_, position) = self.reserving.swap_remove(index);
+        let answer = if status_code == 0 {
+            hostcalls::get_buffer(BufferType::GrpcReceiveBuffer, 0, response_size).ok().flatten()
+        } else {
+            None
+        };
+        self.answers.push((position, answer));
+        if !self.reserving.is_empty() {
+            return;
+        }
+        if let Some((action, buffered)) = self.held.take() {
+            // Resumed only if a body callback is paused (a request estimated at its headers may
+            // have had no body callback yet).
+            if self.decide_remote(action, buffered) == Action::Continue && self.body_held {
+                self.body_held = false;
+                self.resume_http_request();
+            }
+        }
+    }
+}
 
 impl HttpContext for Filter {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
@@ -158,16 +348,31 @@ impl HttpContext for Filter {
         };
         let action = glue::open_gate(self, &head, readable, policy);
         if action == Action::Continue && !end_of_stream && !readable {
-            return self.estimate(self.declared_length);
+            let action = self.estimate(self.declared_length);
+            if !self.reserving.is_empty() {
+                // Asked of the rate limit service: the headers still continue (never paused); the body
+                // is held below until the answers are in.
+                self.body_held = false;
+                return Action::Continue;
+            }
+            return action;
         }
         action
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if !self.reserving.is_empty() {
+            self.body_held = true;
+            return Action::Pause;
+        }
         glue::request_body(self, body_size, end_of_stream)
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        if !self.reserving.is_empty() {
+            self.body_held = true;
+            return Action::Pause;
+        }
         glue::request_trailers(self)
     }
 

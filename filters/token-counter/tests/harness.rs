@@ -451,3 +451,153 @@ fn trailers_end_requests_and_responses_without_stalling() {
     s.send_response_trailers(&[("grpc-status", "0")]);
     assert_eq!(state(&s, "aigw.tokens.total").as_deref(), Some("15"));
 }
+
+/// `store: rls` on the wasm: the body is held (never the headers) while the reservation is asked of
+/// the rate limit service over gRPC; OK forwards, OVER_LIMIT answers 429 with the service's remaining
+/// count, a failed call applies `failure_mode`; settlements leave from the root context on its tick.
+#[test]
+fn rate_limit_service_reservations_hold_the_body_and_settle_from_the_root() {
+    use aigw_shared::ratelimit_proto::{Code, Request, Response, Status, METHOD, OP_KEY, REFUND_KEY, SERVICE};
+    let answer = |code, remaining| {
+        Response {
+            overall_code: code,
+            statuses: vec![Status {
+                code,
+                current_limit: None,
+                limit_remaining: remaining,
+                duration_until_reset_seconds: None,
+            }],
+        }
+        .encode()
+    };
+    let config = |mode: &str| {
+        json!({"store": {"rls": {"cluster": "ratelimit", "domain": "d", "timeout_ms": 300}}, "failure_mode": mode,
+               "rules": [{"name": "per-user", "key": "header:x-user", "limit": 1000, "window": "hour"}]})
+    };
+    let harness = Harness::new();
+    let vm = start(&harness, &config("open"));
+    assert!(vm.tick_period().is_some(), "the root context sends settlements on its tick");
+
+    // Admitted: one call, the body paused until it answers, then forwarded.
+    let mut s = vm.stream();
+    let headers = [
+        (":method", "POST"),
+        (":path", "/v1/chat/completions"),
+        ("content-type", "application/json"),
+        ("x-user", "ann"),
+    ];
+    assert_eq!(s.send_request_headers(&headers, false), Action::Continue);
+    assert_eq!(s.send_request_body(chat("gpt-4o", json!({"max_tokens": 50})), true), Action::Pause);
+    let calls = vm.pending_grpc_calls();
+    assert_eq!(calls.len(), 1);
+    let call = &calls[0];
+    assert_eq!((call.cluster.as_str(), call.service.as_str(), call.method.as_str()), ("ratelimit", SERVICE, METHOD));
+    assert_eq!(call.timeout_ms, 300);
+    let reserve = Request::decode(&call.message).unwrap();
+    assert_eq!(reserve.domain, "d");
+    assert_eq!(reserve.descriptors[0].entry("subject"), Some("ann"));
+    assert_eq!(reserve.descriptors[1].entry(OP_KEY), Some("reserve"));
+    let reserved = reserve.hits_addend;
+    assert!(reserved > 50, "prompt + max_tokens: {reserved}");
+    assert!(!s.request_complete(), "nothing reaches the upstream before the answer");
+    vm.answer_grpc_call(call.token, answer(Code::Ok, 1000 - reserved));
+    assert!(s.request_complete(), "resumed after the answer");
+    assert!(s.local_reply().is_none());
+    // The provider reports 15 tokens: the excess comes back, sent from the root context on its tick.
+    respond(&mut s, "application/json", &[OPENAI_JSON.as_bytes()]);
+    assert_eq!(
+        s.client_response_headers().unwrap().get("x-ratelimit-remaining-tokens"),
+        Some((1000 - reserved).to_string().as_str())
+    );
+    assert!(vm.pending_grpc_calls().is_empty(), "nothing sent from the finished stream");
+    vm.tick();
+    let settle = vm.pending_grpc_calls();
+    assert_eq!(settle.len(), 1);
+    assert_eq!(settle[0].context_id, 1, "sent by the root context");
+    let refund = Request::decode(&settle[0].message).unwrap();
+    assert_eq!(refund.hits_addend, reserved - 15);
+    assert_eq!(refund.descriptors[0].entries.last().unwrap().0, REFUND_KEY);
+    vm.answer_grpc_call(settle[0].token, answer(Code::Ok, 0));
+
+    // OVER_LIMIT: 429 with the service's numbers.
+    let mut s = vm.stream();
+    s.send_request_headers(&headers, false);
+    s.send_request_body(chat("gpt-4o", json!({"max_tokens": 50})), true);
+    let token = vm.pending_grpc_calls()[0].token;
+    vm.answer_grpc_call(token, answer(Code::OverLimit, 7));
+    let reply = s.local_reply().expect("429");
+    assert_eq!(reply.status, 429);
+    assert_eq!(reply.headers.get("x-ratelimit-remaining-tokens"), Some("7"));
+    assert!(!s.request_complete());
+
+    // The service fails (UNAVAILABLE): fail open forwards, counted and logged once.
+    let mut s = vm.stream();
+    s.send_request_headers(&headers, false);
+    s.send_request_body(chat("gpt-4o", json!({})), true);
+    vm.fail_grpc_call(vm.pending_grpc_calls()[0].token, 14);
+    assert!(s.request_complete() && s.local_reply().is_none());
+    assert_eq!(vm.counter("aigw.token_counter.ratelimit.rule.per-user.store_errors"), 1);
+    assert!(vm.logs_contain("rate limit service (cluster ratelimit) unavailable"));
+    // Its usage is still charged at the end (not reserved: a plain charge).
+    respond(&mut s, "application/json", &[OPENAI_JSON.as_bytes()]);
+    vm.tick();
+    let charge = Request::decode(&vm.pending_grpc_calls()[0].message).unwrap();
+    assert_eq!((charge.hits_addend, charge.descriptors.len()), (15, 1));
+    vm.answer_grpc_call(vm.pending_grpc_calls()[0].token, answer(Code::Ok, 0));
+    assert!(vm.logs_contain("answers again"));
+
+    // Fail closed: 503.
+    let closed = start(&harness, &config("closed"));
+    let mut s = closed.stream();
+    s.send_request_headers(&headers, false);
+    s.send_request_body(chat("gpt-4o", json!({})), true);
+    closed.fail_grpc_call(closed.pending_grpc_calls()[0].token, 4);
+    assert_eq!(s.local_reply().expect("503").status, 503);
+    assert!(vm.dead().is_none() && closed.dead().is_none());
+}
+
+/// `store: rls`, a body the filter does not parse (estimated from `content-length` at the headers): the
+/// reservation is asked at the headers, which continue anyway; the body waits for the answer.
+#[test]
+fn rate_limit_service_reservation_for_an_unparsed_body_holds_the_body_not_the_headers() {
+    use aigw_shared::ratelimit_proto::{Code, Request, Response, Status};
+    let ok = Response {
+        overall_code: Code::Ok,
+        statuses: vec![Status {
+            code: Code::Ok,
+            current_limit: None,
+            limit_remaining: 500,
+            duration_until_reset_seconds: None,
+        }],
+    }
+    .encode();
+    let harness = Harness::new();
+    let vm = start(
+        &harness,
+        &json!({"store": {"rls": {"cluster": "ratelimit"}},
+                "rules": [{"name": "per-user", "key": "header:x-user", "limit": 1000, "window": "hour"}]}),
+    );
+    let headers = [
+        (":method", "POST"),
+        (":path", "/v1/audio/transcriptions"),
+        ("content-type", "multipart/form-data; boundary=x"),
+        ("content-length", "400"),
+        ("x-user", "uma"),
+    ];
+    // Answer before the body arrives: nothing to resume, the body then passes.
+    let mut s = vm.stream();
+    assert_eq!(s.send_request_headers(&headers, false), Action::Continue);
+    let call = vm.pending_grpc_calls()[0].clone();
+    assert_eq!(Request::decode(&call.message).unwrap().hits_addend, 100 + 256, "400 bytes / 4 + default output");
+    vm.answer_grpc_call(call.token, ok.clone());
+    assert_eq!(s.send_request_body(vec![b'x'; 400], true), Action::Continue);
+    assert!(s.request_complete());
+    // Body first: held until the answer, then resumed.
+    let mut s = vm.stream();
+    assert_eq!(s.send_request_headers(&headers, false), Action::Continue);
+    assert_eq!(s.send_request_body(vec![b'x'; 400], true), Action::Pause);
+    assert!(!s.request_complete());
+    vm.answer_grpc_call(vm.pending_grpc_calls()[0].token, ok);
+    assert!(s.request_complete());
+    assert!(vm.dead().is_none());
+}

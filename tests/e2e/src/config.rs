@@ -296,10 +296,14 @@ fn point_cluster_at(cluster: &mut Value, name: &str, port: u16) -> Result<(), St
         .and_then(|o| o.get_mut("envoy.extensions.upstreams.http.v3.HttpProtocolOptions"))
         .and_then(Value::as_mapping_mut)
     {
+        // A gRPC cluster (the rate limit service) keeps its explicit HTTP/2.
+        let grpc = options.get(key("explicit_http_config")).and_then(|c| c.get("http2_protocol_options")).is_some();
         options.remove(key("auto_config"));
         options.remove(key("upstream_http_protocol_options"));
-        let explicit: Value = serde_yaml::from_str("http_protocol_options: {}").map_err(|e| e.to_string())?;
-        options.insert(key("explicit_http_config"), explicit);
+        if !grpc {
+            let explicit: Value = serde_yaml::from_str("http_protocol_options: {}").map_err(|e| e.to_string())?;
+            options.insert(key("explicit_http_config"), explicit);
+        }
     }
     Ok(())
 }

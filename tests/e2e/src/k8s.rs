@@ -8,6 +8,12 @@
 //! - `envoy-gateway/extension-policy.yaml`: one Envoy Gateway
 //!   `EnvoyExtensionPolicy` listing the five filters in chain order.
 //!
+//! - `shared-store/ratelimit.yaml`: Redis and the rate limit service
+//!   (tools/ratelimit-redis) as their own Deployments and Services, for
+//!   token-counter's budgets shared by every gateway replica; its header
+//!   carries the token-counter configuration that uses them
+//!   ([`shared_store_token_counter`]).
+//!
 //! Regenerate after changing a filter's configuration in gateway.yaml:
 //! `cargo run -q -p aigw-e2e --bin aigw-generate`. The test
 //! `tests/e2e/tests/manifests.rs` fails when the files are stale.
@@ -196,7 +202,105 @@ pub fn manifests(gateway_yaml: &str) -> Result<Vec<(PathBuf, String)>, String> {
         PathBuf::from("envoy-config/k8s/envoy-gateway/extension-policy.yaml"),
         envoy_extension_policy(&configs)?,
     ));
+    let token_counter =
+        configs.iter().find(|(f, _)| f == "token-counter").map(|(_, json)| json.as_str()).unwrap_or("{}");
+    files.push((PathBuf::from("envoy-config/k8s/shared-store/ratelimit.yaml"), shared_store(token_counter)?));
     Ok(files)
+}
+
+/// The Istio cluster name of the rate limit service in [`shared_store`].
+pub const RATELIMIT_CLUSTER: &str = "outbound|8081||aigw-ratelimit.aigw-system.svc.cluster.local";
+
+/// token-counter's Kubernetes configuration on the shared store: the same
+/// rules, counted by the rate limit service (Istio's cluster name for it).
+pub fn shared_store_token_counter(json: &str) -> Result<String, String> {
+    let mut config: serde_json::Value = serde_json::from_str(json).map_err(|e| format!("token-counter: {e}"))?;
+    let Some(map) = config.as_object_mut() else { return Err("token-counter: config is not an object".into()) };
+    map.insert(
+        "store".into(),
+        serde_json::json!({"rls": {"cluster": RATELIMIT_CLUSTER, "domain": "aigw", "timeout_ms": 200}}),
+    );
+    serde_json::to_string(&config).map_err(|e| e.to_string())
+}
+
+/// Redis and the rate limit service as Deployments and Services.
+pub fn shared_store(token_counter_json: &str) -> Result<String, String> {
+    let config = shared_store_token_counter(token_counter_json)?;
+    let commented: String = config_yaml(&config, 2)?.lines().skip(1).map(|line| format!("#{line}\n")).collect();
+    let body = r#"#
+# token-counter's budgets shared by every gateway replica
+# (filters/token-counter/README.md#budgets-shared-across-replicas): Redis counts (one atomic Lua script per
+# call) and aigw-ratelimit speaks Envoy's rate limit service API (ShouldRateLimit, gRPC on port 8081).
+# envoyproxy/ratelimit can replace aigw-ratelimit (then set "refunds": false); a managed Redis can replace
+# the Deployment below (point aigw-ratelimit's --redis at it).
+#
+# To use it, give token-counter this configuration (the WasmPlugin's pluginConfig, or the
+# EnvoyExtensionPolicy's config). On Istio the service's cluster is CLUSTER;
+# on Envoy Gateway, add a cluster for it with an EnvoyPatchPolicy and name that cluster instead.
+#
+# token-counter configuration on the shared store:
+CONFIG#
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: aigw-redis
+  namespace: aigw-system
+  labels: { app.kubernetes.io/name: aigw, app.kubernetes.io/component: redis }
+spec:
+  replicas: 1
+  selector: { matchLabels: { app.kubernetes.io/component: redis } }
+  template:
+    metadata: { labels: { app.kubernetes.io/name: aigw, app.kubernetes.io/component: redis } }
+    spec:
+      containers:
+      - name: redis
+        image: redis:7.0
+        args: ["--save", "", "--appendonly", "no"]
+        ports: [{ containerPort: 6379 }]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: aigw-redis
+  namespace: aigw-system
+spec:
+  selector: { app.kubernetes.io/component: redis }
+  ports: [{ name: redis, port: 6379 }]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: aigw-ratelimit
+  namespace: aigw-system
+  labels: { app.kubernetes.io/name: aigw, app.kubernetes.io/component: ratelimit }
+spec:
+  # Stateless: any number of replicas share one Redis.
+  replicas: 2
+  selector: { matchLabels: { app.kubernetes.io/component: ratelimit } }
+  template:
+    metadata: { labels: { app.kubernetes.io/name: aigw, app.kubernetes.io/component: ratelimit } }
+    spec:
+      containers:
+      - name: ratelimit
+        image: IMAGE
+        args: ["--listen", "0.0.0.0:8081", "--redis", "aigw-redis.aigw-system.svc.cluster.local:6379"]
+        ports: [{ containerPort: 8081 }]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: aigw-ratelimit
+  namespace: aigw-system
+spec:
+  selector: { app.kubernetes.io/component: ratelimit }
+  # appProtocol grpc: the mesh speaks HTTP/2 to it.
+  ports: [{ name: grpc, port: 8081, appProtocol: grpc }]
+"#;
+    let body = body
+        .replace("CLUSTER", RATELIMIT_CLUSTER)
+        .replace("IMAGE", &format!("{IMAGE_REGISTRY}/ratelimit-redis:{IMAGE_TAG}"))
+        .replace("CONFIG", &commented);
+    Ok(format!("{HEADER}{body}"))
 }
 
 /// Parses every YAML document in every `.yaml` file under `dir` (recursively).

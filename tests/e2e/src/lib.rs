@@ -267,6 +267,19 @@ impl GatewayBuilder {
     /// Starts the mocks and Envoy.
     pub fn try_start(self) -> Result<Gateway, String> {
         let lock = ENVOY_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.start_with(Some(lock))
+    }
+
+    /// Starts another Envoy (a replica, e.g. on a shared rate limit store) while the caller holds a
+    /// [`Gateway`] from [`Self::start`], which keeps the other tests' Envoys away meanwhile.
+    pub fn start_replica(self, _first: &Gateway) -> Gateway {
+        match self.start_with(None) {
+            Ok(gateway) => gateway,
+            Err(err) => panic!("replica did not start: {err}"),
+        }
+    }
+
+    fn start_with(self, lock: Option<MutexGuard<'static, ()>>) -> Result<Gateway, String> {
         let bin = envoy_bin();
         if !bin.exists() {
             return Err(format!("no Envoy at {} (run `just tools` or set ENVOY_BIN)", bin.display()));
@@ -432,7 +445,7 @@ pub struct Gateway {
     admin: SocketAddr,
     dir: PathBuf,
     rendered: String,
-    _lock: MutexGuard<'static, ()>,
+    _lock: Option<MutexGuard<'static, ()>>,
 }
 
 impl Gateway {

@@ -130,6 +130,10 @@ fn every_manifest_carries_configs_its_filter_accepts_in_chain_order() {
                     check_plugin_config(&where_, filter, entry.get("config"), &gateway);
                 }
             }
+            // The shared budget store (shared-store/ratelimit.yaml): Redis and the rate limit service.
+            Some("Deployment") | Some("Service") => {
+                assert!(where_.contains("shared-store"), "{where_}: a Deployment or Service outside shared-store/")
+            }
             other => panic!("{where_}: unexpected manifest kind {other:?}"),
         }
     }
@@ -138,4 +142,18 @@ fn every_manifest_carries_configs_its_filter_accepts_in_chain_order() {
     let order: Vec<&str> = istio.iter().map(|(_, f)| f.as_str()).collect();
     assert_eq!(order, FILTERS, "Istio WasmPlugin priorities do not give the chain order");
     assert_eq!(policies, 1, "expected one EnvoyExtensionPolicy");
+}
+
+/// The token-counter configuration shared-store/ratelimit.yaml shows is accepted by token-counter and is
+/// gateway.yaml's (Kubernetes) configuration plus the store.
+#[test]
+fn the_shared_store_manifest_shows_a_token_counter_config_that_uses_it() {
+    let configs = kubernetes_configs();
+    let json = k8s::shared_store_token_counter(&configs["token-counter"].to_string()).unwrap();
+    let config = token_counter::config::from_json(Some(json.as_bytes())).unwrap();
+    assert!(
+        matches!(config.store, token_counter::config::Store::Rls(ref rls) if rls.cluster == k8s::RATELIMIT_CLUSTER)
+    );
+    let manifest = std::fs::read_to_string(repo_root().join("envoy-config/k8s/shared-store/ratelimit.yaml")).unwrap();
+    assert!(manifest.contains(k8s::RATELIMIT_CLUSTER) && manifest.contains("kind: Deployment"));
 }

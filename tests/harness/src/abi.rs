@@ -196,6 +196,7 @@ enum BufferKind {
     RequestBody,
     ResponseBody,
     CallResponseBody,
+    GrpcReceive,
     VmConfiguration,
     PluginConfiguration,
     Other(i32),
@@ -206,6 +207,7 @@ fn buffer_kind(raw: i32) -> BufferKind {
         0 => BufferKind::RequestBody,
         1 => BufferKind::ResponseBody,
         4 => BufferKind::CallResponseBody,
+        5 => BufferKind::GrpcReceive,
         6 => BufferKind::VmConfiguration,
         7 => BufferKind::PluginConfiguration,
         other => BufferKind::Other(other),
@@ -227,6 +229,7 @@ fn buffer_ref(state: &HostState, kind: BufferKind) -> Option<&Vec<u8>> {
     match kind {
         BufferKind::RequestBody | BufferKind::ResponseBody => body_ref(state.streams.get(&state.effective)?, kind),
         BufferKind::CallResponseBody => state.call_response.as_ref().map(|r| &r.body),
+        BufferKind::GrpcReceive => state.grpc_response.as_ref(),
         // Envoy hands the configurations out only during the callback that consumes them.
         BufferKind::VmConfiguration => (state.callback == "proxy_on_vm_start").then_some(&state.vm_config),
         BufferKind::PluginConfiguration => (state.callback == "proxy_on_configure").then_some(&state.plugin_config),
@@ -778,20 +781,49 @@ fn link_http_calls(l: &mut Linker<HostState>) -> Result<()> {
     l.func_wrap(
         ENV,
         "proxy_grpc_call",
-        |_: C<'_>,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32|
-         -> Result<i32> { Err(unsupported("proxy_grpc_call")) },
+        |mut c: C<'_>,
+         upstream: i32,
+         upstream_len: i32,
+         service: i32,
+         service_len: i32,
+         method: i32,
+         method_len: i32,
+         _metadata: i32,
+         _metadata_len: i32,
+         message: i32,
+         message_len: i32,
+         timeout_ms: i32,
+         ret_token: i32|
+         -> Result<i32> {
+            let cluster = read_str(&c, upstream, upstream_len)?;
+            let service = read_str(&c, service, service_len)?;
+            let method = read_str(&c, method, method_len)?;
+            let message = read(&c, message, message_len)?;
+            let state = c.data_mut();
+            if let Some(known) = &state.clusters {
+                if !known.contains(&cluster) {
+                    // Envoy answers a call to a cluster it does not have with BadArgument (which the
+                    // Rust SDK's dispatch_grpc_call turns into a panic).
+                    state.note(format!("proxy_grpc_call to unknown cluster `{cluster}`"));
+                    return Ok(status::BAD_ARGUMENT);
+                }
+            }
+            let token = state.next_token;
+            state.next_token += 1;
+            let context_id = state.effective;
+            state.grpc_calls.push(crate::state::GrpcCall {
+                token,
+                context_id,
+                cluster,
+                service,
+                method,
+                message,
+                timeout_ms: timeout_ms as u32,
+                answered: false,
+            });
+            write_u32(&mut c, ret_token, token)?;
+            Ok(status::OK)
+        },
     )?;
     l.func_wrap(
         ENV,

@@ -28,7 +28,7 @@ mod state;
 mod vm;
 
 pub use headers::Headers;
-pub use state::{Action, ForeignCall, HttpCall, LocalReply, LogLevel, LogLine, MetricKind};
+pub use state::{Action, ForeignCall, GrpcCall, HttpCall, LocalReply, LogLevel, LogLine, MetricKind};
 pub use vm::{Stream, Vm, VmBuilder};
 
 use state::{GetHook, HarnessInner};

@@ -332,6 +332,22 @@ impl StreamState {
     }
 }
 
+/// A gRPC call a filter dispatched (`proxy_grpc_call`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrpcCall {
+    /// The token the host returned; pass it to `answer_grpc_call` / `fail_grpc_call`.
+    pub token: u32,
+    /// The context that dispatched the call (the root context or a stream).
+    pub context_id: u32,
+    pub cluster: String,
+    pub service: String,
+    pub method: String,
+    /// The request message (protobuf bytes, without gRPC framing).
+    pub message: Vec<u8>,
+    pub timeout_ms: u32,
+    pub answered: bool,
+}
+
 /// The response to an HTTP call, readable during `proxy_on_http_call_response`.
 #[derive(Debug, Clone)]
 pub(crate) struct CallResponse {
@@ -378,6 +394,9 @@ pub(crate) struct HostState {
     /// Cluster names http calls may use; None accepts every name.
     pub clusters: Option<Vec<String>>,
     pub call_response: Option<CallResponse>,
+    pub grpc_calls: Vec<GrpcCall>,
+    /// The message of a gRPC answer, readable (GrpcReceiveBuffer) during `proxy_on_grpc_receive`.
+    pub grpc_response: Option<Vec<u8>>,
     pub foreign_calls: Vec<ForeignCall>,
     pub tick_period_ms: Option<u32>,
     pub random_state: u64,

@@ -3,8 +3,8 @@
 use crate::abi;
 use crate::headers::Headers;
 use crate::state::{
-    Action, CallResponse, Direction, ForeignCall, Guest, HarnessInner, HostState, HttpCall, LocalReply, LogLevel,
-    LogLine, Stopped, StreamState,
+    Action, CallResponse, Direction, ForeignCall, GrpcCall, Guest, HarnessInner, HostState, HttpCall, LocalReply,
+    LogLevel, LogLine, Stopped, StreamState,
 };
 use serde_json::Value;
 use std::cell::{Cell, RefCell, RefMut};
@@ -149,6 +149,8 @@ impl VmBuilder {
             next_token: 1,
             clusters: self.clusters,
             call_response: None,
+            grpc_calls: Vec::new(),
+            grpc_response: None,
             foreign_calls: Vec::new(),
             tick_period_ms: None,
             random_state: 0x9e37_79b9_7f4a_7c15,
@@ -450,6 +452,66 @@ impl Vm {
         );
         self.with_state(|s| s.call_response = None);
         self.settle(context);
+    }
+
+    /// Every gRPC call the filter dispatched (answered or not), oldest first.
+    pub fn grpc_calls(&self) -> Vec<GrpcCall> {
+        self.with_state(|s| s.grpc_calls.clone())
+    }
+
+    /// The gRPC calls not answered yet.
+    pub fn pending_grpc_calls(&self) -> Vec<GrpcCall> {
+        self.with_state(|s| s.grpc_calls.iter().filter(|c| !c.answered).cloned().collect())
+    }
+
+    /// Answers a gRPC call with OK and this response message: `proxy_on_grpc_receive` runs with the
+    /// message readable (GrpcReceiveBuffer), then Envoy closes the call with status 0.
+    pub fn answer_grpc_call(&self, token: u32, message: impl AsRef<[u8]>) {
+        self.deliver_grpc(token, Some(message.as_ref().to_vec()), 0);
+    }
+
+    /// Fails a gRPC call with a gRPC status (14 UNAVAILABLE, 4 DEADLINE_EXCEEDED...):
+    /// `proxy_on_grpc_close` runs.
+    pub fn fail_grpc_call(&self, token: u32, grpc_status: u32) {
+        self.deliver_grpc(token, None, grpc_status);
+    }
+
+    fn deliver_grpc(&self, token: u32, message: Option<Vec<u8>>, grpc_status: u32) {
+        let context = self.with_state(|s| {
+            let Some(call) = s.grpc_calls.iter_mut().find(|c| c.token == token) else {
+                panic!("aigw-harness: no gRPC call with token {token}; dispatched: {:?}", s.grpc_calls);
+            };
+            assert!(!call.answered, "aigw-harness: gRPC call {token} was already answered");
+            call.answered = true;
+            call.context_id
+        });
+        let gone = self.with_state(|s| s.streams.get(&context).map(|s| s.finished));
+        if gone == Some(true) {
+            // Envoy cancels a context's calls when the context is destroyed.
+            return;
+        }
+        match message {
+            Some(message) => {
+                let size = message.len() as i32;
+                self.with_state(|s| s.grpc_response = Some(message));
+                self.call::<(i32, i32, i32), ()>(
+                    "proxy_on_grpc_receive",
+                    context,
+                    (context as i32, token as i32, size),
+                );
+                self.with_state(|s| s.grpc_response = None);
+            }
+            None => {
+                self.call::<(i32, i32, i32), ()>(
+                    "proxy_on_grpc_close",
+                    context,
+                    (context as i32, token as i32, grpc_status as i32),
+                );
+            }
+        }
+        if context != ROOT_CONTEXT_ID {
+            self.settle(context);
+        }
     }
 
     /// Calls `proxy_on_tick` on the root context. Panics if the filter never set a tick period
