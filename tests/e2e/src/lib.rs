@@ -43,6 +43,7 @@ pub mod http;
 pub mod jwt;
 pub mod k8s;
 pub mod otel;
+pub mod tracing_k8s;
 
 pub use http::{Chunk, HttpResponse, StreamingResponse};
 pub use mock_llm::{MockServer, RecordedRequest};
