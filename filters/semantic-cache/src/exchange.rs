@@ -9,10 +9,16 @@
 //! response (miss) ─► collect ─► complete and final? ─► store
 //! ```
 //!
+//! With an external store (`store.chroma`), a local semantic miss asks the
+//! store before forwarding (`Step::Store`, answered in [`Exchange::on_store`]),
+//! and a stored answer is also written there while the last response chunk is
+//! held. The first call of a VM resolves the collection's id first.
+//!
 //! Everything here runs natively against `FakeHost`; `lib.rs` only carries
 //! the decisions out.
 
 use crate::answer::{self, Collector, HitInfo};
+use crate::chroma::{self, StoreCall, StoreError};
 use crate::config::{Config, Policy};
 use crate::embedding;
 use crate::key::{self, Bypass, CacheRequest};
@@ -33,6 +39,8 @@ pub enum Step {
     Embed { headers: Vec<(String, String)>, body: Vec<u8> },
     /// Answer from the cache with a 200 local reply.
     Hit(HitReply),
+    /// Call the external store (`store.chroma.cluster`), then [`Exchange::on_store`].
+    Store(StoreCall),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -52,6 +60,19 @@ enum Phase {
         request: CacheRequest,
         policy: Policy,
         started_nanos: u64,
+    },
+    /// Waiting for the external store's nearest entry (`resolving`: its collection id first).
+    StoreLookup {
+        request: CacheRequest,
+        policy: Policy,
+        vector: Vec<f32>,
+        started_nanos: u64,
+        resolving: bool,
+    },
+    /// Writing a stored answer to the external store; the last response chunk is held.
+    StoreWrite {
+        entry: NewEntry,
+        resolving: bool,
     },
     /// Forwarded; the answer may be stored under `vector` (empty: exact only).
     Miss {
@@ -106,6 +127,11 @@ impl Exchange {
 
     pub fn is_hit(&self) -> bool {
         matches!(self.phase, Phase::Hit)
+    }
+
+    /// A write to the external store is under way (the response is held).
+    pub fn is_writing(&self) -> bool {
+        matches!(self.phase, Phase::StoreWrite { .. })
     }
 
     fn bypass(&mut self, host: &dyn Host, reason: Bypass) -> Step {
@@ -195,10 +221,10 @@ impl Exchange {
                 return self.miss(host, request, policy, Vec::new());
             }
         };
-        if !self.no_cache {
+        if let (false, Some(threshold)) = (self.no_cache, policy.threshold) {
             let now_s = host.now_nanos() / NANOS_PER_SECOND;
             let cache = self.cache(config, host);
-            if let (Some(index), Some(threshold)) = (cache.index(), policy.threshold) {
+            if let Some(index) = cache.index() {
                 let lookup = cache.lookup_semantic(&index, self.tenant_id, request.context, &vector, threshold, now_s);
                 host.record_histogram(metrics::COMPARED, lookup.compared as u64);
                 if let Some(nearest) = lookup.best_below {
@@ -208,8 +234,119 @@ impl Exchange {
                     return step;
                 }
             }
+            // Not in this replica: another may have stored it.
+            if config.store.is_some() {
+                let started_nanos = host.now_nanos();
+                self.phase = Phase::StoreLookup { request, policy, vector, started_nanos, resolving: false };
+                return self.next_store_call(config, host);
+            }
         }
         self.miss(host, request, policy, vector)
+    }
+
+    /// The call the pending store phase needs: the collection id first, once per VM.
+    fn next_store_call(&mut self, config: &Config, host: &dyn Host) -> Step {
+        let Some(store) = &config.store else { return self.store_failed(host, StoreError::Dispatch) };
+        let collection = chroma::known_collection();
+        let now_s = host.now_nanos() / NANOS_PER_SECOND;
+        let call = match (&mut self.phase, collection) {
+            (Phase::StoreLookup { resolving, .. } | Phase::StoreWrite { resolving, .. }, None) => {
+                *resolving = true;
+                Ok(chroma::resolve_call(store))
+            }
+            (Phase::StoreLookup { request, vector, resolving, .. }, Some(id)) => {
+                *resolving = false;
+                Ok(chroma::query_call(store, &id, self.tenant_id, request.context, vector, now_s))
+            }
+            (Phase::StoreWrite { entry, resolving }, Some(id)) => {
+                *resolving = false;
+                chroma::upsert_call(store, &id, entry, now_s)
+            }
+            _ => return Step::Forward,
+        };
+        match call {
+            Ok(call) => Step::Store(call),
+            Err(err) => self.store_failed(host, err),
+        }
+    }
+
+    /// The store call could not be sent.
+    pub fn store_not_sent(&mut self, host: &dyn Host) -> Step {
+        self.store_failed(host, StoreError::Dispatch)
+    }
+
+    /// Fail open: a lookup becomes a miss, a write is dropped.
+    fn store_failed(&mut self, host: &dyn Host, err: StoreError) -> Step {
+        host.increment_counter(&metrics::store_failed(err.reason()), 1);
+        match std::mem::replace(&mut self.phase, Phase::Done) {
+            Phase::StoreLookup { request, policy, vector, .. } => self.miss(host, request, policy, vector),
+            Phase::StoreWrite { .. } => Step::Forward,
+            other => {
+                self.phase = other;
+                Step::Forward
+            }
+        }
+    }
+
+    /// The store answered (`status` absent: timeout or reset).
+    pub fn on_store(&mut self, config: &Config, host: &dyn Host, status: Option<&str>, body: Option<&[u8]>) -> Step {
+        let resolving = match &self.phase {
+            Phase::StoreLookup { resolving, .. } | Phase::StoreWrite { resolving, .. } => *resolving,
+            _ => return Step::Forward,
+        };
+        if resolving {
+            return match chroma::parse_resolve(status, body) {
+                Ok(id) => {
+                    chroma::remember_collection(Some(id));
+                    self.next_store_call(config, host)
+                }
+                Err(err) => self.store_failed(host, err),
+            };
+        }
+        match std::mem::replace(&mut self.phase, Phase::Done) {
+            Phase::StoreWrite { .. } => match chroma::parse_write(status) {
+                Ok(()) => {
+                    host.increment_counter(metrics::STORE_WRITTEN, 1);
+                    Step::Forward
+                }
+                Err(err) => self.forget_on_status(host, err),
+            },
+            Phase::StoreLookup { request, policy, vector, started_nanos, .. } => {
+                let elapsed_ms = host.now_nanos().saturating_sub(started_nanos) / 1_000_000;
+                host.record_histogram(metrics::STORE_LATENCY, elapsed_ms);
+                let threshold = policy.threshold.unwrap_or(1.0);
+                match chroma::parse_query(status, body, self.tenant_id, request.context, &vector, threshold) {
+                    Ok(lookup) => {
+                        host.record_histogram(metrics::COMPARED, lookup.compared as u64);
+                        if let Some(nearest) = lookup.best_below {
+                            host.record_histogram(metrics::NEAREST_MISS, metrics::permille(nearest));
+                        }
+                        let now_s = host.now_nanos() / NANOS_PER_SECOND;
+                        if let Some(step) = self.found(config, host, &request, lookup, "semantic", now_s) {
+                            return step;
+                        }
+                    }
+                    Err(err) => {
+                        self.forget_on_status(host, err);
+                    }
+                }
+                self.miss(host, request, policy, vector)
+            }
+            other => {
+                self.phase = other;
+                Step::Forward
+            }
+        }
+    }
+
+    /// Counts a failed call; a refused one may mean the collection was deleted
+    /// and recreated, so the next call resolves its id again.
+    fn forget_on_status(&mut self, host: &dyn Host, err: StoreError) -> Step {
+        host.increment_counter(&metrics::store_failed(err.reason()), 1);
+        if err == StoreError::Status {
+            chroma::remember_collection(None);
+        }
+        Step::Forward
     }
 
     fn miss(&mut self, host: &dyn Host, request: CacheRequest, policy: Policy, vector: Vec<f32>) -> Step {
@@ -302,12 +439,16 @@ impl Exchange {
         }
     }
 
-    /// A chunk of the response body; at the end the answer is stored if it qualifies.
-    pub fn response_body(&mut self, config: &Config, host: &dyn Host, chunk: &[u8], end_of_stream: bool) {
-        let Phase::Miss { collector: Some(collector), .. } = &mut self.phase else { return };
+    /// A chunk of the response body; at the end the answer is stored if it
+    /// qualifies. `Some(Step::Store)`: hold the response while it is written to
+    /// the external store.
+    pub fn response_body(&mut self, config: &Config, host: &dyn Host, chunk: &[u8], end_of_stream: bool) -> Option<Step> {
+        let Phase::Miss { collector: Some(collector), .. } = &mut self.phase else { return None };
         collector.push(chunk);
         if end_of_stream {
-            self.store(config, host);
+            self.store(config, host)
+        } else {
+            None
         }
     }
 
@@ -323,17 +464,17 @@ impl Exchange {
         }
     }
 
-    fn store(&mut self, config: &Config, host: &dyn Host) {
+    fn store(&mut self, config: &Config, host: &dyn Host) -> Option<Step> {
         let Phase::Miss { request, policy, vector, collector: Some(collector) } =
             std::mem::replace(&mut self.phase, Phase::Done)
         else {
-            return;
+            return None;
         };
         let answer = match collector.finish(self.shape) {
             Ok(answer) => answer,
             Err(skip) => {
                 host.increment_counter(&metrics::store_skipped(skip.reason()), 1);
-                return;
+                return None;
             }
         };
         let entry = NewEntry {
@@ -358,6 +499,15 @@ impl Exchange {
                 self.usage = cache.index().map(|index| index.usage());
             }
             Err(err) => host.increment_counter(&metrics::store_skipped(err.reason()), 1),
+        }
+        // Entries with a vector go to the external store too; exact-only ones stay in this replica.
+        if config.store.is_none() || entry.vector.is_empty() {
+            return None;
+        }
+        self.phase = Phase::StoreWrite { entry, resolving: false };
+        match self.next_store_call(config, host) {
+            Step::Store(call) => Some(Step::Store(call)),
+            _ => None,
         }
     }
 }

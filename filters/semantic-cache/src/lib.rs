@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod answer;
+pub mod chroma;
 pub mod config;
 pub mod embedding;
 pub mod exchange;
@@ -66,6 +67,7 @@ impl Plugin for SemanticCache {
             host: CapturedHost::default(),
             exchange: None,
             embedding_call: None,
+            store_call: None,
             response_done: false,
         })
     }
@@ -78,6 +80,8 @@ struct Filter {
     host: CapturedHost,
     exchange: Option<Exchange>,
     embedding_call: Option<u32>,
+    /// The pending external store call (a lookup on the request side, a write on the response side).
+    store_call: Option<u32>,
     response_done: bool,
 }
 
@@ -128,6 +132,16 @@ impl Filter {
                     }
                 }
             }
+            Step::Store(call) => {
+                if self.dispatch_store(call) {
+                    return Action::Pause;
+                }
+                let next = match self.exchange.as_mut() {
+                    Some(exchange) => exchange.store_not_sent(&self.host),
+                    None => Step::Forward,
+                };
+                self.carry(next)
+            }
             Step::Hit(reply) => {
                 let similarity = format!("{:.3}", reply.similarity);
                 let _ = hostcalls::set_property(vec![STATE_CACHE], Some(b"hit"));
@@ -137,6 +151,27 @@ impl Filter {
                 Action::Pause
             }
         }
+    }
+
+    /// Sends a call to the external store; false when it could not be sent.
+    fn dispatch_store(&mut self, call: chroma::StoreCall) -> bool {
+        let Some(store) = &self.config.store else { return false };
+        let side = SideCall { cluster: store.cluster.clone(), headers: call.headers, body: call.body, timeout: store.timeout };
+        self.store_call = glue::dispatch(&side);
+        self.store_call.is_some()
+    }
+
+    /// The response's answer was stored; `step` may hold the last chunk while the
+    /// external store writes it. Returns whether the response must wait.
+    fn hold_for_store(&mut self, step: Option<Step>) -> bool {
+        let Some(Step::Store(call)) = step else { return false };
+        if self.dispatch_store(call) {
+            return true;
+        }
+        if let Some(exchange) = self.exchange.as_mut() {
+            exchange.store_not_sent(&self.host);
+        }
+        false
     }
 
     /// Answers the admin path.
@@ -176,6 +211,22 @@ impl BodyReader for Filter {
 
 impl Context for Filter {
     fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
+        if self.store_call == Some(token_id) {
+            self.store_call = None;
+            let status = self.get_http_call_response_header(":status");
+            let body = self.get_http_call_response_body(0, body_size);
+            let Some(exchange) = self.exchange.as_mut() else { return };
+            let writing = exchange.is_writing();
+            let step = exchange.on_store(&self.config, &self.host, status.as_deref(), body.as_deref());
+            if writing {
+                if !self.hold_for_store(Some(step)) {
+                    self.resume_http_response();
+                }
+            } else if self.carry(step) == Action::Continue {
+                self.resume_http_request();
+            }
+            return;
+        }
         if self.embedding_call != Some(token_id) {
             return;
         }
@@ -245,7 +296,8 @@ impl HttpContext for Filter {
         if end_of_stream {
             self.response_done = true;
             if let Some(exchange) = self.exchange.as_mut() {
-                exchange.response_body(&self.config, &self.host, &[], true);
+                // A body-less response is never stored (and headers are never paused).
+                let _ = exchange.response_body(&self.config, &self.host, &[], true);
             }
         }
         Action::Continue
@@ -257,7 +309,7 @@ impl HttpContext for Filter {
             return Action::Continue;
         }
         let chunk = glue::response_body_bytes(body_size);
-        exchange.response_body(&self.config, &self.host, &chunk, end_of_stream);
+        let step = exchange.response_body(&self.config, &self.host, &chunk, end_of_stream);
         if end_of_stream {
             self.response_done = true;
         }
@@ -265,13 +317,20 @@ impl HttpContext for Filter {
             set_gauge(metrics::ENTRIES, entries);
             set_gauge(metrics::BYTES, bytes);
         }
+        // The last chunk waits for the external store's write (bounded by its timeout).
+        if self.hold_for_store(step) {
+            return Action::Pause;
+        }
         Action::Continue
     }
 
     fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
         if let Some(exchange) = self.exchange.as_mut() {
-            exchange.response_body(&self.config, &self.host, &[], true);
+            let step = exchange.response_body(&self.config, &self.host, &[], true);
             self.response_done = true;
+            if self.hold_for_store(step) {
+                return Action::Pause;
+            }
         }
         Action::Continue
     }
