@@ -11,8 +11,8 @@
 //!   `Backend`s with `BackendTLSPolicy`s, traffic and security policies, the `EnvoyExtensionPolicy` with
 //!   the five filters on that route, and an `EnvoyPatchPolicy` for the filter-state routes and the
 //!   provider clusters' upstream filters.
-//! - `provider-keys.yaml`: the SDS files (a `ConfigMap`) through which `credential_injector` reads the
-//!   provider keys from a mounted `Secret` the operator creates from files (never generated).
+//! - `<target>/provider-keys.yaml`: the SDS files (a `ConfigMap`) through which `credential_injector` reads
+//!   the provider keys from a mounted `Secret` the operator creates from files (never generated).
 //!
 //! Images: the committed manifests reference `registry.example.com/aigw/<filter>:<version>`. `just oci`
 //! builds the OCI layouts and writes the same manifests with the registry given and each image pinned to
@@ -35,6 +35,9 @@ pub const IMAGE_REGISTRY: &str = "registry.example.com/aigw";
 pub const IMAGE_TAG: &str = env!("CARGO_PKG_VERSION");
 /// The namespace of everything aigw deploys.
 pub const NAMESPACE: &str = "aigw";
+/// Where Envoy Gateway runs the proxy pods of every Gateway by default (the controller's namespace): the
+/// Secret and ConfigMap they mount must be there.
+pub const EG_PROXY_NAMESPACE: &str = "envoy-gateway-system";
 /// The label value of Istio's dedicated gateway workload (`helm install aigw-gateway istio/gateway`
 /// labels its pods `istio: aigw-gateway`).
 pub const ISTIO_GATEWAY_LABEL: &str = "aigw-gateway";
@@ -913,9 +916,9 @@ const EG_CLUSTER_PATCH: &str = "  - type: type.googleapis.com/envoy.config.clust
 
 const PROVIDER_KEYS: &str = "@HEADER@#
 # The SDS files through which Envoy's credential_injector on each provider cluster reads the provider's key
-# (envoy-config/k8s/istio/envoy-filter.yaml, envoy-gateway/envoy-patch-policy.yaml). The keys themselves are
-# never in this repository: create the Secret from files (envoy-config/k8s/README.md):
-#   kubectl -n aigw create secret generic aigw-provider-keys --from-file=openai=./openai.key \\
+# (istio/envoy-filter.yaml or envoy-gateway/envoy-patch-policy.yaml). The keys themselves are
+# never in this repository: create the Secret from files, in this namespace (envoy-config/k8s/README.md):
+#   kubectl -n @NS@ create secret generic aigw-provider-keys --from-file=openai=./openai.key \\
 #     --from-file=anthropic=./anthropic.key
 # The gateway pods mount it at @KEYS@ and this ConfigMap at @SDS@. The Wasm filters never see a key.
 apiVersion: v1
@@ -1209,19 +1212,23 @@ pub fn manifests(gateway_yaml: &str, images: &Images) -> Result<Vec<(PathBuf, St
     let mut files = istio_files(&for_target(Target::Istio)?, images)?;
     files.extend(envoy_gateway_files(&for_target(Target::EnvoyGateway)?, images)?);
     let sds: String = PROVIDERS.iter().map(|(name, _)| sds_file(name)).collect();
-    files.push((
-        PathBuf::from("envoy-config/k8s/provider-keys.yaml"),
-        fill(
-            PROVIDER_KEYS,
-            &[
-                ("HEADER", HEADER.to_string()),
-                ("NS", NAMESPACE.to_string()),
-                ("KEYS", KEYS_DIR.to_string()),
-                ("SDS", SDS_DIR.to_string()),
-                ("SDS_FILES", sds),
-            ],
-        ),
-    ));
+    // The ConfigMap lives where the gateway pods run: Istio's in the aigw namespace (the Helm release), Envoy
+    // Gateway's proxies in the controller's namespace (its default deployment mode).
+    for (dir, namespace) in [("istio", NAMESPACE), ("envoy-gateway", EG_PROXY_NAMESPACE)] {
+        files.push((
+            Path::new("envoy-config/k8s").join(dir).join("provider-keys.yaml"),
+            fill(
+                PROVIDER_KEYS,
+                &[
+                    ("HEADER", HEADER.to_string()),
+                    ("NS", namespace.to_string()),
+                    ("KEYS", KEYS_DIR.to_string()),
+                    ("SDS", SDS_DIR.to_string()),
+                    ("SDS_FILES", sds.clone()),
+                ],
+            ),
+        ));
+    }
     Ok(files)
 }
 
