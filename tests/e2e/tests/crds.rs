@@ -75,11 +75,9 @@ impl Validator {
         }
         match value {
             Value::Object(map) => self.object(path, map, schema),
-            Value::Array(items) => {
-                if schema.get("items").is_some() {
-                    for (i, item) in items.iter().enumerate() {
-                        self.check(&format!("{path}[{i}]"), item, &schema["items"]);
-                    }
+            Value::Array(items) if schema.get("items").is_some() => {
+                for (i, item) in items.iter().enumerate() {
+                    self.check(&format!("{path}[{i}]"), item, &schema["items"]);
                 }
             }
             _ => {}
