@@ -607,11 +607,14 @@ spec:
     kubernetes:
       envoyDeployment:
         pod:
+          # Envoy runs as 65532 (Envoy Gateway's default): the keys are readable by its group only.
+          securityContext:
+            fsGroup: 65532
           volumes:
           - name: aigw-provider-keys
             secret:
               secretName: aigw-provider-keys
-              defaultMode: 256
+              defaultMode: 288
           - name: aigw-provider-sds
             configMap:
               name: aigw-provider-sds
@@ -770,10 +773,10 @@ spec:
       remove:
       - x-aigw-route
       - x-aigw-client
+  # Connections idle for an hour are closed (gateway.yaml).
   timeout:
     http:
       idleTimeout: 3600s
-      requestReceivedTimeout: 0s
 ---
 apiVersion: gateway.envoyproxy.io/v1alpha1
 kind: BackendTrafficPolicy
@@ -1091,11 +1094,18 @@ fn istio_helm_values() -> String {
 # Values for Istio's `gateway` Helm chart: `helm install aigw-gateway istio/gateway -n {NAMESPACE} -f <this file>`.\n\
 # The release name gives the pods the label istio: {ISTIO_GATEWAY_LABEL}, which the aigw resources select.\n\
 # The pods mount the provider keys (Secret aigw-provider-keys) and their SDS files (provider-keys.yaml).\n\
+# Envoy runs as the proxy user (1337): the keys are readable by its group only. Setting securityContext\n\
+# replaces the chart's default, so its sysctl (ports below 1024 without privileges) is repeated.\n\
+securityContext:\n\
+\x20 fsGroup: 1337\n\
+\x20 sysctls:\n\
+\x20 - name: net.ipv4.ip_unprivileged_port_start\n\
+\x20   value: \"0\"\n\
 volumes:\n\
 - name: aigw-provider-keys\n\
 \x20 secret:\n\
 \x20   secretName: aigw-provider-keys\n\
-\x20   defaultMode: 256\n\
+\x20   defaultMode: 288\n\
 - name: aigw-provider-sds\n\
 \x20 configMap:\n\
 \x20   name: aigw-provider-sds\n\
