@@ -78,12 +78,20 @@ impl Target {
 pub struct Images {
     pub registry: String,
     pub tag: String,
+    /// Filter -> hex digest of its image manifest (what the Wasm fetchers compare).
     pub digests: BTreeMap<String, String>,
+    /// Filter -> hex digest of the image index its tag names (what a node's runtime pulls: image volumes).
+    pub index_digests: BTreeMap<String, String>,
 }
 
 impl Default for Images {
     fn default() -> Self {
-        Images { registry: IMAGE_REGISTRY.to_string(), tag: IMAGE_TAG.to_string(), digests: BTreeMap::new() }
+        Images {
+            registry: IMAGE_REGISTRY.to_string(),
+            tag: IMAGE_TAG.to_string(),
+            digests: BTreeMap::new(),
+            index_digests: BTreeMap::new(),
+        }
     }
 }
 
@@ -91,6 +99,14 @@ impl Images {
     /// The image reference without scheme: `<registry>/<filter>@sha256:<hex>` when pinned, else `:<tag>`.
     pub fn reference(&self, filter: &str) -> String {
         match self.digests.get(filter) {
+            Some(hex) => format!("{}/{filter}@sha256:{hex}", self.registry),
+            None => format!("{}/{filter}:{}", self.registry, self.tag),
+        }
+    }
+
+    /// The reference a node's container runtime pulls (an image volume): the index, pinned when built.
+    pub fn volume_reference(&self, filter: &str) -> String {
+        match self.index_digests.get(filter) {
             Some(hex) => format!("{}/{filter}@sha256:{hex}", self.registry),
             None => format!("{}/{filter}:{}", self.registry, self.tag),
         }
@@ -485,6 +501,8 @@ spec:
                   http_uri:
                     uri: oci://@MODEL_ROUTER_IMAGE@
                     timeout: 30s
+                    # Istio's agent fetches the module itself (as for WasmPlugins, which use the same placeholder).
+                    cluster: _
 @MODEL_ROUTER_SHA@            failure_policy: FAIL_RELOAD
             configuration:
               \"@type\": type.googleapis.com/google.protobuf.StringValue
@@ -1186,7 +1204,7 @@ fn envoy_gateway_files(configs: &[(String, String)], images: &Images) -> Result<
         cluster_patches
             .push_str(&common(&fill(EG_CLUSTER_PATCH, &[("CLUSTER", cluster), ("UPSTREAM_FILTERS", filters)])));
     }
-    let model_router_image = images.reference("model-router");
+    let model_router_image = images.volume_reference("model-router");
     Ok(vec![
         (dir.join("gateway.yaml"), common(&fill(EG_GATEWAY, &[("MODEL_ROUTER_IMAGE", model_router_image)]))),
         (dir.join("routing.yaml"), common(&fill(EG_ROUTING, &[("RULES", rules), ("BACKENDS", backends)]))),

@@ -8,6 +8,14 @@
 //!    `plugin.wasm`;
 //! 3. the "oci" variant: exactly two layers, one of them `application/vnd.module.wasm.content.layer.v1+wasm`.
 //!
+//! The image's config says `wasip1`/`wasm`, the platform Docker gives Wasm images. A container runtime pulling
+//! the image for a node (Kubernetes image volumes, which Envoy Gateway's proxies use to load model-router's
+//! upstream instance) checks that platform against the node's, so the tag names an image *index* listing
+//! the one manifest for `linux/amd64` and `linux/arm64` (the layer is data, usable on any node): runtimes pick
+//! it through the index, and the fetchers, which resolve an index for `linux/amd64`, get the same manifest.
+//! The manifests pin the image manifest's digest for the plugins (what the fetchers compare) and the
+//! index's digest for the image volume.
+//!
 //! A one-layer artifact such as `oras push ... x.wasm:application/vnd.module.wasm.content.layer.v1+wasm`
 //! fails all three ("number of layers must be 2"). We build variant 2, the plain OCI image that
 //! `FROM scratch` + `COPY plugin.wasm` would give, so every registry and copy tool treats it as an
@@ -36,6 +44,10 @@ pub const DOCKER_LAYER_MEDIA_TYPE: &str = "application/vnd.docker.image.rootfs.d
 pub const DOCKER_MANIFEST_MEDIA_TYPE: &str = "application/vnd.docker.distribution.manifest.v2+json";
 /// The raw-Wasm layer of the "oci" variant (needs exactly two layers).
 pub const WASM_LAYER_MEDIA_TYPE: &str = "application/vnd.module.wasm.content.layer.v1+wasm";
+/// The node platforms the image index lists (Kubernetes nodes: the layer is data, usable on any).
+pub const NODE_PLATFORMS: [(&str, &str); 2] = [("linux", "amd64"), ("linux", "arm64")];
+/// The platform go-containerregistry resolves an index for when none is given (both fetchers).
+pub const FETCHER_PLATFORM: (&str, &str) = ("linux", "amd64");
 /// The file name the fetchers look for in the layer.
 pub const PLUGIN_FILE: &str = "plugin.wasm";
 /// Annotation naming a manifest in index.json (the tag `oras cp --from-oci-layout dir:<tag>` and
@@ -45,9 +57,11 @@ pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 /// What was written: the manifest's digest (what `@sha256:` and the `sha256` fields pin) and size.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Built {
-    /// `sha256:<hex>` of the manifest.
+    /// `sha256:<hex>` of the image manifest.
     pub manifest_digest: String,
     pub manifest_size: usize,
+    /// `sha256:<hex>` of the image index the tag names.
+    pub index_digest: String,
     /// `sha256:<hex>` of the gzip layer.
     pub layer_digest: String,
 }
@@ -56,6 +70,11 @@ impl Built {
     /// The manifest digest's hex part (Istio's and Envoy Gateway's `sha256` fields).
     pub fn hex(&self) -> &str {
         self.manifest_digest.trim_start_matches("sha256:")
+    }
+
+    /// The index digest's hex part (the image volume's reference).
+    pub fn index_hex(&self) -> &str {
+        self.index_digest.trim_start_matches("sha256:")
     }
 }
 
@@ -168,13 +187,31 @@ pub fn write_layout(dir: &Path, wasm: &[u8], filter: &str, tag: &str) -> Result<
     let layer_digest = write_blob(dir, &image.layer)?;
     write_blob(dir, &image.config)?;
     let manifest_digest = write_blob(dir, &image.manifest)?;
+    let platforms: Vec<serde_json::Value> = NODE_PLATFORMS
+        .iter()
+        .map(|(os, architecture)| {
+            json!({
+                "mediaType": MANIFEST_MEDIA_TYPE,
+                "digest": manifest_digest,
+                "size": image.manifest.len(),
+                "platform": {"os": os, "architecture": architecture},
+            })
+        })
+        .collect();
+    let image_index = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": INDEX_MEDIA_TYPE,
+        "manifests": platforms,
+    }))
+    .map_err(|e| e.to_string())?;
+    let index_digest = write_blob(dir, &image_index)?;
     let index = serde_json::to_vec_pretty(&json!({
         "schemaVersion": 2,
         "mediaType": INDEX_MEDIA_TYPE,
         "manifests": [{
-            "mediaType": MANIFEST_MEDIA_TYPE,
-            "digest": manifest_digest,
-            "size": image.manifest.len(),
+            "mediaType": INDEX_MEDIA_TYPE,
+            "digest": index_digest,
+            "size": image_index.len(),
             "annotations": {REF_NAME: tag},
         }],
     }))
@@ -184,5 +221,5 @@ pub fn write_layout(dir: &Path, wasm: &[u8], filter: &str, tag: &str) -> Result<
     };
     write("index.json", &index)?;
     write("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
-    Ok(Built { manifest_digest, manifest_size: image.manifest.len(), layer_digest })
+    Ok(Built { manifest_digest, manifest_size: image.manifest.len(), index_digest, layer_digest })
 }

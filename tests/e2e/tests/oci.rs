@@ -74,10 +74,23 @@ fn fetch_like_the_controllers(layout: &Path, tag: &str) -> Result<(Vec<u8>, Stri
     }
     let index: Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).map_err(|e| e.to_string())?)
         .map_err(|e| e.to_string())?;
-    let descriptor = index["manifests"]
+    let tagged = index["manifests"]
         .as_array()
         .and_then(|m| m.iter().find(|d| d["annotations"][oci::REF_NAME] == tag))
         .ok_or_else(|| format!("no manifest tagged {tag}"))?;
+    // go-containerregistry resolves an index for linux/amd64 when no platform is given (both fetchers).
+    let descriptor = if tagged["mediaType"] == oci::INDEX_MEDIA_TYPE {
+        let image_index: Value = serde_json::from_slice(&blob(layout, tagged)?).map_err(|e| e.to_string())?;
+        let (os, architecture) = oci::FETCHER_PLATFORM;
+        image_index["manifests"]
+            .as_array()
+            .and_then(|m| m.iter().find(|d| d["platform"]["os"] == os && d["platform"]["architecture"] == architecture))
+            .cloned()
+            .ok_or("no image for linux/amd64 in the index")?
+    } else {
+        tagged.clone()
+    };
+    let descriptor = &descriptor;
     let manifest_bytes = blob(layout, descriptor)?;
     let manifest: Value = serde_json::from_slice(&manifest_bytes).map_err(|e| e.to_string())?;
     // An index here would be resolved by platform; an image manifest is what a tag must name.
@@ -143,6 +156,18 @@ fn every_filter_layout_is_accepted_by_the_fetchers_and_carries_the_built_module(
         let mut tar = Vec::new();
         flate2::read::GzDecoder::new(&blob(&dir, &manifest["layers"][0]).unwrap()[..]).read_to_end(&mut tar).unwrap();
         assert_eq!(config["rootfs"]["diff_ids"][0], oci::digest(&tar));
+        // A node's runtime pulls the tag through the index, on either node platform, and gets the same image.
+        let index: Value =
+            serde_json::from_slice(&std::fs::read(dir.join("blobs/sha256").join(built.index_hex())).unwrap()).unwrap();
+        for (os, architecture) in oci::NODE_PLATFORMS {
+            let entry = index["manifests"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|d| d["platform"]["os"] == os && d["platform"]["architecture"] == architecture)
+                .unwrap_or_else(|| panic!("{filter}: no {os}/{architecture} in the index"));
+            assert_eq!(entry["digest"].as_str(), Some(built.manifest_digest.as_str()));
+        }
         // Reproducible: the same module gives the same digest.
         let again = oci::write_layout(&temp.join("again"), &wasm, filter, k8s::IMAGE_TAG).unwrap();
         assert_eq!(again, built, "{filter}: building twice gave different digests");

@@ -19,8 +19,9 @@ fn run() -> Result<(), String> {
         let wasm = std::fs::read(&wasm_path).map_err(|e| format!("{}: {e} (run `just build`)", wasm_path.display()))?;
         let dir = root.join("dist/oci").join(filter);
         let built = oci::write_layout(&dir, &wasm, filter, &images.tag)?;
-        println!("dist/oci/{filter}  {}  ({} bytes of Wasm)", built.manifest_digest, wasm.len());
+        println!("dist/oci/{filter}  manifest {}  index {}", built.manifest_digest, built.index_digest);
         images.digests.insert(filter.to_string(), built.hex().to_string());
+        images.index_digests.insert(filter.to_string(), built.index_hex().to_string());
     }
     let gateway = std::fs::read_to_string(root.join("envoy-config/gateway.yaml")).map_err(|e| e.to_string())?;
     let out = root.join("dist/k8s");
