@@ -369,7 +369,7 @@ const ISTIO_ROUTE: &str =
 
 const ISTIO_PROVIDER: &str = "---
 # @NAME@: the provider outside the mesh. The gateway speaks HTTP to this entry and the DestinationRule
-# originates TLS (SNI @HOST@, the system CAs), like gateway.yaml's `@NAME@` cluster.
+# originates TLS (SNI and certificate name @HOST@, the system CAs), like gateway.yaml's `@NAME@` cluster.
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata:
@@ -404,6 +404,8 @@ spec:
     tls:
       mode: SIMPLE
       sni: @HOST@
+      subjectAltNames:
+      - @HOST@
     connectionPool:
       http:
         idleTimeout: 60s
