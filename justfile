@@ -58,6 +58,13 @@ build: tools
 test: build sdk-tools obs-tools redis
     cargo test --workspace --no-fail-fast
 
+# `just oci registry.example.com/aigw` sets the registry the manifests name; push with
+# `oras cp --from-oci-layout dist/oci/<filter>:<version> <registry>/<filter>:<version>` (envoy-config/k8s/README.md).
+# The format is the one Istio's and Envoy Gateway's Wasm fetchers accept (one tar.gz layer holding plugin.wasm).
+# OCI image layouts of the filters in dist/oci/<filter>/, and the Kubernetes manifests pinned to them in dist/k8s/.
+oci registry="": build
+    cargo run -q -p aigw-e2e --bin aigw-oci -- {{registry}}
+
 # Formatting and clippy (-D warnings), natively and for wasm32.
 lint: tools
     cargo fmt --all --check
