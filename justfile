@@ -104,11 +104,14 @@ demo *steps:
 # Benchmarks: the filter chain against the same Envoy without it, in alternating rounds (BENCHMARKS.md).
 # About 10 minutes; a table on stdout, the figures in bench-results/latest.json. `just bench --smoke`: seconds.
 # The load generator is our own (tests/bench, open-loop with SSE timing), built here with the mock in it.
-bench *args: build
+bench *args: build redis
     cargo build --profile bench-tools -p aigw-bench
     @# regex vs regex-lite inside Wasm (run by Node's V8 when node is installed; skipped otherwise).
     cargo build --release --target wasm32-wasip1 --manifest-path tests/bench/regex-probe/Cargo.toml --target-dir target/regex-probe
     target/bench-tools/aigw-bench {{args}}
+    @# The remote reservation (token-counter `store: rls`) against the shared-data default, in the same run
+    @# (not with `--stream-hold` alone; `just bench-rls` runs only this).
+    @case " {{args}} " in *" --stream-hold "*) ;; *) cargo test -p aigw-e2e --test replicas measure_remote_reservation_latency -- --ignored --nocapture ;; esac
 
 # The latency a remote reservation (token-counter `store: rls`: gRPC to tools/ratelimit-redis, Redis) adds
 # against the shared-data default: p50/p99 of requests one at a time, two rounds (BENCHMARKS.md).
