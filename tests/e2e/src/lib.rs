@@ -42,6 +42,7 @@ pub mod config;
 pub mod http;
 pub mod jwt;
 pub mod k8s;
+pub mod oci;
 pub mod otel;
 pub mod tracing_k8s;
 
