@@ -33,7 +33,11 @@ pub enum StoreError {
     Dispatch,
     /// No response: timeout or connection failure.
     NoResponse,
+    /// 404: the collection is gone (deleted, or the store was reset); its id is resolved again.
+    NotFound,
+    /// Any other non-2xx status.
     Status,
+    /// Not the JSON expected, or an entry of another tenant or context.
     BadBody,
     /// The answer is not UTF-8 JSON text (Chroma documents are strings).
     NotText,
@@ -44,6 +48,7 @@ impl StoreError {
         match self {
             StoreError::Dispatch => "dispatch_failed",
             StoreError::NoResponse => "no_response",
+            StoreError::NotFound => "not_found",
             StoreError::Status => "bad_status",
             StoreError::BadBody => "bad_body",
             StoreError::NotText => "not_text",
@@ -104,10 +109,10 @@ pub fn resolve_call(chroma: &Chroma) -> StoreCall {
 
 fn status_ok(status: Option<&str>) -> Result<(), StoreError> {
     let status: u16 = status.and_then(|s| s.trim().parse().ok()).ok_or(StoreError::NoResponse)?;
-    if (200..300).contains(&status) {
-        Ok(())
-    } else {
-        Err(StoreError::Status)
+    match status {
+        200..=299 => Ok(()),
+        404 => Err(StoreError::NotFound),
+        _ => Err(StoreError::Status),
     }
 }
 
@@ -126,7 +131,14 @@ pub fn parse_resolve(status: Option<&str>, body: Option<&[u8]>) -> Result<String
 }
 
 /// The nearest live entry of `tenant` and `context` to `vector`.
-pub fn query_call(chroma: &Chroma, collection: &str, tenant: u64, context: Key, vector: &[f32], now_s: u64) -> StoreCall {
+pub fn query_call(
+    chroma: &Chroma,
+    collection: &str,
+    tenant: u64,
+    context: Key,
+    vector: &[f32],
+    now_s: u64,
+) -> StoreCall {
     let body = json!({
         "query_embeddings": [vector],
         "n_results": 1,
@@ -285,7 +297,9 @@ mod tests {
         let empty = br#"{"ids":[[]],"embeddings":[[]],"documents":[[]],"metadatas":[[]],"distances":[[]]}"#;
         assert_eq!(parse_query(Some("200"), Some(empty), 1, 2, &[1.0], 0.9).unwrap(), Lookup::default());
         assert_eq!(parse_query(Some("200"), Some(b"{}"), 1, 2, &[1.0], 0.9), Err(StoreError::BadBody));
-        assert_eq!(parse_query(Some("404"), Some(empty), 1, 2, &[1.0], 0.9), Err(StoreError::Status));
+        assert_eq!(parse_query(Some("404"), Some(empty), 1, 2, &[1.0], 0.9), Err(StoreError::NotFound));
+        assert_eq!(parse_query(Some("400"), Some(empty), 1, 2, &[1.0], 0.9), Err(StoreError::Status));
+        assert_eq!(parse_query(Some("abc"), Some(empty), 1, 2, &[1.0], 0.9), Err(StoreError::NoResponse));
         assert_eq!(parse_query(None, None, 1, 2, &[1.0], 0.9), Err(StoreError::NoResponse));
     }
 

@@ -489,9 +489,18 @@ mod tests {
             (r#"{"store": {}}"#, "store"),
             (r#"{"store": {"chroma": {"cluster": "chroma"}}}"#, "store.chroma"),
             (r#"{"semantic": {"cluster": "e"}, "store": {"chroma": {"cluster": " "}}}"#, "store.chroma.cluster"),
-            (r#"{"semantic": {"cluster": "e"}, "store": {"chroma": {"cluster": "c", "timeout_ms": 0}}}"#, "store.chroma.timeout_ms"),
-            (r#"{"semantic": {"cluster": "e"}, "store": {"chroma": {"cluster": "c", "collection": "a/b"}}}"#, "store.chroma.collection"),
-            (r#"{"semantic": {"cluster": "e"}, "store": {"chroma": {"cluster": "c", "headers": {":path": "x"}}}}"#, "store.chroma.headers.:path"),
+            (
+                r#"{"semantic": {"cluster": "e"}, "store": {"chroma": {"cluster": "c", "timeout_ms": 0}}}"#,
+                "store.chroma.timeout_ms",
+            ),
+            (
+                r#"{"semantic": {"cluster": "e"}, "store": {"chroma": {"cluster": "c", "collection": "a/b"}}}"#,
+                "store.chroma.collection",
+            ),
+            (
+                r#"{"semantic": {"cluster": "e"}, "store": {"chroma": {"cluster": "c", "headers": {":path": "x"}}}}"#,
+                "store.chroma.headers.:path",
+            ),
         ];
         for (text, path) in cases {
             let err = parse(text).err().unwrap_or_else(|| panic!("{text} accepted"));
@@ -499,6 +508,33 @@ mod tests {
         }
         assert!(parse(r#"{"unknown": 1}"#).is_err());
         assert!(parse(r#"{"semantic": {"cluster": "e"}, "store": {"chroma": {"cluster": "c", "bogus": 1}}}"#).is_err());
+    }
+
+    #[test]
+    fn store_errors_give_the_field_and_the_reason() {
+        let with = |chroma: &str| format!(r#"{{"semantic": {{"cluster": "e"}}, "store": {{"chroma": {chroma}}}}}"#);
+        let cases = [
+            (r#"{"store": {}}"#.to_string(), "store", "must name a store"),
+            (r#"{"store": {"chroma": {"cluster": "c"}}}"#.to_string(), "store.chroma", "needs `semantic`"),
+            (with(r#"{"cluster": ""}"#), "store.chroma.cluster", "must name an Envoy cluster"),
+            (with(r#"{"cluster": "c", "timeout_ms": 0}"#), "store.chroma.timeout_ms", "at least 1"),
+            (with(r#"{"cluster": "c", "timeout_ms": 60001}"#), "store.chroma.timeout_ms", "at most 60000, got 60001"),
+            (with(r#"{"cluster": "c", "tenant": ""}"#), "store.chroma.tenant", "1 to 128 letters"),
+            (with(r#"{"cluster": "c", "database": "a b"}"#), "store.chroma.database", "1 to 128 letters"),
+            (with(r#"{"cluster": "c", "collection": "../x"}"#), "store.chroma.collection", "1 to 128 letters"),
+            (
+                with(r#"{"cluster": "c", "headers": {":authority": "x"}}"#),
+                "store.chroma.headers.:authority",
+                "pseudo-headers",
+            ),
+        ];
+        for (text, path, reason) in cases {
+            let err = parse(&text).err().unwrap_or_else(|| panic!("{text} accepted"));
+            assert_eq!(err.path, path, "{text}: {err}");
+            assert!(err.reason.contains(reason), "{text}: {err}");
+        }
+        let missing = parse(&with("{}")).err().unwrap();
+        assert!(missing.to_string().contains("cluster"), "{missing}");
     }
 
     #[test]
@@ -510,5 +546,16 @@ mod tests {
         assert_eq!(chroma.collection, "aigw-semantic-cache");
         assert_eq!((chroma.tenant.as_str(), chroma.database.as_str()), ("default_tenant", "default_database"));
         assert_eq!(chroma.timeout, Duration::from_millis(200));
+        let full = parse(
+            r#"{"semantic": {"cluster": "e"}, "store": {"chroma": {"cluster": "chroma", "authority": "chroma.internal:8000",
+                "tenant": "t1", "database": "db_1", "collection": "c.2", "headers": {"X-Chroma-Token": "k"}, "timeout_ms": 50}}}"#,
+        )
+        .unwrap()
+        .store
+        .unwrap();
+        assert_eq!(full.authority, "chroma.internal:8000");
+        assert_eq!((full.tenant.as_str(), full.database.as_str(), full.collection.as_str()), ("t1", "db_1", "c.2"));
+        assert_eq!(full.headers, vec![("x-chroma-token".to_string(), "k".to_string())]);
+        assert_eq!(full.timeout, Duration::from_millis(50));
     }
 }

@@ -339,11 +339,11 @@ impl Exchange {
         }
     }
 
-    /// Counts a failed call; a refused one may mean the collection was deleted
-    /// and recreated, so the next call resolves its id again.
+    /// Counts a failed call; a 404 means the collection was deleted (or the
+    /// store reset), so the next call resolves its id again (and recreates it).
     fn forget_on_status(&mut self, host: &dyn Host, err: StoreError) -> Step {
         host.increment_counter(&metrics::store_failed(err.reason()), 1);
-        if err == StoreError::Status {
+        if err == StoreError::NotFound {
             chroma::remember_collection(None);
         }
         Step::Forward
@@ -442,7 +442,13 @@ impl Exchange {
     /// A chunk of the response body; at the end the answer is stored if it
     /// qualifies. `Some(Step::Store)`: hold the response while it is written to
     /// the external store.
-    pub fn response_body(&mut self, config: &Config, host: &dyn Host, chunk: &[u8], end_of_stream: bool) -> Option<Step> {
+    pub fn response_body(
+        &mut self,
+        config: &Config,
+        host: &dyn Host,
+        chunk: &[u8],
+        end_of_stream: bool,
+    ) -> Option<Step> {
         let Phase::Miss { collector: Some(collector), .. } = &mut self.phase else { return None };
         collector.push(chunk);
         if end_of_stream {
@@ -664,5 +670,189 @@ mod tests {
         reset.finish(&host, false);
         assert_eq!(host.counter(&metrics::store_skipped("incomplete")), 1);
         assert_eq!(host.counter(metrics::STORED), 0);
+    }
+
+    const STORE_CONFIG: &str = r#"{"semantic": {"cluster": "mock", "threshold": 0.9},
+        "store": {"chroma": {"cluster": "chroma", "collection": "answers", "timeout_ms": 300}}}"#;
+    const COLLECTIONS: &str = "/api/v2/tenants/default_tenant/databases/default_database/collections";
+
+    fn call_of(step: Step) -> StoreCall {
+        match step {
+            Step::Store(call) => call,
+            other => panic!("expected a store call, got {other:?}"),
+        }
+    }
+
+    fn path(call: &StoreCall) -> &str {
+        call.headers.iter().find(|(n, _)| n == ":path").map(|(_, v)| v.as_str()).unwrap()
+    }
+
+    fn json_of(call: &StoreCall) -> Value {
+        serde_json::from_slice(&call.body).unwrap()
+    }
+
+    /// What Chroma answers to a query that found the entry `upsert` wrote.
+    fn found_by_query(upsert: &Value) -> Vec<u8> {
+        json!({"ids": [[upsert["ids"][0]]], "embeddings": [[upsert["embeddings"][0]]],
+               "documents": [[upsert["documents"][0]]], "metadatas": [[upsert["metadatas"][0]]],
+               "distances": null, "uris": null})
+        .to_string()
+        .into_bytes()
+    }
+
+    const NOTHING_FOUND: &[u8] = br#"{"ids":[[]],"embeddings":[[]],"documents":[[]],"metadatas":[[]]}"#;
+
+    /// Replica A misses everywhere, stores locally and writes the entry to the store;
+    /// replica B (its own shared data) answers the reworded question from the store.
+    #[test]
+    fn replicas_share_entries_through_the_external_store() {
+        chroma::remember_collection(None);
+        let config = from_json(Some(STORE_CONFIG.as_bytes())).unwrap();
+        let a = host();
+        Cache::new(&a as &dyn Host, config.max_entries).ensure_index();
+        let mut exchange = Exchange::new(&config, &a, ApiShape::OpenAiChat, None);
+        assert!(matches!(
+            exchange.on_request(&config, &a, Some(&body("What is the return policy?", false))),
+            Step::Embed { .. }
+        ));
+        // Local miss → the collection id first (once per VM), then the query.
+        let resolve = call_of(exchange.on_embedding(&config, &a, Some("200"), Some(&embedding_body(&[1.0, 0.0]))));
+        assert_eq!(path(&resolve), COLLECTIONS);
+        assert_eq!(
+            json_of(&resolve),
+            json!({"name": "answers", "get_or_create": true, "metadata": {"hnsw:space": "cosine"}})
+        );
+        let query = call_of(exchange.on_store(&config, &a, Some("200"), Some(br#"{"id":"0a1b-2c"}"#)));
+        assert_eq!(path(&query), format!("{COLLECTIONS}/0a1b-2c/query"));
+        let sent = json_of(&query);
+        let tenant = format!("{:016x}", key::tenant_id("retail"));
+        assert_eq!(sent["where"]["$and"][0]["tenant"]["$eq"], tenant, "the tenant filter is always sent");
+        assert_eq!(sent["where"]["$and"][2]["expires_s"]["$gt"], 1_000);
+        assert_eq!(sent["query_embeddings"], json!([[1.0, 0.0]]));
+        assert_eq!(exchange.on_store(&config, &a, Some("200"), Some(NOTHING_FOUND)), Step::Forward);
+        assert_eq!(exchange.label(), "miss");
+        assert_eq!(a.counter(metrics::MISS), 1);
+        exchange.response_headers(&config, &a, Some(200), Some("application/json"), None);
+        let write = call_of(exchange.response_body(&config, &a, ANSWER.as_bytes(), true).expect("a write"));
+        assert!(exchange.is_writing());
+        assert_eq!(a.counter(metrics::STORED), 1, "stored locally as well");
+        assert_eq!(path(&write), format!("{COLLECTIONS}/0a1b-2c/upsert"));
+        let upsert = json_of(&write);
+        assert_eq!(upsert["metadatas"][0]["tenant"], tenant);
+        assert_eq!(upsert["metadatas"][0]["expires_s"], 1_000 + 3_600);
+        let document: Value = serde_json::from_str(upsert["documents"][0].as_str().unwrap()).unwrap();
+        assert_eq!(document, serde_json::from_str::<Value>(ANSWER).unwrap(), "the stored answer is the document");
+        assert_eq!(exchange.on_store(&config, &a, Some("200"), Some(b"{}")), Step::Forward);
+        assert!(!exchange.is_writing());
+        assert_eq!(a.counter(metrics::STORE_WRITTEN), 1);
+
+        // Replica B: nothing in its shared data; the store has A's entry.
+        let b = host();
+        b.now_nanos.set(1_030 * NANOS_PER_SECOND);
+        Cache::new(&b as &dyn Host, config.max_entries).ensure_index();
+        let mut near = Exchange::new(&config, &b, ApiShape::OpenAiChat, None);
+        assert!(matches!(
+            near.on_request(&config, &b, Some(&body("What is the return policy, please?", false))),
+            Step::Embed { .. }
+        ));
+        let query = call_of(near.on_embedding(&config, &b, Some("200"), Some(&embedding_body(&[0.99, 0.1]))));
+        assert!(path(&query).ends_with("/0a1b-2c/query"), "the collection id is kept in the VM");
+        let Step::Hit(reply) = near.on_store(&config, &b, Some("200"), Some(&found_by_query(&upsert))) else {
+            panic!("expected a hit from the store")
+        };
+        assert!(reply.similarity > 0.99 && reply.similarity < 1.0, "{}", reply.similarity);
+        assert!(reply.headers.contains(&("age".into(), "30".into())));
+        let value: Value = serde_json::from_slice(&reply.body).unwrap();
+        assert_eq!(value["choices"][0]["message"]["content"], "Thirty days.");
+        assert_eq!(b.counter(&metrics::hit("semantic")), 1);
+        assert_eq!(b.counter(metrics::MISS), 0);
+
+        // Below the threshold (computed here from the returned vector): a miss.
+        let mut far = Exchange::new(&config, &b, ApiShape::OpenAiChat, None);
+        far.on_request(&config, &b, Some(&body("Something else entirely", false)));
+        call_of(far.on_embedding(&config, &b, Some("200"), Some(&embedding_body(&[0.0, 1.0]))));
+        assert_eq!(far.on_store(&config, &b, Some("200"), Some(&found_by_query(&upsert))), Step::Forward);
+        assert_eq!(far.label(), "miss");
+
+        // Another tenant: its own filter; a store that answered with retail's entry anyway is not served.
+        let w = FakeHost::new().with_header("x-aigw-client", "wealth").with_time_nanos(1_000 * NANOS_PER_SECOND);
+        let mut wealth = Exchange::new(&config, &w, ApiShape::OpenAiChat, None);
+        wealth.on_request(&config, &w, Some(&body("What is the return policy?", false)));
+        let query = call_of(wealth.on_embedding(&config, &w, Some("200"), Some(&embedding_body(&[1.0, 0.0]))));
+        assert_eq!(json_of(&query)["where"]["$and"][0]["tenant"]["$eq"], format!("{:016x}", key::tenant_id("wealth")));
+        assert_eq!(wealth.on_store(&config, &w, Some("200"), Some(&found_by_query(&upsert))), Step::Forward);
+        assert_eq!(wealth.label(), "miss");
+        assert_eq!(w.counter(&metrics::store_failed("bad_body")), 1);
+        chroma::remember_collection(None);
+    }
+
+    /// Every store failure makes the request a miss that goes on; a failed write is dropped.
+    #[test]
+    fn store_failures_fail_open() {
+        chroma::remember_collection(Some("c-1".to_string()));
+        let config = from_json(Some(STORE_CONFIG.as_bytes())).unwrap();
+        let host = host();
+        Cache::new(&host as &dyn Host, config.max_entries).ensure_index();
+        let cases: [(Option<&str>, &[u8], &str); 5] = [
+            (None, b"", "no_response"),
+            (Some("500"), b"{}", "bad_status"),
+            (Some("200"), b"<html>", "bad_body"),
+            (Some("200"), br#"{"ids":[["x"]],"embeddings":[["a"]]}"#, "bad_body"),
+            (Some("404"), br#"{"error":"NotFoundError"}"#, "not_found"),
+        ];
+        for (status, reply, reason) in cases {
+            let mut exchange = Exchange::new(&config, &host, ApiShape::OpenAiChat, None);
+            exchange.on_request(&config, &host, Some(&body("q", false)));
+            let query = call_of(exchange.on_embedding(&config, &host, Some("200"), Some(&embedding_body(&[1.0, 0.0]))));
+            assert!(path(&query).ends_with("/c-1/query"), "{reason}");
+            assert_eq!(exchange.on_store(&config, &host, status, Some(reply)), Step::Forward, "{reason}");
+            assert_eq!(exchange.label(), "miss", "{reason}");
+        }
+        assert_eq!(host.counter(&metrics::store_failed("no_response")), 1);
+        assert_eq!(host.counter(&metrics::store_failed("bad_status")), 1);
+        assert_eq!(host.counter(&metrics::store_failed("bad_body")), 2);
+        assert_eq!(host.counter(&metrics::store_failed("not_found")), 1);
+        assert_eq!(host.counter(metrics::MISS), 5);
+        assert_eq!(chroma::known_collection(), None, "a 404 forgets the collection id");
+
+        // The call could not be sent; then the id cannot be resolved.
+        let mut exchange = Exchange::new(&config, &host, ApiShape::OpenAiChat, None);
+        exchange.on_request(&config, &host, Some(&body("q", false)));
+        let resolve = call_of(exchange.on_embedding(&config, &host, Some("200"), Some(&embedding_body(&[1.0, 0.0]))));
+        assert_eq!(path(&resolve), COLLECTIONS);
+        assert_eq!(exchange.on_store(&config, &host, Some("503"), Some(b"")), Step::Forward);
+        assert_eq!(exchange.label(), "miss");
+        // The answer is still stored locally; its write to the store cannot be sent.
+        exchange.response_headers(&config, &host, Some(200), Some("application/json"), None);
+        let resolve = call_of(exchange.response_body(&config, &host, ANSWER.as_bytes(), true).expect("a write"));
+        assert_eq!(path(&resolve), COLLECTIONS, "the id is resolved before writing");
+        assert_eq!(exchange.store_not_sent(&host), Step::Forward);
+        assert!(!exchange.is_writing());
+        assert_eq!(host.counter(&metrics::store_failed("dispatch_failed")), 1);
+        assert_eq!(host.counter(metrics::STORED), 1);
+
+        // A write that times out is dropped.
+        chroma::remember_collection(Some("c-1".to_string()));
+        let mut exchange = Exchange::new(&config, &host, ApiShape::OpenAiChat, Some("no-cache"));
+        assert!(matches!(exchange.on_request(&config, &host, Some(&body("fresh", false))), Step::Embed { .. }));
+        assert_eq!(
+            exchange.on_embedding(&config, &host, Some("200"), Some(&embedding_body(&[0.0, 1.0]))),
+            Step::Forward,
+            "no-cache: no lookup in the store either"
+        );
+        exchange.response_headers(&config, &host, Some(200), Some("application/json"), None);
+        let write = call_of(exchange.response_body(&config, &host, ANSWER.as_bytes(), true).expect("a write"));
+        assert!(path(&write).ends_with("/c-1/upsert"), "no-cache still refreshes the entry");
+        assert_eq!(exchange.on_store(&config, &host, None, None), Step::Forward);
+        assert_eq!(host.counter(&metrics::store_failed("no_response")), 2);
+        assert_eq!(host.counter(metrics::STORE_WRITTEN), 0);
+
+        // Exact-only entries (the embeddings call failed) stay in this replica.
+        let mut exchange = Exchange::new(&config, &host, ApiShape::OpenAiChat, None);
+        exchange.on_request(&config, &host, Some(&body("exact only", false)));
+        assert_eq!(exchange.on_embedding(&config, &host, None, None), Step::Forward);
+        exchange.response_headers(&config, &host, Some(200), Some("application/json"), None);
+        assert_eq!(exchange.response_body(&config, &host, ANSWER.as_bytes(), true), None);
+        chroma::remember_collection(None);
     }
 }

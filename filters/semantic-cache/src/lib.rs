@@ -47,8 +47,14 @@ impl Plugin for SemanticCache {
             Some(semantic) => format!("semantic via cluster {} (threshold {})", semantic.cluster, semantic.threshold),
             None => "exact only".to_string(),
         };
+        let store = match &config.store {
+            Some(chroma) => {
+                format!("shared data + chroma collection {} via cluster {}", chroma.collection, chroma.cluster)
+            }
+            None => "shared data".to_string(),
+        };
         format!(
-            "{} entries, {} bytes, ttl {} s, {semantic}, admin path {}",
+            "{} entries, {} bytes, ttl {} s, {semantic}, store {store}, admin path {}",
             config.max_entries,
             config.max_bytes,
             config.ttl_seconds,
@@ -156,7 +162,8 @@ impl Filter {
     /// Sends a call to the external store; false when it could not be sent.
     fn dispatch_store(&mut self, call: chroma::StoreCall) -> bool {
         let Some(store) = &self.config.store else { return false };
-        let side = SideCall { cluster: store.cluster.clone(), headers: call.headers, body: call.body, timeout: store.timeout };
+        let side =
+            SideCall { cluster: store.cluster.clone(), headers: call.headers, body: call.body, timeout: store.timeout };
         self.store_call = glue::dispatch(&side);
         self.store_call.is_some()
     }
