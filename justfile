@@ -39,9 +39,10 @@ sdk-tools:
     @[ -x .tools/bin/pip ] || python3 -m venv .tools
     @.tools/bin/python -c 'import openai, anthropic, grpc, opentelemetry.proto' 2>/dev/null || .tools/bin/pip install --quiet openai anthropic grpcio opentelemetry-proto
 
-# Chroma's server (PyPI `chromadb`, `chroma run`) in the project venv: semantic-cache's external vector store
-# (`store.chroma`) for tests/e2e/tests/semantic_cache_replicas.rs. About 70 s and 525 MB (onnxruntime,
-# kubernetes client and Chroma's Rust server come with it); the filter only speaks its HTTP API.
+# semantic-cache's external vector store (`store.chroma`), started by tests/e2e/tests/semantic_cache_replicas.rs.
+# About 70 s and 525 MB (Chroma's Rust server, onnxruntime and a Kubernetes client come with it); the filter
+# only speaks its HTTP API.
+# Install Chroma's server (PyPI chromadb: `chroma run`) into the project venv when missing.
 chroma:
     @[ -x .tools/bin/pip ] || python3 -m venv .tools
     @[ -x .tools/bin/chroma ] || .tools/bin/pip install --quiet chromadb

@@ -147,9 +147,13 @@ fn chat(question: &str) -> Value {
     json!({"model": "gpt-4o-mini", "temperature": 0, "messages": [{"role": "user", "content": question}]})
 }
 
+/// The providers' answer (the mock's default would echo the question).
+const ANSWER: &str = "Thirty days, with the receipt.";
+
 fn ask(gw: &Gateway, key: &str, question: &str) -> HttpResponse {
     let bearer = format!("Bearer {key}");
-    gw.chat_with(&[("authorization", bearer.as_str())], &chat(question))
+    let mode = format!("fixed:{ANSWER}");
+    gw.chat_with(&[("authorization", bearer.as_str()), ("x-mock-mode", mode.as_str())], &chat(question))
 }
 
 /// Chat requests this replica's providers received.
@@ -190,7 +194,8 @@ fn replicas_share_answers_through_chroma_and_fail_open_without_it() {
     let records = chroma.records();
     assert_eq!(records["ids"].as_array().unwrap().len(), 1, "{records}");
     let document: Value = serde_json::from_str(records["documents"][0].as_str().unwrap()).unwrap();
-    assert_eq!(document["choices"][0]["message"]["content"].as_str().unwrap(), content(&first));
+    assert_eq!(content(&first), ANSWER);
+    assert_eq!(document["choices"][0]["message"]["content"].as_str().unwrap(), ANSWER);
     assert!(!records.to_string().contains("return policy"), "no prompt text in the store: {records}");
     assert_eq!(records["metadatas"][0]["tenant"].as_str().unwrap().len(), 16, "{records}");
 
@@ -232,8 +237,10 @@ fn replicas_share_answers_through_chroma_and_fail_open_without_it() {
     assert_eq!(local.status, 200, "{}", local.text());
     assert_eq!(local.header("x-aigw-cache"), Some("hit"));
     assert_eq!(content(&local), content(&first));
-    assert!(store_failures(&b) >= 2, "B's lookup and write failed: {}", b.stats());
-    assert!(store_failures(&a) >= 2, "A's lookup and write failed: {}", a.stats());
+    // Envoy answers a call to a cluster with no reachable host with a 503 of its own.
+    assert_eq!(stat(&b, "store_failed.reason.bad_status"), 2, "B's lookup and write: {}", b.stats());
+    assert_eq!(stat(&a, "store_failed.reason.bad_status"), 2, "A's lookup and write: {}", a.stats());
+    assert_eq!(store_failures(&a) + store_failures(&b), 4);
     assert_eq!(provider_chats(&a) + provider_chats(&b), 4);
 }
 
@@ -259,7 +266,8 @@ fn measure_chroma_lookup_latency() {
     assert_eq!(ask(&a, retail, QUESTION).header("x-aigw-cache"), Some("miss"));
     let timed = |gw: &Gateway, headers: &[(&str, &str)], body: &Value, expect: &str| {
         let bearer = format!("Bearer {retail}");
-        let mut all = vec![("authorization", bearer.as_str())];
+        let mode = format!("fixed:{ANSWER}");
+        let mut all = vec![("authorization", bearer.as_str()), ("x-mock-mode", mode.as_str())];
         all.extend_from_slice(headers);
         let started = Instant::now();
         let response = gw.chat_with(&all, body);
