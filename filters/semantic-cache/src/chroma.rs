@@ -10,6 +10,8 @@
 //!   200 {"ids": [[…]], "documents": [[answer]], "embeddings": [[[…]]], "metadatas": [[{created_s, …}]]}
 //! POST <base>/collections/<id>/upsert      {"ids": ["<tenant>-<exact>"], "embeddings": [v], "documents": [answer],
 //!                                           "metadatas": [{tenant, context, created_s, expires_s}]}
+//! POST <base>/collections/<id>/delete      {"where": {"tenant": {"$eq": t}}}      (the admin path)
+//!   200 {"deleted": n}
 //! ```
 //!
 //! `<base>` is `/api/v2/tenants/<chroma tenant>/databases/<database>`.
@@ -215,6 +217,19 @@ pub fn parse_write(status: Option<&str>) -> Result<(), StoreError> {
     status_ok(status)
 }
 
+/// Deletes every entry of `tenant` (the admin path).
+pub fn delete_tenant_call(chroma: &Chroma, collection: &str, tenant: u64) -> StoreCall {
+    let body = json!({"where": {"tenant": {"$eq": hex64(tenant)}}});
+    post(chroma, format!("{}/{collection}/delete", base(chroma)), &body)
+}
+
+/// How many entries a delete removed (`{"deleted": n}`; `None` when the server does not say).
+pub fn parse_delete(status: Option<&str>, body: Option<&[u8]>) -> Result<Option<u64>, StoreError> {
+    status_ok(status)?;
+    let value: Value = serde_json::from_slice(body.unwrap_or_default()).unwrap_or(Value::Null);
+    Ok(value.get("deleted").and_then(Value::as_u64))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -326,6 +341,18 @@ mod tests {
         assert_eq!(parse_write(Some("200")), Ok(()));
         assert_eq!(parse_write(Some("422")), Err(StoreError::Status));
         assert_eq!(parse_write(None), Err(StoreError::NoResponse));
+    }
+
+    #[test]
+    fn delete_removes_one_tenant() {
+        let call = delete_tenant_call(&chroma(), "abc", 0x1f);
+        assert!(header(&call, ":path").ends_with("/collections/abc/delete"));
+        let body: Value = serde_json::from_slice(&call.body).unwrap();
+        assert_eq!(body, json!({"where": {"tenant": {"$eq": "000000000000001f"}}}));
+        assert_eq!(parse_delete(Some("200"), Some(br#"{"deleted":3}"#)), Ok(Some(3)));
+        assert_eq!(parse_delete(Some("200"), Some(b"null")), Ok(None));
+        assert_eq!(parse_delete(Some("404"), None), Err(StoreError::NotFound));
+        assert_eq!(parse_delete(None, None), Err(StoreError::NoResponse));
     }
 
     #[test]

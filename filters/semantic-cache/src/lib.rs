@@ -74,6 +74,7 @@ impl Plugin for SemanticCache {
             exchange: None,
             embedding_call: None,
             store_call: None,
+            admin_clear: None,
             response_done: false,
         })
     }
@@ -88,6 +89,8 @@ struct Filter {
     embedding_call: Option<u32>,
     /// The pending external store call (a lookup on the request side, a write on the response side).
     store_call: Option<u32>,
+    /// The admin path is clearing the external store (the request is held until it answers).
+    admin_clear: Option<admin::StoreClear>,
     response_done: bool,
 }
 
@@ -185,15 +188,52 @@ impl Filter {
     fn admin(&mut self, head: &Head, token: &str) -> Action {
         let header = |name: &str| head.host.header(name).map(str::to_string);
         match admin::handle(token, &head.method, &header, &ProxyWasmHost, self.config.max_entries) {
-            Ok((body, cleared)) => {
-                aigw_shared::host::Host::increment_counter(&ProxyWasmHost, metrics::ADMIN_CLEARED, cleared as u64);
-                let headers = vec![("content-type", "application/json")];
-                let _ = hostcalls::send_http_response(200, headers, Some(&body));
-                Action::Pause
+            Ok(cleared) => {
+                aigw_shared::host::Host::increment_counter(
+                    &ProxyWasmHost,
+                    metrics::ADMIN_CLEARED,
+                    cleared.cleared as u64,
+                );
+                let Some(chroma) = self.config.store.clone() else {
+                    return admin_reply(200, &cleared.body());
+                };
+                let (clear, step) = admin::StoreClear::start(&chroma, cleared);
+                self.admin_clear = Some(clear);
+                self.carry_admin(step)
             }
             Err(err) => glue::reply(&err, self.dialect, &[]),
         }
     }
+
+    /// Carries out a step of clearing the external store from the admin path.
+    fn carry_admin(&mut self, step: admin::AdminStep) -> Action {
+        match step {
+            admin::AdminStep::Call(call) => {
+                if self.dispatch_store(call) {
+                    return Action::Pause;
+                }
+                let next = match &self.admin_clear {
+                    Some(clear) => clear.failed(chroma::StoreError::Dispatch),
+                    None => return Action::Continue,
+                };
+                self.carry_admin(next)
+            }
+            admin::AdminStep::Reply { status, body, failed } => {
+                self.admin_clear = None;
+                if let Some(err) = failed {
+                    aigw_shared::host::Host::increment_counter(&ProxyWasmHost, &metrics::store_failed(err.reason()), 1);
+                }
+                admin_reply(status, &body)
+            }
+        }
+    }
+}
+
+/// The admin path's JSON reply (a local reply: nothing is forwarded).
+fn admin_reply(status: u32, body: &[u8]) -> Action {
+    let headers = vec![("content-type", "application/json")];
+    let _ = hostcalls::send_http_response(status, headers, Some(body));
+    Action::Pause
 }
 
 impl BodyReader for Filter {
@@ -222,6 +262,11 @@ impl Context for Filter {
             self.store_call = None;
             let status = self.get_http_call_response_header(":status");
             let body = self.get_http_call_response_body(0, body_size);
+            if let (Some(clear), Some(chroma)) = (self.admin_clear.as_mut(), self.config.store.clone()) {
+                let step = clear.on_response(&chroma, status.as_deref(), body.as_deref());
+                self.carry_admin(step);
+                return;
+            }
             let Some(exchange) = self.exchange.as_mut() else { return };
             let writing = exchange.is_writing();
             let step = exchange.on_store(&self.config, &self.host, status.as_deref(), body.as_deref());
@@ -275,10 +320,16 @@ impl HttpContext for Filter {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.admin_clear.is_some() {
+            return Action::Pause; // the admin path's request is never forwarded
+        }
         glue::request_body(self, body_size, end_of_stream)
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        if self.admin_clear.is_some() {
+            return Action::Pause;
+        }
         glue::request_trailers(self)
     }
 

@@ -15,9 +15,12 @@ const QUESTION: &str = "What is the return policy for electronics in store 12?";
 const REWORDED: &str = "What is the return policy for electronics in store 12, please?";
 const COLLECTION_ID: &str = "5c1e6f0e-8f5e-4d3c-9a7b-2f1d0c9e8b7a";
 
+const ADMIN_TOKEN: &str = "harness-admin-token-0123";
+
 fn config() -> String {
     json!({
         "semantic": {"cluster": "embeddings", "threshold": 0.9, "timeout_ms": 250},
+        "admin": {"path": "/aigw/cache/clear", "token": ADMIN_TOKEN},
         "store": {"chroma": {"cluster": "chroma", "authority": "chroma.internal", "collection": "answers",
                              "timeout_ms": 300, "headers": {"x-chroma-token": "store-token"}}}
     })
@@ -275,4 +278,52 @@ fn an_unknown_store_cluster_fails_open() {
     assert_eq!(s.send_response_body(answer("Thirty days."), true), Action::Continue, "no write to hold for");
     assert!(s.response_complete());
     assert_eq!(harness.counter("aigw.semantic_cache.store_failed.reason.dispatch_failed"), 2);
+}
+
+fn admin_clear(vm: &Vm, tenant: &str) -> Stream {
+    let mut s = vm.stream();
+    let headers = [
+        (":method", "POST"),
+        (":path", "/aigw/cache/clear"),
+        ("x-aigw-cache-admin-token", ADMIN_TOKEN),
+        ("x-aigw-cache-tenant", tenant),
+    ];
+    assert_eq!(s.send_request_headers(&headers, true), Action::Pause);
+    s
+}
+
+/// The admin path clears the tenant in shared data and in the store (the reply waits for the store).
+#[test]
+fn the_admin_path_clears_the_store_too() {
+    let (harness, vm) = replica();
+    let mut s = admin_clear(&vm, "retail");
+    assert!(s.local_reply().is_none(), "waits for the store");
+    let (call, _) = store_call(&s, COLLECTIONS);
+    reply_json(&mut s, &call, 200, &json!({"id": COLLECTION_ID}));
+    let (call, sent) = store_call(&s, &format!("{COLLECTIONS}/{COLLECTION_ID}/delete"));
+    let retail = sent["where"]["tenant"]["$eq"].as_str().unwrap().to_string();
+    assert_eq!(retail.len(), 16);
+    reply_json(&mut s, &call, 200, &json!({"deleted": 4}));
+    let reply = s.local_reply().expect("the admin reply");
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json(), json!({"tenant": "retail", "cleared": 0, "store_deleted": 4}));
+    assert!(!s.request_complete(), "never forwarded");
+
+    // The same tenant id as the lookups filter on.
+    let mut q = ask(&vm, "retail", QUESTION);
+    let (call, query) = store_call(&q, &format!("{COLLECTIONS}/{COLLECTION_ID}/query"));
+    assert_eq!(tenant_filter(&query), retail);
+    q.answer_http_call(call.token, 200, &[], NOTHING);
+
+    // The store fails: 502, shared data cleared all the same, counted.
+    let mut s = admin_clear(&vm, "wealth");
+    let (call, sent) = store_call(&s, &format!("{COLLECTIONS}/{COLLECTION_ID}/delete"));
+    assert_ne!(sent["where"]["tenant"]["$eq"], retail);
+    s.fail_http_call(call.token);
+    let reply = s.local_reply().expect("the admin reply");
+    assert_eq!(reply.status, 502);
+    assert_eq!(reply.json(), json!({"tenant": "wealth", "cleared": 0, "store_error": "no_response"}));
+    assert_eq!(harness.counter("aigw.semantic_cache.store_failed.reason.no_response"), 1);
+    assert!(!s.request_complete());
+    assert!(!vm.logs().iter().any(|l| l.message.contains(ADMIN_TOKEN)));
 }

@@ -4,6 +4,7 @@
 //!
 //! - A question asked through replica A, reworded through replica B: B answers from the cache, and
 //!   the providers saw one chat request in all. Another team is a miss. The store holds no prompt text.
+//! - The admin path clears a team in the replica's shared data and in Chroma.
 //! - Chroma killed mid-test: every request still succeeds (fail-open), and the failures are counted.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
@@ -18,6 +19,7 @@ use std::time::{Duration, Instant};
 const QUESTION: &str = "What is the return policy for electronics in store 12?";
 const REWORDED: &str = "What is the return policy for electronics in store 12, please?";
 const COLLECTION: &str = "aigw-e2e-answers";
+const ADMIN_TOKEN: &str = "e2e-cache-admin-token-0123";
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -129,7 +131,8 @@ fn semantic_cache_config() -> String {
         "max_entries": 1000,
         "semantic": {"cluster": "mock", "path": "/v1/embeddings", "authority": "embeddings",
                      "model": "text-embedding-3-small", "timeout_ms": 500, "threshold": 0.9},
-        "store": {"chroma": {"cluster": "chroma", "collection": COLLECTION, "timeout_ms": 1000}}
+        "store": {"chroma": {"cluster": "chroma", "collection": COLLECTION, "timeout_ms": 1000}},
+        "admin": {"path": "/aigw/cache/clear", "token": ADMIN_TOKEN}
     })
     .to_string()
 }
@@ -197,7 +200,8 @@ fn replicas_share_answers_through_chroma_and_fail_open_without_it() {
     assert_eq!(content(&first), ANSWER);
     assert_eq!(document["choices"][0]["message"]["content"].as_str().unwrap(), ANSWER);
     assert!(!records.to_string().contains("return policy"), "no prompt text in the store: {records}");
-    assert_eq!(records["metadatas"][0]["tenant"].as_str().unwrap().len(), 16, "{records}");
+    let retail_tenant = records["metadatas"][0]["tenant"].clone();
+    assert_eq!(retail_tenant.as_str().unwrap().len(), 16, "{records}");
 
     // 2. Replica B (its own shared data is empty): the reworded question is a hit from Chroma.
     let second = ask(&b, retail, REWORDED);
@@ -220,28 +224,41 @@ fn replicas_share_answers_through_chroma_and_fail_open_without_it() {
     assert_eq!(provider_chats(&b), 1);
     assert_eq!(store_failures(&a) + store_failures(&b), 0, "{}\n{}", a.stats(), b.stats());
 
-    // 4. Chroma goes away: requests still succeed, as misses, and the failures are counted.
+    // 4. The admin path (through A) clears retail in A's shared data and in Chroma; wealth's entry stays.
+    let headers = [("x-aigw-cache-admin-token", ADMIN_TOKEN), ("x-aigw-cache-tenant", "retail")];
+    let cleared = a.request("POST", "/aigw/cache/clear", &headers, b"");
+    assert_eq!(cleared.status, 200, "{}", cleared.text());
+    assert_eq!(cleared.json(), json!({"tenant": "retail", "cleared": 1, "store_deleted": 1}));
+    let records = chroma.records();
+    assert_eq!(records["ids"].as_array().unwrap().len(), 1, "wealth's entry: {records}");
+    assert_ne!(records["metadatas"][0]["tenant"], retail_tenant, "{records}");
+    let after_clear = ask(&b, retail, REWORDED);
+    assert_eq!(after_clear.header("x-aigw-cache"), Some("miss"), "{}", after_clear.text());
+    assert_eq!(provider_chats(&b), 2);
+
+    // 5. Chroma goes away: requests still succeed, as misses, and the failures are counted.
     chroma.stop();
     let shipping = "How long does shipping take to store 12?";
     let missed = ask(&b, retail, shipping);
     assert_eq!(missed.status, 200, "{}", missed.text());
     assert_eq!(missed.header("x-aigw-cache"), Some("miss"));
-    assert!(!content(&missed).is_empty());
-    assert_eq!(provider_chats(&b), 2);
+    assert_eq!(content(&missed), ANSWER);
+    assert_eq!(provider_chats(&b), 3);
     let on_a = ask(&a, retail, &format!("{shipping} Thanks"));
     assert_eq!(on_a.status, 200, "{}", on_a.text());
     assert_eq!(on_a.header("x-aigw-cache"), Some("miss"));
     assert_eq!(provider_chats(&a), 2);
-    // Each replica's own shared data still answers.
-    let local = ask(&a, retail, REWORDED);
+    // A replica's own shared data still answers (B stored the reworded question in step 4).
+    let local = ask(&b, retail, REWORDED);
     assert_eq!(local.status, 200, "{}", local.text());
     assert_eq!(local.header("x-aigw-cache"), Some("hit"));
-    assert_eq!(content(&local), content(&first));
+    assert_eq!(local.header("x-aigw-cache-similarity"), Some("1.000"));
+    assert_eq!(content(&local), ANSWER);
     // Envoy answers a call to a cluster with no reachable host with a 503 of its own.
     assert_eq!(stat(&b, "store_failed.reason.bad_status"), 2, "B's lookup and write: {}", b.stats());
     assert_eq!(stat(&a, "store_failed.reason.bad_status"), 2, "A's lookup and write: {}", a.stats());
     assert_eq!(store_failures(&a) + store_failures(&b), 4);
-    assert_eq!(provider_chats(&a) + provider_chats(&b), 4);
+    assert_eq!(provider_chats(&a) + provider_chats(&b), 5);
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
