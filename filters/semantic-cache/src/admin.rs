@@ -222,7 +222,7 @@ mod tests {
         assert!(call_path(&step).ends_with("/collections"));
         let step = clear.on_response(&chroma, Some("200"), Some(br#"{"id":"c-1"}"#));
         assert!(call_path(&step).ends_with("/collections/c-1/delete"));
-        let AdminStep::Call(call) = &step else { unreachable!() };
+        let AdminStep::Call(call) = &step else { panic!("expected a call") };
         let sent: serde_json::Value = serde_json::from_slice(&call.body).unwrap();
         assert_eq!(sent["where"]["tenant"]["$eq"], format!("{:016x}", tenant_id("retail")));
         let (status, body, failed) = reply(clear.on_response(&chroma, Some("200"), Some(br#"{"deleted":5}"#)));
