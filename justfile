@@ -58,6 +58,17 @@ build: tools
 test: build sdk-tools obs-tools redis
     cargo test --workspace --no-fail-fast
 
+# The whole end-to-end suite again on each controller render of gateway.yaml: envoy-config/gateway-istio.yaml
+# and gateway-envoy-gateway.yaml, the Envoy configs Istio and Envoy Gateway run for our manifests
+# (`AIGW_E2E_LAYOUT=<layout>`; envoy-config/k8s/README.md#controller-renders). The closest a test gets here to a
+# real cluster. Not part of `just test` (it doubles the end-to-end time), whose controller_renders test runs a
+# representative set on both. `just test-renders istio` runs one.
+test-renders layouts="istio envoy-gateway": build sdk-tools obs-tools
+    @status=0; for layout in {{layouts}}; do \
+        echo "== the end-to-end suite on the $layout render (AIGW_E2E_LAYOUT=$layout)"; \
+        AIGW_E2E_LAYOUT=$layout cargo test -p aigw-e2e --no-fail-fast || status=1; \
+    done; exit $status
+
 # Formatting and clippy (-D warnings), natively and for wasm32.
 lint: tools
     cargo fmt --all --check
