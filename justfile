@@ -58,11 +58,11 @@ build: tools
 test: build sdk-tools obs-tools redis
     cargo test --workspace --no-fail-fast
 
-# The whole end-to-end suite again on each controller render of gateway.yaml: envoy-config/gateway-istio.yaml
-# and gateway-envoy-gateway.yaml, the Envoy configs Istio and Envoy Gateway run for our manifests
-# (`AIGW_E2E_LAYOUT=<layout>`; envoy-config/k8s/README.md#controller-renders). The closest a test gets here to a
-# real cluster. Not part of `just test` (it doubles the end-to-end time), whose controller_renders test runs a
-# representative set on both. `just test-renders istio` runs one.
+# envoy-config/gateway-istio.yaml and gateway-envoy-gateway.yaml are the Envoy configs Istio and Envoy Gateway
+# run for our manifests (envoy-config/k8s/README.md#controller-renders); `AIGW_E2E_LAYOUT=<layout>` makes the
+# end-to-end fixture start one instead of gateway.yaml. The closest a test gets here to a real cluster. Not part
+# of `just test` (it doubles the end-to-end time), whose controller_renders test runs a representative set on both.
+# Run the whole end-to-end suite on each controller render (`just test-renders istio`: one).
 test-renders layouts="istio envoy-gateway": build sdk-tools obs-tools
     @status=0; for layout in {{layouts}}; do \
         echo "== the end-to-end suite on the $layout render (AIGW_E2E_LAYOUT=$layout)"; \
