@@ -564,3 +564,72 @@ pub fn generate(gateway_yaml: &str) -> Result<Vec<(PathBuf, String)>, String> {
         ),
     ])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{render, wasm_configs, wasm_filter_count, RenderOptions, FILTERS};
+
+    fn gateway_yaml() -> String {
+        std::fs::read_to_string(crate::repo_root().join("envoy-config/gateway.yaml")).unwrap()
+    }
+
+    #[test]
+    fn sorted_json_sorts_every_object_and_keeps_arrays_in_order() {
+        let value = serde_json::json!({"b": 1, "a": {"z": [3, {"y": 1, "x": 2}], "c": 0.15}});
+        assert_eq!(sorted_json(value).unwrap(), r#"{"a":{"c":0.15,"z":[3,{"x":2,"y":1}]},"b":1}"#);
+    }
+
+    #[test]
+    fn the_fixture_finds_the_filters_of_both_renders_by_their_aigw_names() {
+        let yaml = gateway_yaml();
+        let renders =
+            [istio(&yaml).unwrap(), envoy_gateway(&yaml, &EnvoyGatewayPolicies::ours(&yaml).unwrap()).unwrap()];
+        for rendered in renders {
+            let names: Vec<String> = wasm_configs(&rendered).unwrap().into_iter().map(|(name, _)| name).collect();
+            assert_eq!(names, FILTERS);
+            // A test's configuration replaces the render's; a removed filter leaves nothing behind, not even
+            // its per-route enablement (Envoy Gateway), and model-router's upstream instance goes with it.
+            let options = RenderOptions {
+                filter_configs: [("pii-mask".to_string(), "{\"x\":1}".to_string())].into(),
+                remove_filters: vec!["model-router".to_string()],
+                ..RenderOptions::default()
+            };
+            let out = render(&rendered, &options).unwrap();
+            assert_eq!(wasm_configs(&out).unwrap().first().map(|(_, c)| c.as_str()), Some("{\"x\":1}"));
+            assert_eq!(wasm_filter_count(&out).unwrap(), 4);
+            assert!(!out.contains(&eg_wasm_filter_name(4)), "a per-route enablement of a removed filter stayed");
+        }
+    }
+
+    #[test]
+    fn envoy_gateway_idle_timeouts_follow_its_rules() {
+        let with = |request: Option<&str>, idle: Option<&str>| {
+            eg_idle_timeout(&EnvoyGatewayPolicies {
+                request_timeout: request.map(str::to_string),
+                stream_idle_timeout: idle.map(str::to_string),
+                ..EnvoyGatewayPolicies::default()
+            })
+        };
+        assert_eq!(with(Some("0s"), Some("120s")).as_deref(), Some("120s"));
+        assert_eq!(with(Some("0s"), None).as_deref(), Some("0s"));
+        assert_eq!(with(Some("30s"), None).as_deref(), Some("3600s"));
+        assert_eq!(with(Some("7200s"), None).as_deref(), Some("7200s"));
+        assert_eq!(with(None, None), None);
+    }
+
+    #[test]
+    fn our_policies_are_read_from_gateway_yaml() {
+        let policies = EnvoyGatewayPolicies::ours(&gateway_yaml()).unwrap();
+        assert_eq!(
+            policies,
+            EnvoyGatewayPolicies {
+                client_buffer_limit: Some(16777216),
+                backend_buffer_limit: Some(16777216),
+                request_buffer_limit: Some(16777216),
+                request_timeout: Some("0s".to_string()),
+                stream_idle_timeout: Some("120s".to_string()),
+            }
+        );
+    }
+}
