@@ -23,6 +23,8 @@ pub trait Host: SharedStore {
     fn increment_counter(&self, name: &str, by: u64);
     /// Records a value in a histogram, defining it on first use.
     fn record_histogram(&self, name: &str, value: u64);
+    /// Sets a gauge, defining it on first use.
+    fn set_gauge(&self, name: &str, value: u64);
 }
 
 /// The real host: proxy-wasm hostcalls.
@@ -97,6 +99,12 @@ impl Host for ProxyWasmHost {
             let _ = hostcalls::record_metric(id, value);
         }
     }
+
+    fn set_gauge(&self, name: &str, value: u64) {
+        if let Some(id) = metric_id(name, MetricType::Gauge) {
+            let _ = hostcalls::record_metric(id, value);
+        }
+    }
 }
 
 /// The real host, with the request headers captured at their callback.
@@ -156,6 +164,10 @@ impl Host for CapturedHost {
     fn record_histogram(&self, name: &str, value: u64) {
         ProxyWasmHost.record_histogram(name, value)
     }
+
+    fn set_gauge(&self, name: &str, value: u64) {
+        ProxyWasmHost.set_gauge(name, value)
+    }
 }
 
 /// Writes a log line through the host. Callers must never pass prompt text,
@@ -195,6 +207,7 @@ pub mod fake {
         pub store: MemoryStore,
         pub counters: RefCell<HashMap<String, u64>>,
         pub histograms: RefCell<HashMap<String, Vec<u64>>>,
+        pub gauges: RefCell<HashMap<String, u64>>,
     }
 
     impl FakeHost {
@@ -219,6 +232,10 @@ pub mod fake {
 
         pub fn counter(&self, name: &str) -> u64 {
             self.counters.borrow().get(name).copied().unwrap_or(0)
+        }
+
+        pub fn gauge(&self, name: &str) -> Option<u64> {
+            self.gauges.borrow().get(name).copied()
         }
     }
 
@@ -247,6 +264,9 @@ pub mod fake {
         }
         fn record_histogram(&self, name: &str, value: u64) {
             self.histograms.borrow_mut().entry(name.to_string()).or_default().push(value);
+        }
+        fn set_gauge(&self, name: &str, value: u64) {
+            self.gauges.borrow_mut().insert(name.to_string(), value);
         }
     }
 }

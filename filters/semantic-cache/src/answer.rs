@@ -105,6 +105,10 @@ impl Collector {
             (ApiShape::OpenAiChat, true) => openai_stream(&self.body)?,
             (ApiShape::AnthropicMessages, false) => anthropic_json(&self.body)?,
             (ApiShape::AnthropicMessages, true) => anthropic_stream(&self.body)?,
+            // Never collected: the filter looks up only cacheable shapes (`key::is_cacheable`).
+            (ApiShape::OpenAiResponses | ApiShape::OpenAiEmbeddings | ApiShape::OpenAiCompletions, _) => {
+                return Err(Skip::Unreadable)
+            }
         };
         Ok(answer.to_string().into_bytes())
     }
@@ -259,8 +263,10 @@ pub fn usage_tokens(shape: ApiShape, answer: &Value) -> (u64, u64) {
     let usage = answer.get("usage");
     let read = |field: &str| usage.and_then(|u| u.get(field)).and_then(Value::as_u64).unwrap_or(0);
     match shape {
-        ApiShape::OpenAiChat => (read("prompt_tokens"), read("completion_tokens")),
-        ApiShape::AnthropicMessages => (read("input_tokens"), read("output_tokens")),
+        ApiShape::OpenAiChat | ApiShape::OpenAiEmbeddings | ApiShape::OpenAiCompletions => {
+            (read("prompt_tokens"), read("completion_tokens"))
+        }
+        ApiShape::AnthropicMessages | ApiShape::OpenAiResponses => (read("input_tokens"), read("output_tokens")),
     }
 }
 
@@ -301,6 +307,8 @@ pub fn replay(
     let events = match shape {
         ApiShape::OpenAiChat => openai_events(&answer, include_usage)?,
         ApiShape::AnthropicMessages => anthropic_events(&answer)?,
+        // Never stored (see `Collector::finish`).
+        ApiShape::OpenAiResponses | ApiShape::OpenAiEmbeddings | ApiShape::OpenAiCompletions => return None,
     };
     Some(("text/event-stream", events.iter().flat_map(SseEvent::to_bytes).collect()))
 }

@@ -206,6 +206,9 @@ fn is_sampling(body: &Map<String, Value>) -> bool {
 
 /// Reads a chat request body into its cache keys, or says why it cannot be cached.
 pub fn read(shape: ApiShape, body: &[u8], tenant: &str, input: EmbedInput) -> Result<CacheRequest, Bypass> {
+    if !is_cacheable(shape) {
+        return Err(Bypass::Unsupported);
+    }
     let value: Value = serde_json::from_slice(body).map_err(|_| Bypass::Unreadable)?;
     let Value::Object(map) = value else { return Err(Bypass::Unreadable) };
     let model = map.get("model").and_then(Value::as_str).ok_or(Bypass::Unreadable)?.to_string();
@@ -286,7 +289,19 @@ fn shape_name(shape: ApiShape) -> &'static str {
     match shape {
         ApiShape::OpenAiChat => "openai-chat",
         ApiShape::AnthropicMessages => "anthropic-messages",
+        ApiShape::OpenAiResponses => "openai-responses",
+        ApiShape::OpenAiEmbeddings => "openai-embeddings",
+        ApiShape::OpenAiCompletions => "openai-completions",
     }
+}
+
+/// The APIs whose answers the cache stores and replays: chat completions and
+/// Anthropic Messages. The Responses API is stateful by design (response ids,
+/// `previous_response_id`, stored items) and its replay would have to invent
+/// ids the provider never issued; embeddings and legacy completions are
+/// cheap or retired. They pass through as `bypass` (`unsupported`).
+pub fn is_cacheable(shape: ApiShape) -> bool {
+    matches!(shape, ApiShape::OpenAiChat | ApiShape::AnthropicMessages)
 }
 
 /// What `cache-control` asks: `(no_cache, no_store)`.

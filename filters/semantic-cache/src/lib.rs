@@ -200,7 +200,8 @@ impl HttpContext for Filter {
                 return self.admin(&head, &admin.token);
             }
         }
-        let shape = ApiShape::from_path(&head.path);
+        // Only the APIs it can replay are held: the rest pass untouched, unbuffered.
+        let shape = ApiShape::from_path(&head.path).filter(|shape| key::is_cacheable(*shape));
         // The cache never refuses a request: what it cannot read passes as a bypass.
         let policy = GatePolicy {
             max_body_bytes: self.config.max_body_bytes,

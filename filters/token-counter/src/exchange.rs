@@ -30,8 +30,8 @@ use aigw_shared::ApiError;
 use serde_json::Value;
 
 pub use aigw_shared::contract::{
-    STATE_BUDGET_EXCEEDED, STATE_COST_MICRO_USD as STATE_COST, STATE_ROUTE_MODEL, STATE_TOKENS_COUNTED,
-    STATE_TOKENS_INPUT, STATE_TOKENS_OUTPUT, STATE_TOKENS_TOTAL,
+    STATE_BUDGET_EXCEEDED, STATE_COST_MICRO_USD as STATE_COST, STATE_ROUTE_BACKEND, STATE_ROUTE_MODEL,
+    STATE_TOKENS_COUNTED, STATE_TOKENS_INPUT, STATE_TOKENS_OUTPUT, STATE_TOKENS_TOTAL,
 };
 
 /// A rule that applies to this request.
@@ -122,6 +122,8 @@ pub struct Stream {
     /// charged, since no model runs.
     count_only: bool,
     counted: Option<u64>,
+    /// The backend that answered (model-router's `x-aigw-backend`).
+    answered_by: Option<String>,
 }
 
 /// A reservation asked of the rate limit service: the hit it is for, the
@@ -132,6 +134,18 @@ pub struct RemoteReservation {
     pub window: u64,
     pub amount: u64,
     pub message: Vec<u8>,
+}
+
+/// The share of a key's budget used in the current window, as of its latest
+/// request (this request's reservation included when admitted): the gauge
+/// `ratelimit_key.rule.<r>.key.<k>.budget_used_percent` behind the
+/// dashboard's budget adherence panel. Over 100 when `signal` let it pass.
+fn record_budget_use(host: &dyn Host, rule: &str, subject: &str, snapshot: &Snapshot) {
+    if snapshot.limit == 0 {
+        return;
+    }
+    let percent = snapshot.consumed.saturating_mul(100) / snapshot.limit;
+    host.set_gauge(&metrics::rule_key(rule, subject, "budget_used_percent"), percent);
 }
 
 fn property_text(host: &dyn Host, name: &str) -> Option<String> {
@@ -228,6 +242,7 @@ impl Stream {
             remote_outbox: Vec::new(),
             count_only,
             counted: None,
+            answered_by: None,
         }
     }
 
@@ -383,6 +398,11 @@ impl Stream {
         let hit = self.hits.get(position)?.clone();
         let rule = config.rules.get(hit.rule)?;
         let force = rule.on_exceeded == OnExceeded::Signal;
+        if let Reservation::Admitted { snapshot, .. } | Reservation::Exceeded { snapshot, .. } = &result {
+            if rule.key_metrics {
+                record_budget_use(host, &rule.name, &hit.subject, snapshot);
+            }
+        }
         match result {
             Reservation::Admitted { amount, snapshot } => {
                 if snapshot.shared {
@@ -607,6 +627,11 @@ impl Stream {
         rewrites
     }
 
+    /// The backend that answered, from model-router's response header.
+    pub fn answered_by(&mut self, backend: Option<String>) {
+        self.answered_by = backend.filter(|name| !name.is_empty());
+    }
+
     /// One response chunk. Returns the bytes to send instead, if they differ.
     pub fn response_body(&mut self, host: &dyn Host, chunk: &[u8], end_of_stream: bool) -> Option<Vec<u8>> {
         let tracker = self.tracker.as_mut()?;
@@ -688,8 +713,11 @@ impl Stream {
             (Some(first), true) if usage.output > 1 => Some(now.saturating_sub(first) / 1_000_000 / (usage.output - 1)),
             _ => None,
         };
+        // Without the header (a route whose answering backend is unknown), the primary.
+        let backend = self.answered_by.clone().or_else(|| property_text(host, STATE_ROUTE_BACKEND));
         RequestMetrics {
             model: &model,
+            backend: backend.as_deref(),
             input: usage.input,
             output: usage.output,
             cached: usage.cached,
@@ -1037,6 +1065,9 @@ mod tests {
         stream.request_body(&config, &host, &chat_body(json!({"max_tokens": 91})));
         let headers = stream.rate_headers(&config, &host).unwrap();
         assert_eq!((headers.limit, headers.remaining), (1000, 900));
+        // 100 of 1,000 reserved: the key's gauge says 10 %; rules without key metrics set none.
+        assert_eq!(host.gauge("aigw.token_counter.ratelimit_key.rule.small.key.lee.budget_used_percent"), Some(10));
+        assert_eq!(host.gauge("aigw.token_counter.ratelimit_key.rule.big.key.lee.budget_used_percent"), None);
         // 1 s into the minute: 59 s to go.
         assert_eq!(headers.reset_millis, 59_000);
         respond(&mut stream, &config, &host, 200, USAGE_JSON);

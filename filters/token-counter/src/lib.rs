@@ -20,7 +20,7 @@ pub mod tokenize;
 pub mod usage;
 
 use aigw_shared::body::{is_identity_encoding, is_json_content_type};
-use aigw_shared::contract::{STATE_ERROR_CODE, STATE_RESPONSE_WITHHELD};
+use aigw_shared::contract::{HEADER_BACKEND, STATE_ERROR_CODE, STATE_RESPONSE_WITHHELD};
 use aigw_shared::gate::{BodyGate, GatePolicy, OnEncoded, OnOversize};
 use aigw_shared::glue::{self, BodyReader, Head, Plugin};
 use aigw_shared::host::{log, CapturedHost, Host, ProxyWasmHost};
@@ -381,7 +381,9 @@ impl HttpContext for Filter {
         let status = self.get_http_response_header(":status").and_then(|value| value.parse().ok());
         let content_type = self.get_http_response_header("content-type");
         let content_encoding = self.get_http_response_header("content-encoding");
+        let backend = self.get_http_response_header(HEADER_BACKEND);
         let Some(stream) = self.stream.as_mut() else { return Action::Continue };
+        stream.answered_by(backend);
         let rate_headers = stream.rate_headers(&self.config, &host);
         let drop_length =
             stream.response_headers(&self.config, status, content_type.as_deref(), content_encoding.as_deref());

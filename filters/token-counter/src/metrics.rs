@@ -14,6 +14,13 @@ pub fn tokens(model: &str, kind: &str) -> String {
     format!("aigw.token_counter.tokens.model.{}.{kind}", metric_segment(model))
 }
 
+/// Counters per backend: `aigw.token_counter.backend.<backend>.<kind>_tokens` with
+/// `input`, `output` (Prometheus: `aigw_input_tokens{backend=…}`, `aigw_output_tokens{backend=…}`),
+/// for tokens per second per backend.
+pub fn backend_tokens(backend: &str, kind: &str) -> String {
+    format!("aigw.token_counter.backend.{}.{kind}_tokens", metric_segment(backend))
+}
+
 /// `aigw.token_counter.cost.model.<model>.micro_usd`.
 pub fn cost(model: &str) -> String {
     format!("aigw.token_counter.cost.model.{}.micro_usd", metric_segment(model))
@@ -38,7 +45,8 @@ pub fn rule(rule: &str, what: &str) -> String {
 }
 
 /// Per rule and key (when the rule sets `key_metrics`):
-/// `aigw.token_counter.ratelimit_key.rule.<rule>.key.<key>.<what>` with `tokens`, `rejected`.
+/// `aigw.token_counter.ratelimit_key.rule.<rule>.key.<key>.<what>` with `tokens`, `rejected` (counters)
+/// and `budget_used_percent` (a gauge).
 pub fn rule_key(rule: &str, key: &str, what: &str) -> String {
     format!("aigw.token_counter.ratelimit_key.rule.{}.key.{}.{what}", metric_segment(rule), metric_segment(key))
 }
@@ -59,6 +67,8 @@ pub fn error(error_type: &str) -> String {
 /// Emits the per-model counters and latency histograms of one finished request.
 pub struct RequestMetrics<'a> {
     pub model: &'a str,
+    /// The backend that answered, when model-router said so.
+    pub backend: Option<&'a str>,
     pub input: u64,
     pub output: u64,
     pub cached: u64,
@@ -79,6 +89,10 @@ impl RequestMetrics<'_> {
         host.increment_counter(&tokens(model, "output"), self.output);
         host.increment_counter(&tokens(model, "cached"), self.cached);
         host.increment_counter(&tokens(model, "cache_creation"), self.cache_creation);
+        if let Some(backend) = self.backend {
+            host.increment_counter(&backend_tokens(backend, "input"), self.input);
+            host.increment_counter(&backend_tokens(backend, "output"), self.output);
+        }
         if self.reasoning > 0 {
             host.increment_counter(&tokens(model, "reasoning"), self.reasoning);
         }
@@ -121,6 +135,7 @@ mod tests {
         let host = FakeHost::new();
         RequestMetrics {
             model: "gpt-4o",
+            backend: Some("openai.eu"),
             input: 10,
             output: 5,
             cached: 2,
@@ -139,6 +154,8 @@ mod tests {
         assert_eq!(host.counter("aigw.token_counter.tokens.model.gpt-4o.reasoning"), 3);
         assert_eq!(host.counter("aigw.token_counter.cost.model.gpt-4o.micro_usd"), 75);
         assert_eq!(host.counter("aigw.token_counter.requests.model.gpt-4o.total"), 1);
+        assert_eq!(host.counter("aigw.token_counter.backend.openai_eu.input_tokens"), 10);
+        assert_eq!(host.counter("aigw.token_counter.backend.openai_eu.output_tokens"), 5);
         assert_eq!(host.histograms.borrow()["aigw.token_counter.latency.model.gpt-4o.ttft_ms"], vec![120]);
         assert_eq!(host.histograms.borrow()["aigw.token_counter.latency.model.gpt-4o.total_ms"], vec![220]);
     }

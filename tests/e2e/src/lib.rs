@@ -45,6 +45,7 @@ pub mod http;
 pub mod jwt;
 pub mod k8s;
 pub mod otel;
+pub mod tracing_k8s;
 
 pub use controllers::{Layout, LAYOUT_ENV};
 pub use http::{Chunk, HttpResponse, StreamingResponse};

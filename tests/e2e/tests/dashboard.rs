@@ -95,8 +95,11 @@ fn mixed_traffic(gw: &Gateway) {
         assert_eq!(gw.chat_with(&headers, &chat(model, "Stream a few words back to me", true)).status, 200);
     }
     let question = "What is the return policy for electronics in store 12?";
+    // `temperature: 0`: semantic-cache stores only deterministic answers (by default).
+    let mut repeated = chat("gpt-4o-mini", question, false);
+    repeated["temperature"] = json!(0);
     for _ in 0..2 {
-        assert_eq!(gw.chat(&chat("gpt-4o-mini", question, false)).status, 200);
+        assert_eq!(gw.chat(&repeated).status, 200);
     }
     let failover = [("x-mock-status", "503"), ("x-mock-fault-backend", "mock")];
     assert_eq!(gw.chat_with(&failover, &chat("failover-demo", "fail over", false)).status, 200);

@@ -42,10 +42,13 @@ fn requests_are_traced_with_genai_attributes_and_never_with_text() {
 
     // A JSON chat with an e-mail address in the prompt, and a stream.
     let text = format!("Hello, my email is {SECRET_EMAIL}");
-    let json_reply = gw.chat_with(&[("user-agent", "trace-json")], &chat("gpt-4o-mini", &text, false));
+    // `temperature: 0`: semantic-cache stores only deterministic answers (by default).
+    let mut cacheable = chat("gpt-4o-mini", &text, false);
+    cacheable["temperature"] = json!(0);
+    let json_reply = gw.chat_with(&[("user-agent", "trace-json")], &cacheable);
     assert_eq!(json_reply.status, 200, "{}", json_reply.text());
     // The same question again: semantic-cache answers it.
-    let again = gw.chat_with(&[("user-agent", "trace-again")], &chat("gpt-4o-mini", &text, false));
+    let again = gw.chat_with(&[("user-agent", "trace-again")], &cacheable);
     assert_eq!(again.status, 200, "{}", again.text());
     let stream_reply = gw.chat_with(&[("user-agent", "trace-stream")], &chat("gpt-4o-mini", "stream me", true));
     assert_eq!(stream_reply.status, 200, "{}", stream_reply.text());
