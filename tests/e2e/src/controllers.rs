@@ -127,7 +127,9 @@ fn istio_wasm_filter(filter: &Value) -> Result<Value, String> {
     let code = config::get(config, &["vm_config", "code"]).cloned().ok_or_else(|| format!("{name}: no code"))?;
     let mut plugin_config = Mapping::new();
     plugin_config.insert(key("name"), key(&plugin));
-    plugin_config.insert(key("root_id"), key(name));
+    // The WasmPlugin's `pluginName`: the manifests give the filter's root id (its name in gateway.yaml).
+    let root_id = config.get("root_id").and_then(Value::as_str).unwrap_or(name);
+    plugin_config.insert(key("root_id"), key(root_id));
     plugin_config.insert(key("configuration"), string_value(&sorted_json(configuration(config, name)?)?));
     plugin_config
         .insert(key("vm_config"), config::mapping(&[("runtime", key("envoy.wasm.runtime.v8")), ("code", code)]));
