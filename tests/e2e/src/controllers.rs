@@ -299,7 +299,7 @@ impl EnvoyGatewayPolicies {
 /// - each Wasm filter is named `envoy.filters.http.wasm/envoyextensionpolicy/<ns>/<name>/wasm/<i>`, has
 ///   that `vm_id` (no VM shared between filters), its PluginConfig holds `name`, `root_id`,
 ///   `configuration` (the policy's JSON as the API server stores it: keys sorted, compact), the code and
-///   `fail_open: false` (Envoy Gateway sets no `failure_policy`, so a crashed VM is not reloaded), and it
+///   `fail_open: false` (Envoy Gateway sets no `failure_policy`: Envoy's default applies, not a reload), and it
 ///   is `disabled` in the connection manager;
 /// - the filters, and the buffer filter (`BufferPerRoute` with the request buffer limit), are enabled
 ///   per route on the routes a request matches FIRST: those without a `filter_state` matcher (when the
