@@ -172,7 +172,7 @@ const EXTENSION_WITH_MATCHER_TYPE: &str =
 
 /// The Wasm PluginConfig (`typed_config.config`) of `filter`, directly or
 /// inside an `ExtensionWithMatcher` wrapper, if `filter` is a Wasm filter.
-pub(crate) fn wasm_plugin_config_mut(filter: &mut Value) -> Option<&mut Value> {
+fn wasm_plugin_config_mut(filter: &mut Value) -> Option<&mut Value> {
     let typed = filter.get_mut("typed_config")?;
     let typed = if typed.get("@type").and_then(as_str) == Some(EXTENSION_WITH_MATCHER_TYPE) {
         typed.get_mut("extension_config")?.get_mut("typed_config")?
@@ -184,13 +184,13 @@ pub(crate) fn wasm_plugin_config_mut(filter: &mut Value) -> Option<&mut Value> {
 }
 
 /// Whether `filter` is a Wasm filter (directly or inside an `ExtensionWithMatcher`).
-pub(crate) fn is_wasm_filter(filter: &Value) -> bool {
+fn is_wasm_filter(filter: &Value) -> bool {
     wasm_plugin_config_mut(&mut filter.clone()).is_some()
 }
 
 /// The upstream HTTP filter chains of every static cluster
 /// (`typed_extension_protocol_options.*.http_filters`).
-pub(crate) fn upstream_filter_chains(root: &mut Value) -> Vec<&mut Vec<Value>> {
+fn upstream_filter_chains(root: &mut Value) -> Vec<&mut Vec<Value>> {
     let mut out = Vec::new();
     if let Some(clusters) = get_mut(root, &["static_resources", "clusters"]).and_then(Value::as_sequence_mut) {
         for cluster in clusters {
