@@ -69,6 +69,13 @@ test-renders layouts="istio envoy-gateway": build sdk-tools obs-tools
         AIGW_E2E_LAYOUT=$layout cargo test -p aigw-e2e --no-fail-fast || status=1; \
     done; exit $status
 
+# `just oci registry.example.com/aigw` sets the registry the manifests name; push with
+# `oras cp --from-oci-layout dist/oci/<filter>:<version> <registry>/<filter>:<version>` (envoy-config/k8s/README.md).
+# The format is the one Istio's and Envoy Gateway's Wasm fetchers accept (one tar.gz layer holding plugin.wasm).
+# OCI image layouts of the filters in dist/oci/<filter>/, and the Kubernetes manifests pinned to them in dist/k8s/.
+oci registry="": build
+    cargo run -q -p aigw-e2e --bin aigw-oci -- {{registry}}
+
 # Formatting and clippy (-D warnings), natively and for wasm32.
 lint: tools
     cargo fmt --all --check
@@ -108,11 +115,14 @@ demo *steps:
 # Benchmarks: the filter chain against the same Envoy without it, in alternating rounds (BENCHMARKS.md).
 # About 10 minutes; a table on stdout, the figures in bench-results/latest.json. `just bench --smoke`: seconds.
 # The load generator is our own (tests/bench, open-loop with SSE timing), built here with the mock in it.
-bench *args: build
+bench *args: build redis
     cargo build --profile bench-tools -p aigw-bench
     @# regex vs regex-lite inside Wasm (run by Node's V8 when node is installed; skipped otherwise).
     cargo build --release --target wasm32-wasip1 --manifest-path tests/bench/regex-probe/Cargo.toml --target-dir target/regex-probe
     target/bench-tools/aigw-bench {{args}}
+    @# The remote reservation (token-counter `store: rls`) against the shared-data default, in the same run
+    @# (not with `--stream-hold` alone; `just bench-rls` runs only this).
+    @case " {{args}} " in *" --stream-hold "*) ;; *) cargo test -p aigw-e2e --test replicas measure_remote_reservation_latency -- --ignored --nocapture ;; esac
 
 # The latency a remote reservation (token-counter `store: rls`: gRPC to tools/ratelimit-redis, Redis) adds
 # against the shared-data default: p50/p99 of requests one at a time, two rounds (BENCHMARKS.md).

@@ -44,6 +44,7 @@ pub mod controllers;
 pub mod http;
 pub mod jwt;
 pub mod k8s;
+pub mod oci;
 pub mod otel;
 pub mod tracing_k8s;
 

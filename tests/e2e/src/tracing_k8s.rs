@@ -7,6 +7,7 @@
 //! sampling) plus a patch that appends tracing.yaml's `custom_tags` to the connection manager: an Istio
 //! `EnvoyFilter` (MERGE appends to a repeated field) and an Envoy Gateway `EnvoyPatchPolicy` (JSON patch).
 
+use crate::k8s;
 use serde_yaml::{Mapping, Value};
 use std::path::PathBuf;
 
@@ -61,12 +62,12 @@ fn istio(tags: &Value) -> Result<String, String> {
         ("kind", s("Telemetry")),
         (
             "metadata",
-            map(vec![("name", s("aigw-tracing")), ("namespace", s("istio-ingress")), ("labels", labels.clone())]),
+            map(vec![("name", s("aigw-tracing")), ("namespace", s(k8s::NAMESPACE)), ("labels", labels.clone())]),
         ),
         (
             "spec",
             map(vec![
-                ("selector", map(vec![("matchLabels", map(vec![("istio", s("ingressgateway"))]))])),
+                ("selector", map(vec![("matchLabels", map(vec![("istio", s(k8s::ISTIO_GATEWAY_LABEL))]))])),
                 (
                     "tracing",
                     Value::Sequence(vec![map(vec![
@@ -81,14 +82,11 @@ fn istio(tags: &Value) -> Result<String, String> {
     let envoy_filter = map(vec![
         ("apiVersion", s("networking.istio.io/v1alpha3")),
         ("kind", s("EnvoyFilter")),
-        (
-            "metadata",
-            map(vec![("name", s("aigw-tracing-tags")), ("namespace", s("istio-ingress")), ("labels", labels)]),
-        ),
+        ("metadata", map(vec![("name", s("aigw-tracing-tags")), ("namespace", s(k8s::NAMESPACE)), ("labels", labels)])),
         (
             "spec",
             map(vec![
-                ("workloadSelector", map(vec![("labels", map(vec![("istio", s("ingressgateway"))]))])),
+                ("workloadSelector", map(vec![("labels", map(vec![("istio", s(k8s::ISTIO_GATEWAY_LABEL))]))])),
                 (
                     "configPatches",
                     Value::Sequence(vec![map(vec![
@@ -131,7 +129,7 @@ fn istio(tags: &Value) -> Result<String, String> {
         ),
     ]);
     let comment = format!(
-        "# Istio: spans from the AI gateway workload (`istio: ingressgateway` in `istio-ingress`, as the WasmPlugins)\n\
+        "# Istio: spans from the dedicated AI gateway workload (`istio: {label}` in `{ns}`, as the WasmPlugins)\n\
 # to the OTLP collector, with the aigw GenAI attributes. First declare the provider in istiod's mesh config\n\
 # (IstioOperator `spec.meshConfig`, or the istiod Helm value `meshConfig`):\n\
 #   meshConfig:\n\
@@ -139,48 +137,28 @@ fn istio(tags: &Value) -> Result<String, String> {
 #     - name: aigw-otel\n\
 #       opentelemetry: {{ service: {COLLECTOR_HOST}, port: {COLLECTOR_PORT} }}\n\
 # The Telemetry resource turns tracing on for the workload; the EnvoyFilter appends the custom tags, which\n\
-# read the filters' filter state (`%FILTER_STATE(wasm.aigw.…:PLAIN)%`), to its connection manager.\n"
+# read the filters' filter state (`%FILTER_STATE(wasm.aigw.…:PLAIN)%`), to its connection manager.\n",
+        label = k8s::ISTIO_GATEWAY_LABEL,
+        ns = k8s::NAMESPACE,
     );
     documents(&comment, &[telemetry, envoy_filter])
 }
 
+/// The tracing block for Envoy Gateway's `EnvoyProxy` (k8s.rs's `aigw-proxy`): merged into it with
+/// `kubectl patch`, since a second EnvoyProxy of that name would replace the first.
+pub fn envoy_proxy_tracing() -> serde_json::Value {
+    serde_json::json!({"spec": {"telemetry": {"tracing": {
+        "samplingRate": 100,
+        "provider": {"type": "OpenTelemetry", "backendRefs": [{"name": "otel-collector", "namespace": "observability", "port": COLLECTOR_PORT}]}
+    }}}})
+}
+
 fn envoy_gateway(tags: &Value) -> Result<String, String> {
     let labels = map(vec![("app.kubernetes.io/part-of", s("aigw"))]);
-    let proxy = map(vec![
-        ("apiVersion", s("gateway.envoyproxy.io/v1alpha1")),
-        ("kind", s("EnvoyProxy")),
-        ("metadata", map(vec![("name", s("aigw-tracing")), ("namespace", s("aigw")), ("labels", labels.clone())])),
-        (
-            "spec",
-            map(vec![(
-                "telemetry",
-                map(vec![(
-                    "tracing",
-                    map(vec![
-                        ("samplingRate", Value::Number(100.into())),
-                        (
-                            "provider",
-                            map(vec![
-                                ("type", s("OpenTelemetry")),
-                                (
-                                    "backendRefs",
-                                    Value::Sequence(vec![map(vec![
-                                        ("name", s("otel-collector")),
-                                        ("namespace", s("observability")),
-                                        ("port", Value::Number(COLLECTOR_PORT.into())),
-                                    ])]),
-                                ),
-                            ]),
-                        ),
-                    ]),
-                )]),
-            )]),
-        ),
-    ]);
     let patch = map(vec![
         ("apiVersion", s("gateway.envoyproxy.io/v1alpha1")),
         ("kind", s("EnvoyPatchPolicy")),
-        ("metadata", map(vec![("name", s("aigw-tracing-tags")), ("namespace", s("aigw")), ("labels", labels)])),
+        ("metadata", map(vec![("name", s("aigw-tracing-tags")), ("namespace", s(k8s::NAMESPACE)), ("labels", labels)])),
         (
             "spec",
             map(vec![
@@ -193,7 +171,7 @@ fn envoy_gateway(tags: &Value) -> Result<String, String> {
                     "jsonPatches",
                     Value::Sequence(vec![map(vec![
                         ("type", s("type.googleapis.com/envoy.config.listener.v3.Listener")),
-                        ("name", s("aigw/aigw/http")),
+                        ("name", s(&format!("{}/aigw/http", k8s::NAMESPACE))),
                         (
                             "operation",
                             map(vec![
@@ -207,13 +185,17 @@ fn envoy_gateway(tags: &Value) -> Result<String, String> {
             ]),
         ),
     ]);
-    let comment =
-        "# Envoy Gateway: tracing to the OTLP collector with the aigw GenAI attributes. Reference the EnvoyProxy\n\
-# from the GatewayClass (`spec.parametersRef`) or the Gateway (`spec.infrastructure.parametersRef`) named\n\
-# `aigw`. The EnvoyPatchPolicy (enable `extensionApis.enableEnvoyPatchPolicy` in the Envoy Gateway config)\n\
-# appends the custom tags to the connection manager of the Gateway's HTTP listener `http`\n\
-# (`<namespace>/<gateway>/<listener>`; an HTTPS listener's manager is under `/filter_chains/<n>/` instead).\n";
-    documents(comment, &[proxy, patch])
+    let comment = format!(
+        "# Envoy Gateway: tracing to the OTLP collector with the aigw GenAI attributes. First turn tracing on in\n\
+# the gateway's EnvoyProxy (envoy-config/k8s/envoy-gateway/gateway.yaml) with a merge patch:\n\
+#   kubectl patch envoyproxy aigw-proxy -n {ns} --type merge -p '{proxy}'\n\
+# then apply the EnvoyPatchPolicy below (Envoy Gateway's config needs `extensionApis.enableEnvoyPatchPolicy`,\n\
+# as for envoy-patch-policy.yaml): it appends the custom tags to the connection manager of the Gateway's HTTP\n\
+# listener `http` (`<namespace>/<gateway>/<listener>`; an HTTPS listener's is under `/filter_chains/<n>/`).\n",
+        ns = k8s::NAMESPACE,
+        proxy = envoy_proxy_tracing(),
+    );
+    documents(&comment, &[patch])
 }
 
 /// The generated files, relative to the repository root.

@@ -43,12 +43,12 @@ fn gateway_configs() -> BTreeMap<String, Json> {
         .collect()
 }
 
-/// gateway.yaml's configs as the manifests must carry them (k8s::kubernetes_config).
-fn kubernetes_configs() -> BTreeMap<String, Json> {
+/// gateway.yaml's configs as the manifests for one controller must carry them (k8s::target_config).
+fn kubernetes_configs(target: k8s::Target) -> BTreeMap<String, Json> {
     gateway_configs()
         .into_iter()
         .map(|(name, value)| {
-            let text = k8s::kubernetes_config(&name, &value.to_string()).unwrap();
+            let text = k8s::target_config(&name, &value.to_string(), target).unwrap();
             let value = serde_json::from_str(&text).unwrap();
             (name, value)
         })
@@ -99,7 +99,8 @@ fn derived_files_are_generated_from_gateway_yaml() {
 
 #[test]
 fn every_manifest_carries_configs_its_filter_accepts_in_chain_order() {
-    let gateway = kubernetes_configs();
+    let istio_configs = kubernetes_configs(k8s::Target::Istio);
+    let eg_configs = kubernetes_configs(k8s::Target::EnvoyGateway);
     let manifests = k8s::read_manifests(&repo_root().join("envoy-config/k8s")).unwrap();
     let mut istio: Vec<(i64, String)> = Vec::new();
     let mut policies = 0;
@@ -116,7 +117,12 @@ fn every_manifest_carries_configs_its_filter_accepts_in_chain_order() {
                     Some("FAIL_RELOAD"),
                     "{where_}: a crashed VM is reloaded, traffic never skips the filter"
                 );
-                check_plugin_config(&where_, &filter, spec.get("pluginConfig"), &gateway);
+                check_plugin_config(&where_, &filter, spec.get("pluginConfig"), &istio_configs);
+                assert_eq!(
+                    spec["selector"]["matchLabels"]["istio"].as_str(),
+                    Some(k8s::ISTIO_GATEWAY_LABEL),
+                    "{where_}"
+                );
                 istio.push((spec["priority"].as_i64().unwrap(), filter));
             }
             Some("EnvoyExtensionPolicy") => {
@@ -127,13 +133,32 @@ fn every_manifest_carries_configs_its_filter_accepts_in_chain_order() {
                 for entry in wasm {
                     let filter = entry["name"].as_str().unwrap();
                     assert_eq!(entry["failOpen"].as_bool(), Some(false), "{where_}: {filter}");
-                    check_plugin_config(&where_, filter, entry.get("config"), &gateway);
+                    check_plugin_config(&where_, filter, entry.get("config"), &eg_configs);
                 }
             }
             // The shared budget store (shared-store/ratelimit.yaml): Redis and the rate limit service.
             Some("Deployment") | Some("Service") => {
                 assert!(where_.contains("shared-store"), "{where_}: a Deployment or Service outside shared-store/")
             }
+            Some(
+                "Gateway"
+                | "VirtualService"
+                | "ServiceEntry"
+                | "DestinationRule"
+                | "RequestAuthentication"
+                | "EnvoyFilter"
+                | "GatewayClass"
+                | "EnvoyProxy"
+                | "HTTPRoute"
+                | "HTTPRouteFilter"
+                | "Backend"
+                | "BackendTLSPolicy"
+                | "ClientTrafficPolicy"
+                | "BackendTrafficPolicy"
+                | "SecurityPolicy"
+                | "EnvoyPatchPolicy"
+                | "ConfigMap",
+            ) => {}
             other => panic!("{where_}: unexpected manifest kind {other:?}"),
         }
     }
@@ -148,7 +173,7 @@ fn every_manifest_carries_configs_its_filter_accepts_in_chain_order() {
 /// gateway.yaml's (Kubernetes) configuration plus the store.
 #[test]
 fn the_shared_store_manifest_shows_a_token_counter_config_that_uses_it() {
-    let configs = kubernetes_configs();
+    let configs = kubernetes_configs(k8s::Target::Istio);
     let json = k8s::shared_store_token_counter(&configs["token-counter"].to_string()).unwrap();
     let config = token_counter::config::from_json(Some(json.as_bytes())).unwrap();
     assert!(
@@ -156,4 +181,32 @@ fn the_shared_store_manifest_shows_a_token_counter_config_that_uses_it() {
     );
     let manifest = std::fs::read_to_string(repo_root().join("envoy-config/k8s/shared-store/ratelimit.yaml")).unwrap();
     assert!(manifest.contains(k8s::RATELIMIT_CLUSTER) && manifest.contains("kind: Deployment"));
+}
+
+#[test]
+fn no_mock_backend_demo_secret_or_compression_in_the_manifests() {
+    for (path, doc) in k8s::read_manifests(&repo_root().join("envoy-config/k8s")).unwrap() {
+        let text = serde_json::to_string(&doc).unwrap();
+        for forbidden in ["mock", "demo", "change-me", "127.0.0.1", "compressor", "\"compression\""] {
+            assert!(!text.contains(forbidden), "{}: contains {forbidden}", path.display());
+        }
+    }
+}
+
+#[test]
+fn routes_match_the_filter_state_and_have_no_timeout() {
+    let manifests = k8s::read_manifests(&repo_root().join("envoy-config/k8s")).unwrap();
+    let text: String = manifests.iter().map(|(_, doc)| serde_json::to_string(doc).unwrap()).collect();
+    for (provider, _) in k8s::PROVIDERS {
+        // One filter-state route per provider and controller (Istio's EnvoyFilter, Envoy Gateway's patch).
+        let matcher =
+            format!(r#""filter_state":[{{"key":"wasm.aigw.route","string_match":{{"exact":"{provider}"}}}}]"#);
+        assert_eq!(text.matches(&matcher).count(), 2, "{provider}: filter-state route matches");
+    }
+    assert!(text.contains(r#""timeout":"0s""#) && text.contains(r#""requestTimeout":"0s""#));
+    assert_eq!(
+        text.matches(&format!(r#""max_request_bytes":{}"#, k8s::BUFFER_LIMIT_BYTES)).count(),
+        4,
+        "buffer filters"
+    );
 }

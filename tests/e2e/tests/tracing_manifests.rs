@@ -36,12 +36,16 @@ fn tracing_manifests_are_fresh_and_carry_every_custom_tag() {
     assert_eq!(patch["patch"]["operation"], "MERGE");
     assert_eq!(patch["patch"]["value"]["typed_config"]["tracing"]["custom_tags"], tags);
 
-    let eg = documents(&read("envoy-config/observability/k8s/envoy-gateway-tracing.yaml"));
-    assert_eq!(eg[0]["kind"], "EnvoyProxy");
-    let backend = &eg[0]["spec"]["telemetry"]["tracing"]["provider"]["backendRefs"][0];
+    let eg_text = read("envoy-config/observability/k8s/envoy-gateway-tracing.yaml");
+    let eg = documents(&eg_text);
+    assert_eq!(eg[0]["kind"], "EnvoyPatchPolicy");
+    assert_eq!(eg[0]["spec"]["jsonPatches"][0]["operation"]["value"], tags);
+    // The EnvoyProxy patch names the collector, and the proxy it patches is the one the manifests deploy.
+    let proxy = tracing_k8s::envoy_proxy_tracing();
+    let backend = &proxy["spec"]["telemetry"]["tracing"]["provider"]["backendRefs"][0];
     assert_eq!((backend["name"].as_str(), backend["port"].as_u64()), (Some("otel-collector"), Some(4317)));
-    assert_eq!(eg[1]["kind"], "EnvoyPatchPolicy");
-    assert_eq!(eg[1]["spec"]["jsonPatches"][0]["operation"]["value"], tags);
+    assert!(eg_text.contains(&format!("kubectl patch envoyproxy aigw-proxy -n aigw --type merge -p '{proxy}'")));
+    assert!(read("envoy-config/k8s/envoy-gateway/gateway.yaml").contains("name: aigw-proxy"));
 
     // Both send to the Service otel-collector.yaml deploys.
     let collector = read("envoy-config/observability/k8s/otel-collector.yaml");
