@@ -105,6 +105,10 @@ impl Collector {
             (ApiShape::OpenAiChat, true) => openai_stream(&self.body)?,
             (ApiShape::AnthropicMessages, false) => anthropic_json(&self.body)?,
             (ApiShape::AnthropicMessages, true) => anthropic_stream(&self.body)?,
+            // The filter caches chat and messages only (lib.rs); other APIs are never stored.
+            (ApiShape::OpenAiResponses | ApiShape::OpenAiEmbeddings | ApiShape::OpenAiCompletions, _) => {
+                return Err(Skip::Unreadable)
+            }
         };
         Ok(answer.to_string().into_bytes())
     }
@@ -261,6 +265,8 @@ pub fn usage_tokens(shape: ApiShape, answer: &Value) -> (u64, u64) {
     match shape {
         ApiShape::OpenAiChat => (read("prompt_tokens"), read("completion_tokens")),
         ApiShape::AnthropicMessages => (read("input_tokens"), read("output_tokens")),
+        // Never stored (see `Answer::finish`).
+        ApiShape::OpenAiResponses | ApiShape::OpenAiEmbeddings | ApiShape::OpenAiCompletions => (0, 0),
     }
 }
 
@@ -301,6 +307,8 @@ pub fn replay(
     let events = match shape {
         ApiShape::OpenAiChat => openai_events(&answer, include_usage)?,
         ApiShape::AnthropicMessages => anthropic_events(&answer)?,
+        // Never stored (see `Answer::finish`).
+        ApiShape::OpenAiResponses | ApiShape::OpenAiEmbeddings | ApiShape::OpenAiCompletions => return None,
     };
     Some(("text/event-stream", events.iter().flat_map(SseEvent::to_bytes).collect()))
 }

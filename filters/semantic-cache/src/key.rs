@@ -286,6 +286,10 @@ fn shape_name(shape: ApiShape) -> &'static str {
     match shape {
         ApiShape::OpenAiChat => "openai-chat",
         ApiShape::AnthropicMessages => "anthropic-messages",
+        // Not cached (lib.rs), named apart all the same: keys of different APIs never meet.
+        ApiShape::OpenAiResponses => "openai-responses",
+        ApiShape::OpenAiEmbeddings => "openai-embeddings",
+        ApiShape::OpenAiCompletions => "openai-completions",
     }
 }
 

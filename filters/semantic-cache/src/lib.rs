@@ -200,7 +200,10 @@ impl HttpContext for Filter {
                 return self.admin(&head, &admin.token);
             }
         }
-        let shape = ApiShape::from_path(&head.path);
+        // Chat completions and messages are cached; the other APIs (Responses, embeddings,
+        // legacy completions) pass untouched: their answers have no replay format here.
+        let shape = ApiShape::from_path(&head.path)
+            .filter(|shape| matches!(shape, ApiShape::OpenAiChat | ApiShape::AnthropicMessages));
         // The cache never refuses a request: what it cannot read passes as a bypass.
         let policy = GatePolicy {
             max_body_bytes: self.config.max_body_bytes,
@@ -255,8 +258,11 @@ impl HttpContext for Filter {
         if exchange.is_hit() {
             return Action::Continue;
         }
-        let chunk = glue::response_body_bytes(body_size);
-        exchange.response_body(&self.config, &self.host, &chunk, end_of_stream);
+        // A bypass or a hit keeps nothing: the body is not even read from the host.
+        if exchange.wants_response_body() {
+            let chunk = glue::response_body_bytes(body_size);
+            exchange.response_body(&self.config, &self.host, &chunk, end_of_stream);
+        }
         if end_of_stream {
             self.response_done = true;
         }
