@@ -183,36 +183,65 @@ pub fn measure(
         let config = configs.get(filter).ok_or_else(|| format!("no configuration for {filter}"))?;
         for (variant, stream) in [("JSON", false), ("streamed", true)] {
             let run = runner(filter, config, exchange(stream)?)?;
-            for _ in 0..warmup {
-                run();
-            }
-            let before = count();
-            run();
-            let after = count();
-            let (allocations, allocated_bytes) = match (before, after) {
-                (Some((a0, b0)), Some((a1, b1))) => (Some(a1 - a0), Some(b1 - b0)),
-                _ => (None, None),
-            };
-            let mut times = Vec::with_capacity(runs);
-            for _ in 0..runs {
-                let started = Instant::now();
-                run();
-                times.push(started.elapsed().as_secs_f64() * 1e6);
-            }
-            times.sort_by(f64::total_cmp);
-            out.push(PathCost {
-                filter,
-                variant,
-                runs,
-                median_us: percentile(&times, 50.0),
-                p10_us: percentile(&times, 10.0),
-                p90_us: percentile(&times, 90.0),
-                allocations,
-                allocated_bytes,
-            });
+            out.push(time(filter, variant, &*run, warmup, runs, count));
         }
     }
     Ok(out)
+}
+
+/// Reference costs on the benchmark's request body, to read the paths against: the full
+/// `serde_json::Value` parse every body-reading filter used to make, the one-field read
+/// model-router makes now (`aigw_shared::body::json_object_field`), and a re-serialisation.
+pub fn reference(warmup: usize, runs: usize, count: AllocReader<'_>) -> Vec<PathCost> {
+    let body = workload::chat_body(&workload::bench_prompt(), false);
+    let parsed = aigw_shared::body::parse_json_object(&body).unwrap_or_default();
+    let steps: Vec<(&'static str, Box<dyn Fn()>)> = vec![
+        ("full parse (Value)", Box::new(|| drop(aigw_shared::body::parse_json_object(&body)))),
+        ("one field (model)", Box::new(|| drop(aigw_shared::body::json_object_field(&body, "model")))),
+        ("re-serialise (Value)", Box::new(|| drop(serde_json::to_vec(&parsed)))),
+    ];
+    let mut out = Vec::new();
+    for (name, run) in steps {
+        out.push(time("reference", name, &*run, warmup, runs, count));
+    }
+    out
+}
+
+fn time(
+    filter: &'static str,
+    variant: &'static str,
+    run: &dyn Fn(),
+    warmup: usize,
+    runs: usize,
+    count: AllocReader<'_>,
+) -> PathCost {
+    for _ in 0..warmup {
+        run();
+    }
+    let before = count();
+    run();
+    let after = count();
+    let (allocations, allocated_bytes) = match (before, after) {
+        (Some((a0, b0)), Some((a1, b1))) => (Some(a1 - a0), Some(b1 - b0)),
+        _ => (None, None),
+    };
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let started = Instant::now();
+        run();
+        times.push(started.elapsed().as_secs_f64() * 1e6);
+    }
+    times.sort_by(f64::total_cmp);
+    PathCost {
+        filter,
+        variant,
+        runs,
+        median_us: percentile(&times, 50.0),
+        p10_us: percentile(&times, 10.0),
+        p90_us: percentile(&times, 90.0),
+        allocations,
+        allocated_bytes,
+    }
 }
 
 /// The figures as a Markdown table.

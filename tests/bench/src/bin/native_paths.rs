@@ -75,7 +75,8 @@ fn run(runs: usize, out: Option<String>) -> Result<(), String> {
     let shipped: BTreeMap<String, String> = aigw_e2e::config::wasm_configs(&yaml)?.into_iter().collect();
     let configs = workload::chain_configs(&shipped)?;
     let count = || Some((ALLOCATIONS.load(Ordering::Relaxed), BYTES.load(Ordering::Relaxed)));
-    let costs = native::measure(&configs, runs / 10 + 10, runs, &count)?;
+    let mut costs = native::measure(&configs, runs / 10 + 10, runs, &count)?;
+    costs.extend(native::reference(runs / 10 + 10, runs, &count));
     println!(
         "\nNative pure paths (release, no Wasm, no host calls), benchmark request: 1 KiB prompt, 2 KiB completion \
          (JSON) or {} SSE chunks (streamed); median of {runs} runs.\n",
