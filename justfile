@@ -80,7 +80,7 @@ oci registry="": build
 lint: tools
     cargo fmt --all --check
     cargo clippy --workspace --all-targets -- -D warnings
-    cargo clippy --target wasm32-wasip1 {{filter_packages}} -p aigw-shared -- -D warnings
+    cargo clippy --target wasm32-wasip1 {{filter_packages}} -p aigw-shared -p floor-filter -- -D warnings
 
 # Check every Envoy config we ship with `envoy --mode validate` (from the repository root, with dist/*.wasm).
 validate: build
@@ -117,6 +117,10 @@ demo *steps:
 # The load generator is our own (tests/bench, open-loop with SSE timing), built here with the mock in it.
 bench *args: build redis
     cargo build --profile bench-tools -p aigw-bench
+    @# The floor probe (tests/floor-filter) for scenario 0, and host calls per request on the harness.
+    cargo build --release --target wasm32-wasip1 -p floor-filter
+    just host-calls
+    target/bench-tools/aigw-native-paths --out bench-results/native-paths.json
     @# regex vs regex-lite inside Wasm (run by Node's V8 when node is installed; skipped otherwise).
     cargo build --release --target wasm32-wasip1 --manifest-path tests/bench/regex-probe/Cargo.toml --target-dir target/regex-probe
     target/bench-tools/aigw-bench {{args}}
@@ -128,6 +132,17 @@ bench *args: build redis
 # against the shared-data default: p50/p99 of requests one at a time, two rounds (BENCHMARKS.md).
 bench-rls: build redis
     cargo test -p aigw-e2e --test replicas measure_remote_reservation_latency -- --ignored --nocapture
+
+# Host calls per request per filter on the benchmark's request (wasmtime harness, dist/*.wasm): prints the
+# table, checks each filter's bound, writes bench-results/host-calls.md (BENCHMARKS.md shows it).
+host-calls: build
+    AIGW_HOST_CALLS_OUT=bench-results/host-calls.md cargo test -p aigw-bench --test host_calls -- --nocapture
+
+# Each filter's pure request/response path natively on the benchmark's request (release, median of runs):
+# no Envoy, no Wasm — where the filters' own time goes. `just bench` runs it too.
+native-paths:
+    cargo build --profile bench-tools -p aigw-bench
+    target/bench-tools/aigw-native-paths --out bench-results/native-paths.json
 
 # Fuzz every entry point that takes untrusted input for <seconds> (tests/fuzz; stable Rust, seeded).
 # Prints calls, panics and slow calls per target; inputs of findings go to target/fuzz-findings/.
