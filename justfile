@@ -66,6 +66,17 @@ build: tools
 test: build sdk-tools obs-tools redis chroma
     cargo test --workspace --no-fail-fast
 
+# envoy-config/gateway-istio.yaml and gateway-envoy-gateway.yaml are the Envoy configs Istio and Envoy Gateway
+# run for our manifests (envoy-config/k8s/README.md#controller-renders); `AIGW_E2E_LAYOUT=<layout>` makes the
+# end-to-end fixture start one instead of gateway.yaml. The closest a test gets here to a real cluster. Not part
+# of `just test` (it doubles the end-to-end time), whose controller_renders test runs a representative set on both.
+# Run the whole end-to-end suite on each controller render (`just test-renders istio`: one).
+test-renders layouts="istio envoy-gateway": build sdk-tools obs-tools
+    @status=0; for layout in {{layouts}}; do \
+        echo "== the end-to-end suite on the $layout render (AIGW_E2E_LAYOUT=$layout)"; \
+        AIGW_E2E_LAYOUT=$layout cargo test -p aigw-e2e --no-fail-fast || status=1; \
+    done; exit $status
+
 # `just oci registry.example.com/aigw` sets the registry the manifests name; push with
 # `oras cp --from-oci-layout dist/oci/<filter>:<version> <registry>/<filter>:<version>` (envoy-config/k8s/README.md).
 # The format is the one Istio's and Envoy Gateway's Wasm fetchers accept (one tar.gz layer holding plugin.wasm).
@@ -77,7 +88,7 @@ oci registry="": build
 lint: tools
     cargo fmt --all --check
     cargo clippy --workspace --all-targets -- -D warnings
-    cargo clippy --target wasm32-wasip1 {{filter_packages}} -p aigw-shared -- -D warnings
+    cargo clippy --target wasm32-wasip1 {{filter_packages}} -p aigw-shared -p floor-filter -- -D warnings
 
 # Check every Envoy config we ship with `envoy --mode validate` (from the repository root, with dist/*.wasm).
 validate: build
@@ -114,6 +125,10 @@ demo *steps:
 # The load generator is our own (tests/bench, open-loop with SSE timing), built here with the mock in it.
 bench *args: build redis
     cargo build --profile bench-tools -p aigw-bench
+    @# The floor probe (tests/floor-filter) for scenario 0, and host calls per request on the harness.
+    cargo build --release --target wasm32-wasip1 -p floor-filter
+    just host-calls
+    target/bench-tools/aigw-native-paths --out bench-results/native-paths.json
     @# regex vs regex-lite inside Wasm (run by Node's V8 when node is installed; skipped otherwise).
     cargo build --release --target wasm32-wasip1 --manifest-path tests/bench/regex-probe/Cargo.toml --target-dir target/regex-probe
     target/bench-tools/aigw-bench {{args}}
@@ -125,6 +140,17 @@ bench *args: build redis
 # against the shared-data default: p50/p99 of requests one at a time, two rounds (BENCHMARKS.md).
 bench-rls: build redis
     cargo test -p aigw-e2e --test replicas measure_remote_reservation_latency -- --ignored --nocapture
+
+# Host calls per request per filter on the benchmark's request (wasmtime harness, dist/*.wasm): prints the
+# table, checks each filter's bound, writes bench-results/host-calls.md (BENCHMARKS.md shows it).
+host-calls: build
+    AIGW_HOST_CALLS_OUT=bench-results/host-calls.md cargo test -p aigw-bench --test host_calls -- --nocapture
+
+# Each filter's pure request/response path natively on the benchmark's request (release, median of runs):
+# no Envoy, no Wasm — where the filters' own time goes. `just bench` runs it too.
+native-paths:
+    cargo build --profile bench-tools -p aigw-bench
+    target/bench-tools/aigw-native-paths --out bench-results/native-paths.json
 
 # Fuzz every entry point that takes untrusted input for <seconds> (tests/fuzz; stable Rust, seeded).
 # Prints calls, panics and slow calls per target; inputs of findings go to target/fuzz-findings/.

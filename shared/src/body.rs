@@ -105,6 +105,121 @@ pub fn parse_json_object(bytes: &[u8]) -> Result<Value, ApiError> {
     Ok(value)
 }
 
+/// One top-level field of a JSON object body, without building the rest: the
+/// other fields are parsed and checked exactly as [`parse_json_object`] checks
+/// them (UTF-8, JSON syntax, string escapes, numbers, nesting depth) but not
+/// kept. For a filter that needs one field (`model`) of a body it forwards
+/// unchanged, this skips the allocation of the whole tree. A body
+/// [`parse_json_object`] refuses gets the same error from here.
+pub fn json_object_field(bytes: &[u8], name: &str) -> Result<Option<Value>, ApiError> {
+    let Ok(text) = std::str::from_utf8(bytes) else { return parse_json_object(bytes).map(|_| None) };
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let read = serde::de::DeserializeSeed::deserialize(FieldOf { name }, &mut deserializer)
+        .and_then(|field| deserializer.end().map(|()| field));
+    match read {
+        Ok(field) => Ok(field),
+        // Not an object, or not JSON: the full parser words the error (and it is rare).
+        Err(_) => parse_json_object(bytes).map(|_| None),
+    }
+}
+
+/// Reads a JSON object, keeping the value of the key `name` (the last one, as a
+/// `Value` map would) and checking, then dropping, everything else.
+struct FieldOf<'a> {
+    name: &'a str,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for FieldOf<'_> {
+    type Value = Option<Value>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for FieldOf<'_> {
+    type Value = Option<Value>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found = None;
+        while let Some(wanted) = map.next_key_seed(KeyIs(self.name))? {
+            if wanted {
+                found = Some(map.next_value::<Value>()?);
+            } else {
+                map.next_value::<Checked>()?;
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// A map key, compared with the wanted name without being kept.
+struct KeyIs<'a>(&'a str);
+
+impl<'de> serde::de::DeserializeSeed<'de> for KeyIs<'_> {
+    type Value = bool;
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<bool, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl serde::de::Visitor<'_> for KeyIs<'_> {
+    type Value = bool;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a key")
+    }
+    fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<bool, E> {
+        Ok(key == self.0)
+    }
+}
+
+/// Any JSON value, parsed as `Value` would parse it (strings unescaped and
+/// checked, numbers read), then dropped. Unlike `serde::de::IgnoredAny`, which
+/// skips string escapes unchecked, this accepts exactly what `Value` accepts.
+struct Checked;
+
+impl<'de> serde::Deserialize<'de> for Checked {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Checked, D::Error> {
+        deserializer.deserialize_any(CheckedVisitor)
+    }
+}
+
+struct CheckedVisitor;
+
+impl<'de> serde::de::Visitor<'de> for CheckedVisitor {
+    type Value = Checked;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_unit<E>(self) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
+        while seq.next_element::<Checked>()?.is_some() {}
+        Ok(Checked)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
+        while map.next_entry::<Checked, Checked>()?.is_some() {}
+        Ok(Checked)
+    }
+}
+
 /// serde_json's message without the echoed input, which may contain prompt text.
 fn err_kind(err: &serde_json::Error) -> &'static str {
     use serde_json::error::Category;
@@ -167,5 +282,35 @@ mod tests {
         assert!(!err.message.contains("secret"));
         assert_eq!(parse_json_object(b"[1]").unwrap_err().code, "invalid_request");
         assert!(parse_json_object(b"{\"model\":\"m\"}").unwrap().is_object());
+    }
+
+    #[test]
+    fn one_field_reads_like_the_full_parse() {
+        let body =
+            br#"{"messages":[{"role":"user","content":"a\nb \u00e9"}],"model":"m","n":1.5e3,"x":null,"t":[true,{}]}"#;
+        assert_eq!(json_object_field(body, "model").unwrap(), Some(Value::String("m".into())));
+        assert_eq!(json_object_field(body, "absent").unwrap(), None);
+        assert_eq!(json_object_field(br#"{"model":1,"model":"last"}"#, "model").unwrap(), Some("last".into()));
+        // Every body the full parser refuses is refused here with the same error.
+        let bad: [&[u8]; 8] = [
+            &[0x7b, 0xff],
+            b"{\"secret prompt\": ",
+            b"[1]",
+            b"\"text\"",
+            br#"{"model":"m"} trailing"#,
+            br#"{"model":"m","x":"\ud800"}"#,
+            br#"{"model":"m","x":"bad \q escape"}"#,
+            b"{\"model\":\"m\",\"x\":01}",
+        ];
+        for body in bad {
+            let full = parse_json_object(body).unwrap_err();
+            let one = json_object_field(body, "model").unwrap_err();
+            assert_eq!((one.code, one.message), (full.code, full.message), "{}", String::from_utf8_lossy(body));
+        }
+        let deep = format!("{{\"model\":\"m\",\"x\":{}{}}}", "[".repeat(200), "]".repeat(200));
+        assert_eq!(
+            json_object_field(deep.as_bytes(), "model").unwrap_err().code,
+            parse_json_object(deep.as_bytes()).unwrap_err().code
+        );
     }
 }

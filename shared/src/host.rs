@@ -36,23 +36,39 @@ pub struct ProxyWasmHost;
 /// grow the stats table without bound; past the cap, they are dropped.
 pub const MAX_METRICS_PER_VM: usize = 2048;
 
+/// The ids of the metrics this VM defined: one map per kind, keyed by name, so a lookup
+/// borrows the name (no allocation) and a metric is defined with the host once per VM.
+#[derive(Default)]
+struct MetricIds {
+    counters: HashMap<String, u32>,
+    histograms: HashMap<String, u32>,
+    gauges: HashMap<String, u32>,
+}
+
 thread_local! {
     // Wasm VMs are single-threaded: one table per VM.
-    static METRIC_IDS: RefCell<HashMap<(String, u8), u32>> = RefCell::new(HashMap::new());
+    static METRIC_IDS: RefCell<MetricIds> = RefCell::new(MetricIds::default());
 }
 
 fn metric_id(name: &str, kind: MetricType) -> Option<u32> {
-    let tag = kind as u8;
     METRIC_IDS.with(|ids| {
         let mut ids = ids.borrow_mut();
-        if let Some(id) = ids.get(&(name.to_string(), tag)) {
+        let total = ids.counters.len() + ids.histograms.len() + ids.gauges.len();
+        let map = match kind {
+            MetricType::Counter => &mut ids.counters,
+            MetricType::Histogram => &mut ids.histograms,
+            MetricType::Gauge => &mut ids.gauges,
+            // A kind added to proxy-wasm later: not cached, never defined by these filters.
+            _ => return hostcalls::define_metric(kind, name).ok(),
+        };
+        if let Some(id) = map.get(name) {
             return Some(*id);
         }
-        if ids.len() >= MAX_METRICS_PER_VM {
+        if total >= MAX_METRICS_PER_VM {
             return None;
         }
         let id = hostcalls::define_metric(kind, name).ok()?;
-        ids.insert((name.to_string(), tag), id);
+        map.insert(name.to_string(), id);
         Some(id)
     })
 }
@@ -89,7 +105,9 @@ impl Host for ProxyWasmHost {
     }
 
     fn increment_counter(&self, name: &str, by: u64) {
-        if let Some(id) = metric_id(name, MetricType::Counter) {
+        // Defined even when `by` is 0, so the stat exists (at 0) for dashboards; adding 0
+        // would be a host call that changes nothing (and Envoy refuses it).
+        if let Some(id) = metric_id(name, MetricType::Counter).filter(|_| by > 0) {
             let _ = hostcalls::increment_metric(id, i64::try_from(by).unwrap_or(i64::MAX));
         }
     }

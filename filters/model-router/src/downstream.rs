@@ -96,7 +96,9 @@ impl HttpContext for DownstreamFilter {
         self.host = head.host.clone();
         let Some(config) = self.config() else { return Action::Continue };
         let (strip, policy) = (headers_to_strip(config, &head.path), GatePolicy::strict(config.max_body_bytes));
-        for header in &strip {
+        // Only the ones the request has: removing an absent header is a host call that changes
+        // nothing (the captured copy holds every request header, lower-cased).
+        for header in strip.iter().filter(|name| head.host.header(name).is_some()) {
             self.set_http_request_header(header, None);
         }
         self.dialect = head.dialect();
@@ -166,6 +168,10 @@ impl HttpContext for DownstreamFilter {
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         let max = self.config().map(|c| c.max_body_bytes).unwrap_or(0);
         let mode = std::mem::take(&mut self.response);
+        if matches!(mode, ResponseMode::Untouched) {
+            // Not translated (the common OpenAI-to-OpenAI route): nothing to read, no clock.
+            return Action::Continue;
+        }
         let (action, next, failed) =
             respond::on_body(self, mode, body_size, end_of_stream, max, crate::unix_seconds(self));
         if failed {

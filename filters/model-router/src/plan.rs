@@ -3,11 +3,11 @@
 
 use crate::access::{self, Subject};
 use crate::config::{Downstream, CLIENT_ADDRESS_HEADERS, CLIENT_CREDENTIAL_HEADERS, INTERNAL_REQUEST_HEADERS};
-use crate::provider::{adapt_body, is_chat, is_messages, needs_adapting, Handoff};
+use crate::provider::{adapt_body, is_chat, is_messages, needs_adapting, only_model_changes, Handoff};
 use crate::route::Decision;
 use crate::translate::BackTo;
 use aigw_shared::api::Endpoint;
-use aigw_shared::body::parse_json_object;
+use aigw_shared::body::{json_object_field, parse_json_object};
 use aigw_shared::contract::{
     STATE_GENAI_OPERATION, STATE_GENAI_PROVIDER, STATE_ROUTE, STATE_ROUTE_BACKEND, STATE_ROUTE_HANDOFF,
     STATE_ROUTE_MODEL,
@@ -71,7 +71,8 @@ pub fn route_request(config: &Downstream, host: &dyn Host, path: &str, body: &[u
     // its path: Envoy's route rewrites `/v1/messages` to
     // `/v1/chat/completions` (gateway.yaml's OpenAI-shaped routes).
     let adapt_here = primary_backend.is_some_and(|b| !b.upstream_instance && needs_adapting(b, path));
-    if let Some(backend) = primary_backend.filter(|_| adapt_here) {
+    // When adapting would only set `model`, the plan's body has it already: no second parse.
+    if let Some(backend) = primary_backend.filter(|b| adapt_here && !only_model_changes(b, path)) {
         let current = new_body.as_deref().unwrap_or(body);
         let adapted = adapt_body(backend, path, current, Some(&plan.primary_model))?;
         if adapted.responses.is_some() {
@@ -138,9 +139,10 @@ pub struct Plan {
 /// Reads `model` from the body, applies the routing table, rules and access
 /// control, and returns the plan or the error to answer.
 pub fn plan(config: &Downstream, body: &[u8], host: &dyn Host) -> Result<Plan, ApiError> {
-    let mut value = parse_json_object(body)?;
-    let requested = match value.get("model") {
-        Some(Value::String(model)) if !model.is_empty() => model.clone(),
+    // Only `model` is needed to route: the rest of the body is checked, not built (the
+    // whole tree is parsed below only when the body must change).
+    let requested = match json_object_field(body, "model")? {
+        Some(Value::String(model)) if !model.is_empty() => model,
         Some(Value::String(_)) | None => {
             return Err(ApiError::bad_request("invalid_request", "The request needs a `model`.").with_param("model"))
         }
@@ -165,6 +167,7 @@ pub fn plan(config: &Downstream, body: &[u8], host: &dyn Host) -> Result<Plan, A
     };
     let primary = config.backends.get(primary_index).map(|b| b.name.clone()).unwrap_or_default();
     let body = if primary_model != requested {
+        let mut value = parse_json_object(body)?;
         if let Some(object) = value.as_object_mut() {
             object.insert("model".into(), Value::String(primary_model.clone()));
         }

@@ -56,6 +56,15 @@ pub fn needs_adapting(backend: &Backend, path: &str) -> bool {
     }
 }
 
+/// Whether [`adapt_body`] would change nothing but `model` for this backend and path: an
+/// OpenAI-compatible backend on an API it speaks (no Messages or Responses translation).
+/// The downstream instance's plan already set `model`, so it skips adapting then.
+pub fn only_model_changes(backend: &Backend, path: &str) -> bool {
+    matches!(backend.provider, Provider::Openai | Provider::AzureOpenai)
+        && !translates_responses(backend, path)
+        && Endpoint::from_path(path) != Some(Endpoint::Messages)
+}
+
 /// A Responses request to this backend is translated to chat completions
 /// (and on to Messages for Anthropic): the backend speaks no Responses API.
 fn translates_responses(backend: &Backend, path: &str) -> bool {

@@ -241,11 +241,18 @@ impl ResponseGuard {
             Mode::Pass => BodyStep::Continue,
             Mode::Block(err) => BodyStep::Replace(if end_of_stream { err.body() } else { Vec::new() }),
             Mode::Sse(masker) => {
-                let out = masker.feed(&read(), end_of_stream);
+                let input = read();
+                let out = masker.feed(&input, end_of_stream);
                 if end_of_stream || masker.stopped() {
                     self.report(config, host);
                 }
-                BodyStep::Replace(out)
+                // Released exactly as it came (nothing masked, nothing held): writing the same
+                // bytes back would be a host call (and a copy) for nothing.
+                if out == input {
+                    BodyStep::Continue
+                } else {
+                    BodyStep::Replace(out)
+                }
             }
             Mode::Json | Mode::Text if body_size > config.max_body_bytes => {
                 let blocked = config.on_unreadable_response == UnreadableResponse::Block;

@@ -439,6 +439,12 @@ impl Exchange {
         }
     }
 
+    /// Whether the response body is collected (a miss that may be stored): otherwise the glue
+    /// need not read it from the host at all.
+    pub fn wants_response_body(&self) -> bool {
+        matches!(self.phase, Phase::Miss { collector: Some(_), .. })
+    }
+
     /// A chunk of the response body; at the end the answer is stored if it
     /// qualifies. `Some(Step::Store)`: hold the response while it is written to
     /// the external store.

@@ -366,8 +366,13 @@ impl HttpContext for Filter {
         if exchange.is_hit() {
             return Action::Continue;
         }
-        let chunk = glue::response_body_bytes(body_size);
-        let step = exchange.response_body(&self.config, &self.host, &chunk, end_of_stream);
+        // A bypass or a hit keeps nothing: the body is not even read from the host.
+        let step = if exchange.wants_response_body() {
+            let chunk = glue::response_body_bytes(body_size);
+            exchange.response_body(&self.config, &self.host, &chunk, end_of_stream)
+        } else {
+            None
+        };
         if end_of_stream {
             self.response_done = true;
         }

@@ -173,6 +173,7 @@ impl Plugin for TokenCounter {
             answers: Vec::new(),
             held: None,
             body_held: false,
+            observed: false,
         })
     }
 }
@@ -194,6 +195,9 @@ struct Filter {
     held: Option<(RequestAction, usize)>,
     /// A request body callback returned Pause while the answers were awaited.
     body_held: bool,
+    /// The exchange was settled and observed (at the end of the response): `on_log` then
+    /// has nothing left to do, and must not count the same error twice.
+    observed: bool,
 }
 
 impl Filter {
@@ -257,6 +261,9 @@ impl Filter {
     }
 
     fn finish(&mut self, completed: bool) {
+        if std::mem::replace(&mut self.observed, true) {
+            return;
+        }
         let withheld = self.get_property(vec![STATE_RESPONSE_WITHHELD]).is_some_and(|value| !value.is_empty());
         let text = |bytes: Option<Vec<u8>>| bytes.and_then(|b| String::from_utf8(b).ok());
         let error_code = text(self.get_property(vec![STATE_ERROR_CODE]));

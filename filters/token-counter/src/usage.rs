@@ -292,7 +292,9 @@ impl ResponseTracker {
                 out.extend_from_slice(&held);
             }
         }
-        if self.strip_usage_chunk {
+        // Unchanged when every byte of the chunk went out as it came (no usage chunk dropped,
+        // nothing held for the next one): the glue then writes nothing back.
+        if self.strip_usage_chunk && out != chunk {
             Emit::Replace(out)
         } else {
             Emit::Unchanged
@@ -352,13 +354,17 @@ impl ResponseTracker {
                     match serde_json::from_slice::<Value>(&self.json) {
                         Ok(mut body) => {
                             self.usage.absorb_body(&body);
-                            let shape =
-                                aigw_shared::api::response_shape(&body, None).unwrap_or(ApiShape::AnthropicMessages);
-                            let mut text_bytes = 0u64;
-                            aigw_shared::api::response_texts_mut(shape, &mut body, &mut |_, text| {
-                                text_bytes += text.len() as u64
-                            });
-                            self.output_text_bytes += text_bytes;
+                            // The output text's size only matters for the estimate made when
+                            // the response reports no usage: walk the texts only then.
+                            if self.usage.usage().is_none() {
+                                let shape = aigw_shared::api::response_shape(&body, None)
+                                    .unwrap_or(ApiShape::AnthropicMessages);
+                                let mut text_bytes = 0u64;
+                                aigw_shared::api::response_texts_mut(shape, &mut body, &mut |_, text| {
+                                    text_bytes += text.len() as u64
+                                });
+                                self.output_text_bytes += text_bytes;
+                            }
                         }
                         Err(_) => self.problem = Some(ReadProblem::Malformed),
                     }
@@ -399,7 +405,8 @@ impl ResponseTracker {
         self.first_token
     }
 
-    /// Output text seen, in bytes (for the estimate when no usage came).
+    /// Output text seen, in bytes (for the estimate when no usage came). A JSON body that
+    /// reports usage is not walked for its texts: then this stays 0.
     pub fn output_text_bytes(&self) -> u64 {
         self.output_text_bytes
     }
@@ -582,7 +589,14 @@ event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\
         tracker.feed(completion.as_bytes());
         tracker.finish();
         assert_eq!(tracker.usage(), Some(Usage { input: 4, output: 2, ..Usage::default() }));
-        assert_eq!(tracker.output_text_bytes(), 8);
+        // With usage reported, the texts are not walked (their size only feeds the estimate).
+        assert_eq!(tracker.output_text_bytes(), 0);
+        let without_usage =
+            r#"{"object":"text_completion","choices":[{"index":0,"text":"Hi there","finish_reason":"stop"}]}"#;
+        let mut tracker = ResponseTracker::new(BodyKind::Json, false, 1 << 20);
+        tracker.feed(without_usage.as_bytes());
+        tracker.finish();
+        assert_eq!((tracker.usage(), tracker.output_text_bytes()), (None, 8));
     }
 
     #[test]

@@ -24,6 +24,9 @@ pub struct Spec {
     pub config_file: String,
     pub only_filters: Option<Vec<String>>,
     pub filter_configs: BTreeMap<String, String>,
+    /// Extra HTTP filters (YAML list entries) before the first aigw filter: the floor probes.
+    #[serde(default)]
+    pub leading_filters: Vec<String>,
 }
 
 /// What the child reports once Envoy is ready.
@@ -182,6 +185,9 @@ pub fn serve(spec_json: &str) -> Result<(), String> {
     }
     for (filter, config) in &spec.filter_configs {
         builder = builder.filter_config(filter, config.clone());
+    }
+    for filter in &spec.leading_filters {
+        builder = builder.leading_filter(filter.clone());
     }
     let started = Instant::now();
     let gateway = match builder.try_start() {

@@ -4,6 +4,7 @@
 pub mod fleet;
 pub mod http;
 pub mod load;
+pub mod native;
 pub mod procfs;
 pub mod report;
 pub mod run;

@@ -182,9 +182,8 @@ impl Bench {
         let gateway_yaml = std::fs::read_to_string(aigw_e2e::repo_root().join("envoy-config/gateway.yaml"))
             .map_err(|e| format!("gateway.yaml: {e}"))?;
         let shipped: BTreeMap<String, String> = aigw_e2e::config::wasm_configs(&gateway_yaml)?.into_iter().collect();
-        let prompt_1k = workload::prose_with_pii(1024);
-        // The mock wraps the text in a chat.completion object (~300 bytes): 2 KiB of JSON in all.
-        let answer_2k = workload::answer_prose(1750);
+        let prompt_1k = workload::bench_prompt();
+        let answer_2k = workload::bench_answer();
         let mode = format!("fixed:{answer_2k}");
         let small = Arc::new(http::post(
             "/v1/chat/completions",
@@ -200,9 +199,9 @@ impl Bench {
 
     /// The overrides every filtered config gets (budgets raised, model-router routing to the mock).
     fn common_overrides(&self) -> Result<BTreeMap<String, String>, String> {
-        let mut configs = BTreeMap::new();
-        configs.insert("token-counter".to_string(), workload::token_counter_config(self.shipped("token-counter")?)?);
-        configs.insert("model-router".to_string(), workload::model_router_config());
+        let mut configs = workload::chain_configs(&self.shipped)?;
+        // The other filters run gateway.yaml's own configuration (the launcher's default).
+        configs.retain(|filter, _| filter == "token-counter" || filter == "model-router");
         Ok(configs)
     }
 
@@ -219,6 +218,7 @@ impl Bench {
             config_file: "gateway.yaml".to_string(),
             only_filters: only.map(|o| o.iter().map(|s| s.to_string()).collect()),
             filter_configs,
+            leading_filters: Vec::new(),
         })
     }
 
@@ -398,6 +398,7 @@ impl Bench {
             config_file: "bare.yaml".to_string(),
             only_filters: None,
             filter_configs: BTreeMap::new(),
+            leading_filters: Vec::new(),
         })?;
         if self.plan.stream_hold_only {
             progress("(7) what pii-mask holds back on streams (token-sized chunks), alone");
@@ -454,6 +455,11 @@ impl Bench {
             Some(ratio(fixed.b_cpu_ms_per_1k, fixed.a_cpu_ms_per_1k)),
         );
         self.results.insert("full_chain_fixed_rate".into(), serde_json::to_value(&fixed).unwrap_or_default());
+
+        // (0) Floors: what the proxy-wasm machinery costs before any aigw logic, in the same rounds.
+        progress("(0) floors: the probe filter ×1 and ×4 (no-op, buffer, parse) beside bare and the chain");
+        let floors = self.floors(&mut bare, &mut chain)?;
+        self.results.insert("floors".into(), floors);
 
         // (1) Max throughput under the p99 ceiling, alternating.
         progress(&format!("(1) full chain, max throughput with p99 ≤ {} ms", self.plan.ceiling_ms));
@@ -538,6 +544,111 @@ impl Bench {
         self.results.insert("ready_ms".into(), Value::Object(ready));
         self.results.insert("elapsed_s".into(), json!(started.elapsed().as_secs_f64()));
         Ok(())
+    }
+
+    /// (0) Floors (issue #19): the probe filter (tests/floor-filter) in three modes — no-op, buffer both
+    /// bodies, buffer + parse + re-serialise the JSON — as 1 and as 4 filters (one VM each, like the
+    /// four aigw filters), measured in the same rounds as the bare Envoy and the full chain: each
+    /// round runs every instance once, in turn, at the same fixed rate. Reported: Envoy CPU per
+    /// request (median of rounds), its ratio to bare, and the chain's ratio to each floor.
+    fn floors(&mut self, bare: &mut Instance, chain: &mut Instance) -> Result<Value, String> {
+        let module = aigw_e2e::repo_root().join("target/wasm32-wasip1/release/floor_filter.wasm");
+        if !module.exists() {
+            return Ok(json!({"skipped": format!("{} not built (just bench builds it)", module.display())}));
+        }
+        let plan = self.plan.clone();
+        let mut probes = Vec::new();
+        for mode in ["noop", "buffer", "parse"] {
+            for copies in [1usize, 4] {
+                let spec = Spec {
+                    name: format!("floor {mode} x{copies}"),
+                    config_file: "gateway.yaml".to_string(),
+                    // No aigw filter: the probes stand in their place (Envoy's buffer filter stays).
+                    only_filters: Some(Vec::new()),
+                    filter_configs: BTreeMap::new(),
+                    leading_filters: (1..=copies).map(|i| floor_filter_yaml(&module, mode, i)).collect(),
+                };
+                let instance = self.start(spec)?;
+                self.check(&instance, &self.small)?;
+                probes.push(instance);
+            }
+        }
+        let small = Arc::clone(&self.small);
+        let mut cpu: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        let mut p50: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        for round in 0..plan.rounds {
+            let mut instances: Vec<&mut Instance> = vec![&mut *bare];
+            instances.extend(probes.iter_mut());
+            instances.push(&mut *chain);
+            for instance in instances {
+                let cpu_before = instance.cpu_time();
+                let result =
+                    run_rate(&self.rate_run(instance.info.addr, &small, plan.rate, plan.duration_s, plan.connections));
+                let used = instance.cpu_time().saturating_sub(cpu_before);
+                instance.clear_mocks();
+                let figures = side(&result, used);
+                progress(&format!(
+                    "  round {} {:<18} Envoy CPU {:>7.1} µs/request  p50 {:>8.1} µs  errors {}",
+                    round + 1,
+                    instance.name(),
+                    figures.cpu_ms_per_1k,
+                    figures.p50_us,
+                    figures.errors
+                ));
+                // ms per 1,000 requests is µs per request.
+                cpu.entry(instance.name().to_string()).or_default().push(figures.cpu_ms_per_1k);
+                p50.entry(instance.name().to_string()).or_default().push(figures.p50_us);
+            }
+        }
+        drop(probes);
+        let median_of = |map: &BTreeMap<String, Vec<f64>>, name: &str| map.get(name).map_or(f64::NAN, |v| median(v));
+        let spread = |name: &str| {
+            let values = cpu.get(name).cloned().unwrap_or_default();
+            let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+            let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            (min, max)
+        };
+        let bare_cpu = median_of(&cpu, "bare");
+        let chain_name = chain.name().to_string();
+        let chain_cpu = median_of(&cpu, &chain_name);
+        let mut out = Map::new();
+        for name in cpu.keys() {
+            let value = median_of(&cpu, name);
+            let (min, max) = spread(name);
+            out.insert(
+                name.clone(),
+                json!({"envoy_cpu_us_per_request": value, "ratio_to_bare": ratio(value, bare_cpu),
+                       "min_of_rounds": min, "max_of_rounds": max, "p50_us": median_of(&p50, name),
+                       "rounds": cpu.get(name)}),
+            );
+        }
+        let scenario = "0 Envoy CPU per request";
+        for name in
+            ["floor noop x1", "floor buffer x1", "floor parse x1", "floor noop x4", "floor buffer x4", "floor parse x4"]
+        {
+            let value = median_of(&cpu, name);
+            self.table.row(scenario, name, bare_cpu, value, "µs", None);
+            let (min, max) = spread(name);
+            self.table.note(scenario, &format!("rounds {min:.0}–{max:.0} µs"));
+        }
+        self.table.row(scenario, "full chain", bare_cpu, chain_cpu, "µs", None);
+        let (min, max) = spread(&chain_name);
+        self.table.note(scenario, &format!("rounds {min:.0}–{max:.0} µs"));
+        let mut floor_ratios = Map::new();
+        for floor in ["floor noop x4", "floor buffer x4", "floor parse x4"] {
+            let value = ratio(chain_cpu, median_of(&cpu, floor));
+            floor_ratios.insert(floor.to_string(), json!(value));
+            self.table.note(scenario, &format!("chain / {floor} {value:.2}×"));
+        }
+        out.insert("chain_over_floor".into(), Value::Object(floor_ratios));
+        out.insert(
+            "method".into(),
+            json!(format!(
+                "{} rounds; each round runs bare, the six probes and the chain once each, in turn, at {} rps for {} s",
+                plan.rounds, plan.rate, plan.duration_s
+            )),
+        );
+        Ok(Value::Object(out))
     }
 
     /// semantic-cache alone (shipped config, its cache sizes kept), against the bare Envoy:
@@ -901,6 +1012,20 @@ impl Bench {
             progress(&format!("(2) {filter} alone, {} rps fixed rate", plan.rate));
             let ab = self.ab_rate(bare, &mut instance, &small, plan.rate, plan.duration_s);
             self.table.ab_latency(&format!("2 {filter} alone"), "latency", &ab);
+            self.table.row(
+                &format!("2 {filter} alone"),
+                "Envoy CPU per request",
+                ab.a_cpu_ms_per_1k,
+                ab.b_cpu_ms_per_1k,
+                "µs",
+                None,
+            );
+            let floor =
+                self.results.get("floors").and_then(|f| f["floor parse x1"]["envoy_cpu_us_per_request"].as_f64());
+            if let Some(floor) = floor {
+                let over = ratio(ab.b_cpu_ms_per_1k, floor);
+                self.table.note(&format!("2 {filter} alone"), &format!("{over:.2}× the parse floor ×1 (scenario 0)"));
+            }
             progress(&format!("(4) streaming through {filter} alone"));
             let streaming =
                 self.streaming(bare, &mut instance, &format!("4 streaming, {filter} alone"), plan.streams / 2);
@@ -1242,6 +1367,25 @@ fn chain_effects(chain: &mut Instance) -> Value {
         "messages_upstream": messages.len(),
         "upstream_header_names": request.headers.iter().map(|(n, _)| n.as_str()).filter(|n| !n.starts_with("x-mock")).collect::<Vec<_>>(),
     })
+}
+
+/// The probe filter as an HTTP filter entry: its own plugin name and VM (`floor-<i>`), like each aigw filter.
+fn floor_filter_yaml(module: &std::path::Path, mode: &str, index: usize) -> String {
+    format!(
+        r#"
+name: aigw.floor-{index}
+typed_config:
+  "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+  config:
+    name: floor-{index}
+    root_id: floor-{index}
+    vm_config: {{ vm_id: floor-{index}, runtime: envoy.wasm.runtime.v8, code: {{ local: {{ filename: {} }} }} }}
+    configuration:
+      "@type": type.googleapis.com/google.protobuf.StringValue
+      value: '{{"mode": "{mode}"}}'
+"#,
+        module.display()
+    )
 }
 
 fn target(name: &str, value: f64, limit: f64, at_least: bool, unit: &str) -> Value {

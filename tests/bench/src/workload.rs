@@ -6,6 +6,28 @@
 #![allow(clippy::indexing_slicing)]
 
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+/// The benchmark's prompt: 1 KiB of business prose with an e-mail address.
+pub fn bench_prompt() -> String {
+    prose_with_pii(1024)
+}
+
+/// The benchmark's completion text; the mock wraps it in a chat.completion object
+/// (~300 bytes), 2 KiB of JSON in all.
+pub fn bench_answer() -> String {
+    answer_prose(1750)
+}
+
+/// Every aigw filter's configuration as the benchmark runs it: gateway.yaml's shipped
+/// blocks, with token-counter's budgets raised and model-router routing to the mock.
+pub fn chain_configs(shipped: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>, String> {
+    let mut configs = shipped.clone();
+    let token_counter = shipped.get("token-counter").ok_or("gateway.yaml has no token-counter filter")?;
+    configs.insert("token-counter".to_string(), token_counter_config(token_counter)?);
+    configs.insert("model-router".to_string(), model_router_config());
+    Ok(configs)
+}
 
 /// Business prose with a little PII (see `aigw_shared::testing::prose_with_pii`):
 /// the same text pii-mask's throughput example scans.

@@ -10,6 +10,7 @@
 //! filter removed from the chain. Everything else stays exactly as shipped, so
 //! the tests exercise the real config.
 
+pub use crate::controllers::filter_id;
 use serde_yaml::{Mapping, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -111,15 +112,15 @@ impl Rendered {
     }
 }
 
-fn key(name: &str) -> Value {
+pub(crate) fn key(name: &str) -> Value {
     Value::String(name.to_string())
 }
 
-fn get<'a>(value: &'a Value, path: &[&str]) -> Option<&'a Value> {
+pub(crate) fn get<'a>(value: &'a Value, path: &[&str]) -> Option<&'a Value> {
     path.iter().try_fold(value, |v, segment| v.get(*segment))
 }
 
-fn get_mut<'a>(value: &'a mut Value, path: &[&str]) -> Option<&'a mut Value> {
+pub(crate) fn get_mut<'a>(value: &'a mut Value, path: &[&str]) -> Option<&'a mut Value> {
     path.iter().try_fold(value, |v, segment| v.get_mut(*segment))
 }
 
@@ -138,7 +139,7 @@ fn as_str(value: &Value) -> Option<&str> {
 }
 
 /// The HTTP connection managers of every listener.
-fn connection_managers(root: &mut Value) -> Vec<&mut Value> {
+pub(crate) fn connection_managers(root: &mut Value) -> Vec<&mut Value> {
     let mut out = Vec::new();
     if let Some(listeners) = get_mut(root, &["static_resources", "listeners"]).and_then(Value::as_sequence_mut) {
         for listener in listeners {
@@ -210,7 +211,7 @@ fn upstream_filter_chains(root: &mut Value) -> Vec<&mut Vec<Value>> {
 /// What a Wasm filter is called for `remove_filters`: its plugin name and the
 /// stem of its `.wasm` file (`model-router-upstream` runs `model-router.wasm`).
 fn wasm_filter_ids(config: &Value) -> (Option<String>, Option<String>) {
-    let name = config.get("name").and_then(as_str).map(str::to_string);
+    let name = config.get("name").and_then(as_str).map(|name| filter_id(name).to_string());
     let stem = get(config, &["vm_config", "code", "local", "filename"])
         .and_then(as_str)
         .and_then(|f| Path::new(f).file_stem())
@@ -230,11 +231,28 @@ pub fn wasm_configs(yaml: &str) -> Result<Vec<(String, String)>, String> {
                 let config = get(filter, &["typed_config", "config", "configuration", "value"])
                     .and_then(as_str)
                     .ok_or_else(|| format!("filter {name}: no configuration.value string"))?;
-                out.push((name.to_string(), config.to_string()));
+                out.push((filter_id(name).to_string(), config.to_string()));
             }
         }
     }
     Ok(out)
+}
+
+/// Removes the per-route configs (`typed_per_filter_config`) of these HTTP filter entries from every
+/// route of a connection manager's inline route config.
+fn drop_per_route_configs(hcm: &mut Value, entries: &[String]) {
+    if entries.is_empty() {
+        return;
+    }
+    let Some(hosts) = get_mut(hcm, &["route_config", "virtual_hosts"]).and_then(Value::as_sequence_mut) else { return };
+    for host in hosts {
+        let Some(routes) = host.get_mut("routes").and_then(Value::as_sequence_mut) else { continue };
+        for route in routes {
+            if let Some(per_filter) = route.get_mut("typed_per_filter_config").and_then(Value::as_mapping_mut) {
+                per_filter.retain(|name, _| name.as_str().is_none_or(|name| !entries.iter().any(|e| e == name)));
+            }
+        }
+    }
 }
 
 /// The names of every static cluster.
@@ -312,7 +330,7 @@ fn point_cluster_at(cluster: &mut Value, name: &str, port: u16) -> Result<(), St
 /// (by plugin name) as `options` say; other filters are left alone.
 fn render_wasm_filter(filter: &mut Value, options: &RenderOptions, seen: &mut Vec<String>) -> Result<(), String> {
     let Some(config) = wasm_plugin_config_mut(filter) else { return Ok(()) };
-    let name = config.get("name").and_then(as_str).unwrap_or("?").to_string();
+    let name = filter_id(config.get("name").and_then(as_str).unwrap_or("?")).to_string();
     if let Some(dist) = &options.dist_dir {
         let slot = get_mut(config, &["vm_config", "code", "local", "filename"])
             .ok_or_else(|| format!("filter {name}: no vm_config.code.local.filename"))?;
@@ -369,7 +387,16 @@ pub fn render_all(yaml: &str, options: &RenderOptions) -> Result<Rendered, Strin
     let mut seen: Vec<String> = Vec::new();
     for hcm in connection_managers(&mut root) {
         let Some(filters) = hcm.get_mut("http_filters").and_then(Value::as_sequence_mut) else { continue };
-        filters.retain(|f| wasm_filter_name(f).is_none_or(|name| !options.remove_filters.iter().any(|r| r == name)));
+        let is_removed = |f: &Value| {
+            wasm_filter_name(f).is_some_and(|name| options.remove_filters.iter().any(|r| r == filter_id(name)))
+        };
+        let removed_entries: Vec<String> = filters
+            .iter()
+            .filter(|f| is_removed(f))
+            .filter_map(|f| f.get("name").and_then(as_str))
+            .map(str::to_string)
+            .collect();
+        filters.retain(|f| !is_removed(f));
         let first_wasm = filters.iter().position(is_wasm_filter).unwrap_or(0);
         for (i, text) in options.leading_filters.iter().enumerate() {
             let filter: Value = serde_yaml::from_str(text).map_err(|e| format!("leading filter: {e}"))?;
@@ -378,6 +405,8 @@ pub fn render_all(yaml: &str, options: &RenderOptions) -> Result<Rendered, Strin
         for filter in filters.iter_mut() {
             render_wasm_filter(filter, options, &mut seen)?;
         }
+        // A filter enabled per route (Envoy Gateway's layout) leaves no per-route config behind.
+        drop_per_route_configs(hcm, &removed_entries);
     }
     for filters in upstream_filter_chains(&mut root) {
         filters.retain_mut(|f| wasm_plugin_config_mut(f).is_none_or(|config| !removed(config)));
@@ -531,7 +560,7 @@ impl Secrets<'_> {
 
 /// Envoy's `buffer` filter: the aigw chain's companion (it holds the request
 /// headers until the filters have read the body), so it goes with them.
-fn is_buffer_filter(filter: &Value) -> bool {
+pub(crate) fn is_buffer_filter(filter: &Value) -> bool {
     filter.get("name").and_then(as_str) == Some("envoy.filters.http.buffer")
 }
 

@@ -18,7 +18,8 @@
 //! - starts four in-process mock backends ([`MOCKS`]): `mock` and `mock-secondary` (the clusters of
 //!   the same names) and `openai` / `anthropic`, which stand in for the real providers: their
 //!   clusters are pointed at the mocks (plain HTTP, no TLS), so no test ever leaves the machine;
-//! - renders gateway.yaml into a temp dir with free ports, absolute `dist/*.wasm` paths and any
+//! - renders gateway.yaml (or, with `AIGW_E2E_LAYOUT=istio|envoy-gateway`, the config Istio or Envoy
+//!   Gateway would run: [`Layout`], [`controllers`]) into a temp dir with free ports, absolute `dist/*.wasm` paths and any
 //!   overrides, and starts Envoy (`ENVOY_BIN`, else `.tools/bin/envoy`) with `--concurrency 2`;
 //! - renders the SDS files the config reads (`envoy-config/secrets/*.yaml`) into `<temp dir>/secrets/`,
 //!   with their key files in `<temp dir>/secrets/keys/` instead of the repository's `.run/keys/`:
@@ -39,6 +40,7 @@
 #![allow(clippy::panic)]
 
 pub mod config;
+pub mod controllers;
 pub mod http;
 pub mod jwt;
 pub mod k8s;
@@ -46,6 +48,7 @@ pub mod oci;
 pub mod otel;
 pub mod tracing_k8s;
 
+pub use controllers::{Layout, LAYOUT_ENV};
 pub use http::{Chunk, HttpResponse, StreamingResponse};
 pub use mock_llm::{MockServer, RecordedRequest};
 
@@ -204,6 +207,12 @@ impl GatewayBuilder {
     pub fn otlp_collector(mut self, port: u16) -> Self {
         self.options.otlp_collector = Some(("127.0.0.1".to_string(), port));
         self
+    }
+
+    /// The config of a layout: gateway.yaml, or how Istio or Envoy Gateway render it
+    /// (envoy-config/gateway-istio.yaml, gateway-envoy-gateway.yaml). The default is `AIGW_E2E_LAYOUT`'s.
+    pub fn layout(self, layout: Layout) -> Self {
+        self.config_file(layout.config_file())
     }
 
     /// Another config from `envoy-config/` instead of gateway.yaml (e.g. `"bare.yaml"`).
@@ -451,10 +460,16 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// A builder for gateway.yaml with every filter and its shipped configuration.
+    /// A builder for gateway.yaml with every filter and its shipped configuration; with
+    /// `AIGW_E2E_LAYOUT=istio` or `envoy-gateway`, for that controller's render of it instead
+    /// (`just test-renders`; [`controllers`]).
     pub fn builder() -> GatewayBuilder {
+        let layout = match Layout::from_env() {
+            Ok(layout) => layout,
+            Err(err) => panic!("{LAYOUT_ENV}: {err}"),
+        };
         GatewayBuilder {
-            config: repo_root().join("envoy-config/gateway.yaml"),
+            config: repo_root().join("envoy-config").join(layout.config_file()),
             options: RenderOptions::default(),
             log_level: "warn".to_string(),
             provider_keys: BTreeMap::new(),

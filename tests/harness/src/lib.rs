@@ -23,10 +23,12 @@
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod abi;
+mod calls;
 mod headers;
 mod state;
 mod vm;
 
+pub use calls::{category, category_map, HostCallCount, HostCalls, CATEGORIES};
 pub use headers::Headers;
 pub use state::{Action, ForeignCall, GrpcCall, HttpCall, LocalReply, LogLevel, LogLine, MetricKind};
 pub use vm::{Stream, Vm, VmBuilder};

@@ -403,6 +403,10 @@ pub(crate) struct HostState {
     pub guest: Option<Guest>,
     /// Why the VM is dead (it trapped), if it is.
     pub dead: Option<String>,
+    /// The module's import names, indexed by the counting wrappers (`crate::calls`).
+    pub import_names: Vec<String>,
+    /// How many times each host call happened (see `crate::calls`).
+    pub host_calls: HashMap<crate::calls::CallSite, u64>,
 }
 
 impl HostState {

@@ -156,6 +156,8 @@ impl VmBuilder {
             random_state: 0x9e37_79b9_7f4a_7c15,
             guest: None,
             dead: None,
+            import_names: Vec::new(),
+            host_calls: HashMap::new(),
         };
         let deadline_epochs = (self.call_deadline.as_millis() / crate::EPOCH_TICK.as_millis()).max(1) as u64;
         let mut store = Store::new(crate::engine(), state);
@@ -168,7 +170,8 @@ impl VmBuilder {
         if let Err(err) = linker.define_unknown_imports_as_traps(&module) {
             panic!("aigw-harness: {}: {err:?}", self.path.display());
         }
-        let instance = match linker.instantiate(&mut store, &module) {
+        // Every import goes through a counting wrapper (crate::calls): tests assert host calls per request.
+        let instance = match crate::calls::instantiate_counted(&linker, &mut store, &module) {
             Ok(instance) => instance,
             Err(err) => panic!("aigw-harness: {} does not instantiate: {err:?}", self.path.display()),
         };
@@ -542,6 +545,17 @@ impl Vm {
     /// The values recorded in a histogram, oldest first.
     pub fn histogram(&self, name: &str) -> Vec<u64> {
         self.inner.harness.stats.borrow().histograms.get(name).cloned().unwrap_or_default()
+    }
+
+    /// The host calls this VM made so far (since start, or since [`Vm::reset_host_calls`]),
+    /// by callback, import and the map or buffer named.
+    pub fn host_calls(&self) -> crate::HostCalls {
+        self.with_state(|s| s.host_call_snapshot())
+    }
+
+    /// Forgets the host calls counted so far (e.g. after start-up, to count one request).
+    pub fn reset_host_calls(&self) {
+        self.with_state(|s| s.host_calls.clear());
     }
 
     /// Names of every defined metric (counters, gauges, histograms), for debugging a test.

@@ -1,10 +1,12 @@
 //! `aigw-generate`: regenerates the files derived from envoy-config/gateway.yaml: envoy-config/bare.yaml
-//! (the same Envoy without the Wasm filters) and envoy-config/k8s/ (Istio WasmPlugins and the Envoy
-//! Gateway EnvoyExtensionPolicy carrying the filters' configurations), and envoy-config/observability/k8s/
-//! (tracing for both targets, from envoy-config/observability/tracing.yaml).
+//! (the same Envoy without the Wasm filters), envoy-config/k8s/ (Istio WasmPlugins and the Envoy
+//! Gateway EnvoyExtensionPolicy carrying the filters' configurations), envoy-config/observability/k8s/
+//! (tracing for both targets, from envoy-config/observability/tracing.yaml), and the controller renders
+//! envoy-config/gateway-istio.yaml and gateway-envoy-gateway.yaml (gateway.yaml as Istio and Envoy
+//! Gateway run it: tests/e2e/src/controllers.rs).
 //! `--check` only reports stale files (exit 1).
 
-use aigw_e2e::{k8s, repo_root, tracing_k8s};
+use aigw_e2e::{controllers, k8s, repo_root, tracing_k8s};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -12,8 +14,9 @@ fn main() -> ExitCode {
     let root = repo_root();
     let files = std::fs::read_to_string(root.join("envoy-config/gateway.yaml"))
         .map_err(|e| format!("envoy-config/gateway.yaml: {e}"))
-        .and_then(|yaml| k8s::generate(&yaml))
-        .and_then(|mut files| {
+        .and_then(|yaml| {
+            let mut files = k8s::generate(&yaml)?;
+            files.extend(controllers::generate(&yaml)?);
             let tracing = std::fs::read_to_string(root.join("envoy-config/observability/tracing.yaml"))
                 .map_err(|e| format!("envoy-config/observability/tracing.yaml: {e}"))?;
             files.extend(tracing_k8s::manifests(&tracing)?);
