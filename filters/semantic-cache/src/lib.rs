@@ -5,7 +5,9 @@
 //! Wiring only: the shared skeleton (`aigw_shared::glue`) reads the request
 //! body through the gate, [`exchange::Exchange`] decides (forward, call the
 //! embeddings endpoint, or answer from the cache), and the glue below carries
-//! it out. See README.md for the configuration and DESIGN.md for the design.
+//! it out. With `store.chroma`, the same steps include calls to a Chroma
+//! server shared by several replicas ([`chroma`]). See README.md for the
+//! configuration and DESIGN.md for the design.
 
 pub mod admin;
 pub mod answer;
