@@ -8,8 +8,9 @@
 //! POST <base>/collections/<id>/query       {"query_embeddings": [v], "n_results": 1,
 //!                                           "where": {"$and": [tenant =, context =, expires_s >]}, "include": [...]}
 //!   200 {"ids": [[…]], "documents": [[answer]], "embeddings": [[[…]]], "metadatas": [[{created_s, …}]]}
-//! POST <base>/collections/<id>/upsert      {"ids": ["<tenant>-<exact>"], "embeddings": [v], "documents": [answer],
-//!                                           "metadatas": [{tenant, context, created_s, expires_s}]}
+//! POST <base>/collections/<id>/upsert      {"ids": ["<tenant>-<exact>", …], "embeddings": [v, …], "documents": [answer, …],
+//!                                           "metadatas": [{tenant, context, created_s, expires_s}, …]}
+//!                                          (from the root context's tick: a batch of this VM's queued entries)
 //! POST <base>/collections/<id>/delete      {"where": {"tenant": {"$eq": t}}}      (the admin path)
 //!   200 {"deleted": n}
 //! ```
@@ -27,6 +28,7 @@ use crate::key::Key;
 use crate::store::{Found, Lookup, NewEntry};
 use serde_json::{json, Value};
 use std::cell::RefCell;
+use std::collections::VecDeque;
 
 /// Why a store call failed (also the metric suffix `store_failed.reason.<r>`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +45,8 @@ pub enum StoreError {
     BadBody,
     /// The answer is not UTF-8 JSON text (Chroma documents are strings).
     NotText,
+    /// This VM's write queue is full (the store is slower than the misses).
+    QueueFull,
 }
 
 impl StoreError {
@@ -54,6 +58,7 @@ impl StoreError {
             StoreError::Status => "bad_status",
             StoreError::BadBody => "bad_body",
             StoreError::NotText => "not_text",
+            StoreError::QueueFull => "queue_full",
         }
     }
 }
@@ -195,26 +200,165 @@ pub fn parse_query(
     Ok(lookup)
 }
 
-/// Stores (or replaces: the id is the tenant and exact key) an entry with a vector.
-pub fn upsert_call(chroma: &Chroma, collection: &str, entry: &NewEntry, now_s: u64) -> Result<StoreCall, StoreError> {
-    let answer = std::str::from_utf8(&entry.answer).map_err(|_| StoreError::NotText)?;
-    let body = json!({
-        "ids": [format!("{}-{}", hex64(entry.tenant), hex128(entry.exact))],
-        "embeddings": [entry.vector],
-        "documents": [answer],
-        "metadatas": [{
+/// An entry waiting to be written, with the time it was stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pending {
+    pub entry: NewEntry,
+    pub now_s: u64,
+}
+
+fn entry_id(entry: &NewEntry) -> String {
+    format!("{}-{}", hex64(entry.tenant), hex128(entry.exact))
+}
+
+/// Stores (or replaces: the id is the tenant and exact key) entries with a vector, in one call.
+/// Of two entries with the same id the later one is written (Chroma refuses duplicate ids).
+pub fn upsert_call(chroma: &Chroma, collection: &str, pending: &[Pending]) -> StoreCall {
+    let mut latest: Vec<&Pending> = Vec::new();
+    for item in pending {
+        let id = entry_id(&item.entry);
+        latest.retain(|kept| entry_id(&kept.entry) != id);
+        latest.push(item);
+    }
+    let mut ids = Vec::new();
+    let mut embeddings = Vec::new();
+    let mut documents = Vec::new();
+    let mut metadatas = Vec::new();
+    for Pending { entry, now_s } in latest {
+        ids.push(json!(entry_id(entry)));
+        embeddings.push(json!(entry.vector));
+        documents.push(json!(String::from_utf8_lossy(&entry.answer)));
+        metadatas.push(json!({
             "tenant": hex64(entry.tenant),
             "context": hex128(entry.context),
             "created_s": now_s,
             "expires_s": now_s.saturating_add(entry.ttl_seconds),
-        }],
-    });
-    Ok(post(chroma, format!("{}/{collection}/upsert", base(chroma)), &body))
+        }));
+    }
+    let body = json!({"ids": ids, "embeddings": embeddings, "documents": documents, "metadatas": metadatas});
+    post(chroma, format!("{}/{collection}/upsert", base(chroma)), &body)
 }
 
 /// The answer to an upsert.
 pub fn parse_write(status: Option<&str>) -> Result<(), StoreError> {
     status_ok(status)
+}
+
+/// Entries a VM may hold for writing; beyond it new ones are dropped (`queue_full`).
+pub const MAX_QUEUED: usize = 256;
+/// Entries per upsert call.
+pub const MAX_BATCH: usize = 32;
+
+thread_local! {
+    // Entries stored by this VM's streams, written by its root context on its tick.
+    static QUEUE: RefCell<VecDeque<Pending>> = const { RefCell::new(VecDeque::new()) };
+}
+
+/// Queues an entry for the root context to write (streams never wait for the store).
+pub fn enqueue(entry: NewEntry, now_s: u64) -> Result<(), StoreError> {
+    if std::str::from_utf8(&entry.answer).is_err() {
+        return Err(StoreError::NotText);
+    }
+    QUEUE.with(|queue| {
+        let mut queue = queue.borrow_mut();
+        if queue.len() >= MAX_QUEUED {
+            return Err(StoreError::QueueFull);
+        }
+        queue.push_back(Pending { entry, now_s });
+        Ok(())
+    })
+}
+
+/// Entries waiting in this VM.
+pub fn queued() -> usize {
+    QUEUE.with(|queue| queue.borrow().len())
+}
+
+fn take_batch() -> Vec<Pending> {
+    QUEUE.with(|queue| {
+        let mut queue = queue.borrow_mut();
+        let n = queue.len().min(MAX_BATCH);
+        queue.drain(..n).collect()
+    })
+}
+
+/// What a finished write call did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Written {
+    /// The collection id was resolved; no entry written yet.
+    Resolved,
+    /// These many entries were written.
+    Entries(usize),
+    /// The call failed; these many entries were dropped.
+    Failed(StoreError, usize),
+}
+
+/// The root context's writer: at most one call in flight per VM. On each tick it
+/// sends the queued entries (up to [`MAX_BATCH`]) in one upsert, resolving the
+/// collection id first when this VM has none.
+#[derive(Debug, Default)]
+pub struct Writer {
+    in_flight: Option<InFlight>,
+}
+
+#[derive(Debug)]
+enum InFlight {
+    Resolving,
+    Writing(usize),
+}
+
+impl Writer {
+    /// The call to send now, if any.
+    pub fn on_tick(&mut self, chroma: &Chroma) -> Option<StoreCall> {
+        if self.in_flight.is_some() || queued() == 0 {
+            return None;
+        }
+        let Some(id) = known_collection() else {
+            self.in_flight = Some(InFlight::Resolving);
+            return Some(resolve_call(chroma));
+        };
+        let batch = take_batch();
+        self.in_flight = Some(InFlight::Writing(batch.len()));
+        Some(upsert_call(chroma, &id, &batch))
+    }
+
+    /// The call from [`Writer::on_tick`] could not be sent.
+    pub fn not_sent(&mut self) -> Written {
+        self.finish(Err(StoreError::Dispatch))
+    }
+
+    /// The store answered (`status` absent: timeout or reset).
+    pub fn on_response(&mut self, status: Option<&str>, body: Option<&[u8]>) -> Written {
+        match self.in_flight {
+            Some(InFlight::Resolving) => match parse_resolve(status, body) {
+                Ok(id) => {
+                    remember_collection(Some(id));
+                    self.in_flight = None;
+                    Written::Resolved
+                }
+                Err(err) => self.finish(Err(err)),
+            },
+            _ => self.finish(parse_write(status)),
+        }
+    }
+
+    fn finish(&mut self, result: Result<(), StoreError>) -> Written {
+        let in_flight = self.in_flight.take();
+        let entries = match in_flight {
+            Some(InFlight::Writing(n)) => n,
+            // A failed resolve drops what is queued (the store is unreachable).
+            _ => QUEUE.with(|queue| std::mem::take(&mut *queue.borrow_mut()).len()),
+        };
+        match result {
+            Ok(()) => Written::Entries(entries),
+            Err(err) => {
+                if err == StoreError::NotFound {
+                    remember_collection(None);
+                }
+                Written::Failed(err, entries)
+            }
+        }
+    }
 }
 
 /// Deletes every entry of `tenant` (the admin path).
@@ -318,29 +462,86 @@ mod tests {
         assert_eq!(parse_query(None, None, 1, 2, &[1.0], 0.9), Err(StoreError::NoResponse));
     }
 
-    #[test]
-    fn upsert_ids_carry_the_tenant_and_the_answer_is_the_document() {
-        let entry = NewEntry {
+    fn entry(exact: u128, answer: &[u8]) -> NewEntry {
+        NewEntry {
             tenant: 0x1f,
-            exact: 7,
+            exact,
             context: 0x2a,
             vector: vec![1.0, 0.0],
-            answer: br#"{"a":1}"#.to_vec(),
+            answer: answer.to_vec(),
             ttl_seconds: 60,
-        };
-        let call = upsert_call(&chroma(), "abc", &entry, 1000).unwrap();
+        }
+    }
+
+    #[test]
+    fn upsert_ids_carry_the_tenant_and_the_answer_is_the_document() {
+        let pending = [
+            Pending { entry: entry(7, br#"{"a":0}"#), now_s: 990 },
+            Pending { entry: entry(8, br#"{"b":1}"#), now_s: 995 },
+            Pending { entry: entry(7, br#"{"a":1}"#), now_s: 1000 },
+        ];
+        let call = upsert_call(&chroma(), "abc", &pending);
         assert!(header(&call, ":path").ends_with("/collections/abc/upsert"));
         let body: Value = serde_json::from_slice(&call.body).unwrap();
-        assert_eq!(body["ids"][0], format!("000000000000001f-{:032x}", 7));
-        assert_eq!(body["documents"][0], r#"{"a":1}"#);
-        assert_eq!(body["metadatas"][0]["tenant"], "000000000000001f");
-        assert_eq!(body["metadatas"][0]["expires_s"], 1060);
-        assert_eq!(body["embeddings"][0], json!([1.0, 0.0]));
-        let binary = NewEntry { answer: vec![0xff, 0xfe], ..entry };
-        assert_eq!(upsert_call(&chroma(), "abc", &binary, 1000), Err(StoreError::NotText));
+        assert_eq!(
+            body["ids"],
+            json!([format!("000000000000001f-{:032x}", 8), format!("000000000000001f-{:032x}", 7)])
+        );
+        assert_eq!(body["documents"], json!([r#"{"b":1}"#, r#"{"a":1}"#]), "the later of two equal ids");
+        assert_eq!(body["metadatas"][1]["tenant"], "000000000000001f");
+        assert_eq!(body["metadatas"][1]["context"], format!("{:032x}", 0x2a));
+        assert_eq!(body["metadatas"][1]["created_s"], 1000);
+        assert_eq!(body["metadatas"][1]["expires_s"], 1060);
+        assert_eq!(body["embeddings"][1], json!([1.0, 0.0]));
         assert_eq!(parse_write(Some("200")), Ok(()));
         assert_eq!(parse_write(Some("422")), Err(StoreError::Status));
         assert_eq!(parse_write(None), Err(StoreError::NoResponse));
+    }
+
+    #[test]
+    fn the_writer_resolves_then_sends_batches_one_call_at_a_time() {
+        remember_collection(None);
+        let chroma = chroma();
+        let mut writer = Writer::default();
+        assert_eq!(writer.on_tick(&chroma), None, "nothing queued");
+        assert_eq!(enqueue(entry(1, &[0xff, 0xfe]), 1000), Err(StoreError::NotText));
+        for i in 0..40 {
+            enqueue(entry(i, b"{}"), 1000).unwrap();
+        }
+        let resolve = writer.on_tick(&chroma).unwrap();
+        assert!(header(&resolve, ":path").ends_with("/collections"));
+        assert_eq!(writer.on_tick(&chroma), None, "one call in flight");
+        assert_eq!(writer.on_response(Some("200"), Some(br#"{"id":"c-1"}"#)), Written::Resolved);
+        let first = writer.on_tick(&chroma).unwrap();
+        assert!(header(&first, ":path").ends_with("/c-1/upsert"));
+        let body: Value = serde_json::from_slice(&first.body).unwrap();
+        assert_eq!(body["ids"].as_array().unwrap().len(), MAX_BATCH);
+        assert_eq!(writer.on_response(Some("200"), Some(b"{}")), Written::Entries(MAX_BATCH));
+        let _second = writer.on_tick(&chroma).unwrap();
+        assert_eq!(writer.on_response(None, None), Written::Failed(StoreError::NoResponse, 8));
+        assert_eq!(queued(), 0);
+        assert_eq!(writer.on_tick(&chroma), None);
+
+        // A 404: the collection id is forgotten; a failed resolve drops the queue.
+        enqueue(entry(1, b"{}"), 1000).unwrap();
+        writer.on_tick(&chroma).unwrap();
+        assert_eq!(writer.on_response(Some("404"), None), Written::Failed(StoreError::NotFound, 1));
+        assert_eq!(known_collection(), None);
+        enqueue(entry(2, b"{}"), 1000).unwrap();
+        enqueue(entry(3, b"{}"), 1000).unwrap();
+        writer.on_tick(&chroma).unwrap();
+        assert_eq!(writer.on_response(Some("503"), None), Written::Failed(StoreError::Status, 2));
+        enqueue(entry(4, b"{}"), 1000).unwrap();
+        writer.on_tick(&chroma).unwrap();
+        assert_eq!(writer.not_sent(), Written::Failed(StoreError::Dispatch, 1));
+
+        // The queue is bounded.
+        for i in 0..MAX_QUEUED {
+            enqueue(entry(i as u128, b"{}"), 1000).unwrap();
+        }
+        assert_eq!(enqueue(entry(0, b"{}"), 1000), Err(StoreError::QueueFull));
+        QUEUE.with(|queue| queue.borrow_mut().clear());
+        remember_collection(None);
     }
 
     #[test]

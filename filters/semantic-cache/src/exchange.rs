@@ -10,15 +10,16 @@
 //! ```
 //!
 //! With an external store (`store.chroma`), a local semantic miss asks the
-//! store before forwarding (`Step::Store`, answered in [`Exchange::on_store`]),
-//! and a stored answer is also written there while the last response chunk is
-//! held. The first call of a VM resolves the collection's id first.
+//! store before forwarding (`Step::Store`, answered in [`Exchange::on_store`];
+//! the first call of a VM resolves the collection's id first), and a stored
+//! answer with a vector is queued for the root context to write
+//! ([`chroma::Writer`]): the response never waits for the store.
 //!
 //! Everything here runs natively against `FakeHost`; `lib.rs` only carries
 //! the decisions out.
 
 use crate::answer::{self, Collector, HitInfo};
-use crate::chroma::{self, StoreCall, StoreError};
+use crate::chroma::{self, StoreError};
 use crate::config::{Config, Policy};
 use crate::embedding;
 use crate::key::{self, Bypass, CacheRequest};
@@ -40,7 +41,7 @@ pub enum Step {
     /// Answer from the cache with a 200 local reply.
     Hit(HitReply),
     /// Call the external store (`store.chroma.cluster`), then [`Exchange::on_store`].
-    Store(StoreCall),
+    Store(chroma::StoreCall),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -67,11 +68,6 @@ enum Phase {
         policy: Policy,
         vector: Vec<f32>,
         started_nanos: u64,
-        resolving: bool,
-    },
-    /// Writing a stored answer to the external store; the last response chunk is held.
-    StoreWrite {
-        entry: NewEntry,
         resolving: bool,
     },
     /// Forwarded; the answer may be stored under `vector` (empty: exact only).
@@ -127,11 +123,6 @@ impl Exchange {
 
     pub fn is_hit(&self) -> bool {
         matches!(self.phase, Phase::Hit)
-    }
-
-    /// A write to the external store is under way (the response is held).
-    pub fn is_writing(&self) -> bool {
-        matches!(self.phase, Phase::StoreWrite { .. })
     }
 
     fn bypass(&mut self, host: &dyn Host, reason: Bypass) -> Step {
@@ -244,29 +235,20 @@ impl Exchange {
         self.miss(host, request, policy, vector)
     }
 
-    /// The call the pending store phase needs: the collection id first, once per VM.
+    /// The call the pending lookup needs: the collection id first, once per VM.
     fn next_store_call(&mut self, config: &Config, host: &dyn Host) -> Step {
         let Some(store) = &config.store else { return self.store_failed(host, StoreError::Dispatch) };
-        let collection = chroma::known_collection();
         let now_s = host.now_nanos() / NANOS_PER_SECOND;
-        let call = match (&mut self.phase, collection) {
-            (Phase::StoreLookup { resolving, .. } | Phase::StoreWrite { resolving, .. }, None) => {
+        let Phase::StoreLookup { request, vector, resolving, .. } = &mut self.phase else { return Step::Forward };
+        match chroma::known_collection() {
+            None => {
                 *resolving = true;
-                Ok(chroma::resolve_call(store))
+                Step::Store(chroma::resolve_call(store))
             }
-            (Phase::StoreLookup { request, vector, resolving, .. }, Some(id)) => {
+            Some(id) => {
                 *resolving = false;
-                Ok(chroma::query_call(store, &id, self.tenant_id, request.context, vector, now_s))
+                Step::Store(chroma::query_call(store, &id, self.tenant_id, request.context, vector, now_s))
             }
-            (Phase::StoreWrite { entry, resolving }, Some(id)) => {
-                *resolving = false;
-                chroma::upsert_call(store, &id, entry, now_s)
-            }
-            _ => return Step::Forward,
-        };
-        match call {
-            Ok(call) => Step::Store(call),
-            Err(err) => self.store_failed(host, err),
         }
     }
 
@@ -275,12 +257,11 @@ impl Exchange {
         self.store_failed(host, StoreError::Dispatch)
     }
 
-    /// Fail open: a lookup becomes a miss, a write is dropped.
+    /// Fail open: the lookup becomes a miss.
     fn store_failed(&mut self, host: &dyn Host, err: StoreError) -> Step {
         host.increment_counter(&metrics::store_failed(err.reason()), 1);
         match std::mem::replace(&mut self.phase, Phase::Done) {
             Phase::StoreLookup { request, policy, vector, .. } => self.miss(host, request, policy, vector),
-            Phase::StoreWrite { .. } => Step::Forward,
             other => {
                 self.phase = other;
                 Step::Forward
@@ -291,7 +272,7 @@ impl Exchange {
     /// The store answered (`status` absent: timeout or reset).
     pub fn on_store(&mut self, config: &Config, host: &dyn Host, status: Option<&str>, body: Option<&[u8]>) -> Step {
         let resolving = match &self.phase {
-            Phase::StoreLookup { resolving, .. } | Phase::StoreWrite { resolving, .. } => *resolving,
+            Phase::StoreLookup { resolving, .. } => *resolving,
             _ => return Step::Forward,
         };
         if resolving {
@@ -304,13 +285,6 @@ impl Exchange {
             };
         }
         match std::mem::replace(&mut self.phase, Phase::Done) {
-            Phase::StoreWrite { .. } => match chroma::parse_write(status) {
-                Ok(()) => {
-                    host.increment_counter(metrics::STORE_WRITTEN, 1);
-                    Step::Forward
-                }
-                Err(err) => self.forget_on_status(host, err),
-            },
             Phase::StoreLookup { request, policy, vector, started_nanos, .. } => {
                 let elapsed_ms = host.now_nanos().saturating_sub(started_nanos) / 1_000_000;
                 host.record_histogram(metrics::STORE_LATENCY, elapsed_ms);
@@ -341,12 +315,11 @@ impl Exchange {
 
     /// Counts a failed call; a 404 means the collection was deleted (or the
     /// store reset), so the next call resolves its id again (and recreates it).
-    fn forget_on_status(&mut self, host: &dyn Host, err: StoreError) -> Step {
+    fn forget_on_status(&mut self, host: &dyn Host, err: StoreError) {
         host.increment_counter(&metrics::store_failed(err.reason()), 1);
         if err == StoreError::NotFound {
             chroma::remember_collection(None);
         }
-        Step::Forward
     }
 
     fn miss(&mut self, host: &dyn Host, request: CacheRequest, policy: Policy, vector: Vec<f32>) -> Step {
@@ -445,22 +418,12 @@ impl Exchange {
         matches!(self.phase, Phase::Miss { collector: Some(_), .. })
     }
 
-    /// A chunk of the response body; at the end the answer is stored if it
-    /// qualifies. `Some(Step::Store)`: hold the response while it is written to
-    /// the external store.
-    pub fn response_body(
-        &mut self,
-        config: &Config,
-        host: &dyn Host,
-        chunk: &[u8],
-        end_of_stream: bool,
-    ) -> Option<Step> {
-        let Phase::Miss { collector: Some(collector), .. } = &mut self.phase else { return None };
+    /// A chunk of the response body; at the end the answer is stored if it qualifies.
+    pub fn response_body(&mut self, config: &Config, host: &dyn Host, chunk: &[u8], end_of_stream: bool) {
+        let Phase::Miss { collector: Some(collector), .. } = &mut self.phase else { return };
         collector.push(chunk);
         if end_of_stream {
-            self.store(config, host)
-        } else {
-            None
+            self.store(config, host);
         }
     }
 
@@ -476,17 +439,17 @@ impl Exchange {
         }
     }
 
-    fn store(&mut self, config: &Config, host: &dyn Host) -> Option<Step> {
+    fn store(&mut self, config: &Config, host: &dyn Host) {
         let Phase::Miss { request, policy, vector, collector: Some(collector) } =
             std::mem::replace(&mut self.phase, Phase::Done)
         else {
-            return None;
+            return;
         };
         let answer = match collector.finish(self.shape) {
             Ok(answer) => answer,
             Err(skip) => {
                 host.increment_counter(&metrics::store_skipped(skip.reason()), 1);
-                return None;
+                return;
             }
         };
         let entry = NewEntry {
@@ -512,14 +475,12 @@ impl Exchange {
             }
             Err(err) => host.increment_counter(&metrics::store_skipped(err.reason()), 1),
         }
-        // Entries with a vector go to the external store too; exact-only ones stay in this replica.
-        if config.store.is_none() || entry.vector.is_empty() {
-            return None;
-        }
-        self.phase = Phase::StoreWrite { entry, resolving: false };
-        match self.next_store_call(config, host) {
-            Step::Store(call) => Some(Step::Store(call)),
-            _ => None,
+        // Entries with a vector go to the external store too (written by the root context);
+        // exact-only ones stay in this replica.
+        if config.store.is_some() && !entry.vector.is_empty() {
+            if let Err(err) = chroma::enqueue(entry, now_s) {
+                host.increment_counter(&metrics::store_failed(err.reason()), 1);
+            }
         }
     }
 }
@@ -682,18 +643,18 @@ mod tests {
         "store": {"chroma": {"cluster": "chroma", "collection": "answers", "timeout_ms": 300}}}"#;
     const COLLECTIONS: &str = "/api/v2/tenants/default_tenant/databases/default_database/collections";
 
-    fn call_of(step: Step) -> StoreCall {
+    fn call_of(step: Step) -> chroma::StoreCall {
         match step {
             Step::Store(call) => call,
             other => panic!("expected a store call, got {other:?}"),
         }
     }
 
-    fn path(call: &StoreCall) -> &str {
+    fn path(call: &chroma::StoreCall) -> &str {
         call.headers.iter().find(|(n, _)| n == ":path").map(|(_, v)| v.as_str()).unwrap()
     }
 
-    fn json_of(call: &StoreCall) -> Value {
+    fn json_of(call: &chroma::StoreCall) -> Value {
         serde_json::from_slice(&call.body).unwrap()
     }
 
@@ -739,18 +700,19 @@ mod tests {
         assert_eq!(exchange.label(), "miss");
         assert_eq!(a.counter(metrics::MISS), 1);
         exchange.response_headers(&config, &a, Some(200), Some("application/json"), None);
-        let write = call_of(exchange.response_body(&config, &a, ANSWER.as_bytes(), true).expect("a write"));
-        assert!(exchange.is_writing());
+        exchange.response_body(&config, &a, ANSWER.as_bytes(), true);
         assert_eq!(a.counter(metrics::STORED), 1, "stored locally as well");
+        assert_eq!(chroma::queued(), 1, "queued for the root context: the response does not wait");
+        let store = config.store.clone().unwrap();
+        let mut writer = chroma::Writer::default();
+        let write = writer.on_tick(&store).unwrap();
         assert_eq!(path(&write), format!("{COLLECTIONS}/0a1b-2c/upsert"));
         let upsert = json_of(&write);
         assert_eq!(upsert["metadatas"][0]["tenant"], tenant);
         assert_eq!(upsert["metadatas"][0]["expires_s"], 1_000 + 3_600);
         let document: Value = serde_json::from_str(upsert["documents"][0].as_str().unwrap()).unwrap();
         assert_eq!(document, serde_json::from_str::<Value>(ANSWER).unwrap(), "the stored answer is the document");
-        assert_eq!(exchange.on_store(&config, &a, Some("200"), Some(b"{}")), Step::Forward);
-        assert!(!exchange.is_writing());
-        assert_eq!(a.counter(metrics::STORE_WRITTEN), 1);
+        assert_eq!(writer.on_response(Some("200"), Some(b"{}")), chroma::Written::Entries(1));
 
         // Replica B: nothing in its shared data; the store has A's entry.
         let b = host();
@@ -826,39 +788,41 @@ mod tests {
         exchange.on_request(&config, &host, Some(&body("q", false)));
         let resolve = call_of(exchange.on_embedding(&config, &host, Some("200"), Some(&embedding_body(&[1.0, 0.0]))));
         assert_eq!(path(&resolve), COLLECTIONS);
+        assert_eq!(exchange.store_not_sent(&host), Step::Forward);
+        assert_eq!(exchange.label(), "miss");
+        assert_eq!(host.counter(&metrics::store_failed("dispatch_failed")), 1);
+        let mut exchange = Exchange::new(&config, &host, ApiShape::OpenAiChat, None);
+        exchange.on_request(&config, &host, Some(&body("q", false)));
+        call_of(exchange.on_embedding(&config, &host, Some("200"), Some(&embedding_body(&[1.0, 0.0]))));
         assert_eq!(exchange.on_store(&config, &host, Some("503"), Some(b"")), Step::Forward);
         assert_eq!(exchange.label(), "miss");
-        // The answer is still stored locally; its write to the store cannot be sent.
+        // The answer is stored locally and queued for the store.
         exchange.response_headers(&config, &host, Some(200), Some("application/json"), None);
-        let resolve = call_of(exchange.response_body(&config, &host, ANSWER.as_bytes(), true).expect("a write"));
-        assert_eq!(path(&resolve), COLLECTIONS, "the id is resolved before writing");
-        assert_eq!(exchange.store_not_sent(&host), Step::Forward);
-        assert!(!exchange.is_writing());
-        assert_eq!(host.counter(&metrics::store_failed("dispatch_failed")), 1);
+        exchange.response_body(&config, &host, ANSWER.as_bytes(), true);
         assert_eq!(host.counter(metrics::STORED), 1);
+        assert_eq!(chroma::queued(), 1);
 
-        // A write that times out is dropped.
-        chroma::remember_collection(Some("c-1".to_string()));
+        // no-cache: no lookup in the store either, but the fresh answer is queued.
         let mut exchange = Exchange::new(&config, &host, ApiShape::OpenAiChat, Some("no-cache"));
         assert!(matches!(exchange.on_request(&config, &host, Some(&body("fresh", false))), Step::Embed { .. }));
         assert_eq!(
             exchange.on_embedding(&config, &host, Some("200"), Some(&embedding_body(&[0.0, 1.0]))),
-            Step::Forward,
-            "no-cache: no lookup in the store either"
+            Step::Forward
         );
         exchange.response_headers(&config, &host, Some(200), Some("application/json"), None);
-        let write = call_of(exchange.response_body(&config, &host, ANSWER.as_bytes(), true).expect("a write"));
-        assert!(path(&write).ends_with("/c-1/upsert"), "no-cache still refreshes the entry");
-        assert_eq!(exchange.on_store(&config, &host, None, None), Step::Forward);
-        assert_eq!(host.counter(&metrics::store_failed("no_response")), 2);
-        assert_eq!(host.counter(metrics::STORE_WRITTEN), 0);
+        exchange.response_body(&config, &host, ANSWER.as_bytes(), true);
+        assert_eq!(chroma::queued(), 2);
 
         // Exact-only entries (the embeddings call failed) stay in this replica.
         let mut exchange = Exchange::new(&config, &host, ApiShape::OpenAiChat, None);
         exchange.on_request(&config, &host, Some(&body("exact only", false)));
         assert_eq!(exchange.on_embedding(&config, &host, None, None), Step::Forward);
         exchange.response_headers(&config, &host, Some(200), Some("application/json"), None);
-        assert_eq!(exchange.response_body(&config, &host, ANSWER.as_bytes(), true), None);
+        exchange.response_body(&config, &host, ANSWER.as_bytes(), true);
+        assert_eq!(chroma::queued(), 2);
+        let mut writer = chroma::Writer::default();
+        writer.on_tick(&config.store.clone().unwrap()).unwrap();
+        assert_eq!(writer.not_sent(), chroma::Written::Failed(StoreError::Dispatch, 2), "the queue is emptied");
         chroma::remember_collection(None);
     }
 }

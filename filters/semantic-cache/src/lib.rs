@@ -28,13 +28,116 @@ use aigw_shared::ErrorDialect;
 use config::Config;
 use exchange::{Exchange, Step};
 use proxy_wasm::hostcalls;
-use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, MetricType};
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, MetricType};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::time::Duration;
 
-aigw_shared::filter_entry_point!(SemanticCache);
+#[cfg(target_arch = "wasm32")]
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
+    proxy_wasm::set_root_context(|_| new_root());
+}}
+
+/// A new root context: one per VM and plugin configuration. The shared
+/// skeleton's root, plus the writer of `store.chroma` on a tick.
+pub fn new_root() -> Box<dyn RootContext> {
+    Box::new(CacheRoot {
+        inner: glue::root::<SemanticCache>(),
+        store: None,
+        writer: chroma::Writer::default(),
+        call: None,
+    })
+}
+
+/// How often a VM's root context sends its queued writes to the external store.
+const WRITE_TICK: Duration = Duration::from_millis(50);
+
+thread_local! {
+    // `store.chroma` of the configuration this VM's root context just accepted.
+    static CONFIGURED_STORE: RefCell<Option<config::Chroma>> = const { RefCell::new(None) };
+}
+
+struct CacheRoot {
+    inner: Box<dyn RootContext>,
+    store: Option<config::Chroma>,
+    writer: chroma::Writer,
+    /// The write call in flight.
+    call: Option<u32>,
+}
+
+impl CacheRoot {
+    /// Sends the writer's next call, if any; counts what a finished call did.
+    fn send(&mut self) {
+        let Some(store) = self.store.clone() else { return };
+        let Some(call) = self.writer.on_tick(&store) else { return };
+        let side =
+            SideCall { cluster: store.cluster.clone(), headers: call.headers, body: call.body, timeout: store.timeout };
+        self.call = glue::dispatch(&side);
+        if self.call.is_none() {
+            let written = self.writer.not_sent();
+            count_written(&written);
+        }
+    }
+}
+
+fn count_written(written: &chroma::Written) {
+    let host = &ProxyWasmHost;
+    match written {
+        chroma::Written::Resolved => {}
+        chroma::Written::Entries(n) => {
+            aigw_shared::host::Host::increment_counter(host, metrics::STORE_WRITTEN, *n as u64)
+        }
+        chroma::Written::Failed(err, _) => {
+            aigw_shared::host::Host::increment_counter(host, &metrics::store_failed(err.reason()), 1)
+        }
+    }
+}
+
+impl Context for CacheRoot {
+    fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
+        if self.call != Some(token_id) {
+            return;
+        }
+        self.call = None;
+        let status = self.get_http_call_response_header(":status");
+        let body = self.get_http_call_response_body(0, body_size);
+        let written = self.writer.on_response(status.as_deref(), body.as_deref());
+        count_written(&written);
+        if written == chroma::Written::Resolved {
+            self.send(); // the queued entries, at once
+        }
+    }
+}
+
+impl RootContext for CacheRoot {
+    fn on_vm_start(&mut self, size: usize) -> bool {
+        self.inner.on_vm_start(size)
+    }
+
+    fn on_configure(&mut self, size: usize) -> bool {
+        let configured = self.inner.on_configure(size);
+        self.store = CONFIGURED_STORE.with(|store| store.borrow_mut().take());
+        if configured && self.store.is_some() {
+            let _ = hostcalls::set_tick_period(WRITE_TICK);
+        }
+        configured
+    }
+
+    fn on_tick(&mut self) {
+        self.send();
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        self.inner.create_http_context(context_id)
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        self.inner.get_type()
+    }
+}
 
 struct SemanticCache;
 
@@ -66,6 +169,7 @@ impl Plugin for SemanticCache {
     fn on_configured(config: &Config) {
         // The index key exists before traffic flows (Envoy has no conditional create).
         store::Cache::new(&ProxyWasmHost, config.max_entries).ensure_index();
+        CONFIGURED_STORE.with(|store| *store.borrow_mut() = config.store.clone());
     }
     fn http_context(config: &Rc<Config>) -> Box<dyn HttpContext> {
         Box::new(Filter {
@@ -173,19 +277,6 @@ impl Filter {
         self.store_call.is_some()
     }
 
-    /// The response's answer was stored; `step` may hold the last chunk while the
-    /// external store writes it. Returns whether the response must wait.
-    fn hold_for_store(&mut self, step: Option<Step>) -> bool {
-        let Some(Step::Store(call)) = step else { return false };
-        if self.dispatch_store(call) {
-            return true;
-        }
-        if let Some(exchange) = self.exchange.as_mut() {
-            exchange.store_not_sent(&self.host);
-        }
-        false
-    }
-
     /// Answers the admin path.
     fn admin(&mut self, head: &Head, token: &str) -> Action {
         let header = |name: &str| head.host.header(name).map(str::to_string);
@@ -270,13 +361,8 @@ impl Context for Filter {
                 return;
             }
             let Some(exchange) = self.exchange.as_mut() else { return };
-            let writing = exchange.is_writing();
             let step = exchange.on_store(&self.config, &self.host, status.as_deref(), body.as_deref());
-            if writing {
-                if !self.hold_for_store(Some(step)) {
-                    self.resume_http_response();
-                }
-            } else if self.carry(step) == Action::Continue {
+            if self.carry(step) == Action::Continue {
                 self.resume_http_request();
             }
             return;
@@ -356,8 +442,7 @@ impl HttpContext for Filter {
         if end_of_stream {
             self.response_done = true;
             if let Some(exchange) = self.exchange.as_mut() {
-                // A body-less response is never stored (and headers are never paused).
-                let _ = exchange.response_body(&self.config, &self.host, &[], true);
+                exchange.response_body(&self.config, &self.host, &[], true);
             }
         }
         Action::Continue
@@ -369,12 +454,10 @@ impl HttpContext for Filter {
             return Action::Continue;
         }
         // A bypass or a hit keeps nothing: the body is not even read from the host.
-        let step = if exchange.wants_response_body() {
+        if exchange.wants_response_body() {
             let chunk = glue::response_body_bytes(body_size);
-            exchange.response_body(&self.config, &self.host, &chunk, end_of_stream)
-        } else {
-            None
-        };
+            exchange.response_body(&self.config, &self.host, &chunk, end_of_stream);
+        }
         if end_of_stream {
             self.response_done = true;
         }
@@ -382,20 +465,13 @@ impl HttpContext for Filter {
             set_gauge(metrics::ENTRIES, entries);
             set_gauge(metrics::BYTES, bytes);
         }
-        // The last chunk waits for the external store's write (bounded by its timeout).
-        if self.hold_for_store(step) {
-            return Action::Pause;
-        }
         Action::Continue
     }
 
     fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
         if let Some(exchange) = self.exchange.as_mut() {
-            let step = exchange.response_body(&self.config, &self.host, &[], true);
+            exchange.response_body(&self.config, &self.host, &[], true);
             self.response_done = true;
-            if self.hold_for_store(step) {
-                return Action::Pause;
-            }
         }
         Action::Continue
     }

@@ -1,7 +1,7 @@
 //! semantic-cache with the external vector store (`store.chroma`) on the wasmtime harness
 //! (dist/semantic-cache.wasm): the calls it sends to Chroma (collection, query with the tenant
-//! filter, upsert while the last response chunk is held), a hit on another replica from the store's
-//! answer, and fail-open on every store failure. Each `Harness` is one Envoy replica (its own shared
+//! filter; the upsert from the root context's tick, the response never waiting for it), a hit on
+//! another replica from the store's answer, and fail-open on every store failure. Each `Harness` is one Envoy replica (its own shared
 //! data); the test plays Chroma.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
@@ -77,9 +77,19 @@ fn ask(vm: &Vm, tenant: &str, question: &str) -> Stream {
     s
 }
 
-/// The one pending call, which must go to Chroma at `path`.
+/// The one pending call of a stream, which must go to Chroma at `path`.
 fn store_call(s: &Stream, path: &str) -> (HttpCall, Value) {
-    let pending = s.pending_http_calls();
+    check_call(s.pending_http_calls(), path)
+}
+
+/// The root context's write: after a tick, the one pending call of the VM.
+fn write_call(vm: &Vm, path: &str) -> (HttpCall, Value) {
+    assert_eq!(vm.tick_period(), Some(std::time::Duration::from_millis(50)));
+    vm.tick();
+    check_call(vm.pending_http_calls(), path)
+}
+
+fn check_call(pending: Vec<HttpCall>, path: &str) -> (HttpCall, Value) {
     assert_eq!(pending.len(), 1, "{pending:?}");
     let call = pending.into_iter().next().unwrap();
     assert_eq!(call.cluster, "chroma");
@@ -135,23 +145,24 @@ fn a_second_replica_answers_from_the_store() {
     assert!(s.request_complete(), "a miss is forwarded");
     assert_eq!(s.upstream_request_body(), body(QUESTION).into_bytes());
 
-    // The provider answers; the last chunk is held while the answer is written.
+    // The provider answers: delivered at once, unchanged; the answer is written on the next tick.
     s.send_response_headers(&[(":status", "200"), ("content-type", "application/json")], false);
-    assert_eq!(s.send_response_body(answer("Thirty days."), true), Action::Pause);
-    assert!(!s.response_complete(), "held for the write");
-    let (call, upsert) = store_call(&s, &format!("{COLLECTIONS}/{COLLECTION_ID}/upsert"));
+    assert_eq!(s.send_response_body(answer("Thirty days."), true), Action::Continue);
+    assert!(s.response_complete(), "the response does not wait for the store");
+    assert_eq!(s.client_response_body(), answer("Thirty days.").into_bytes());
+    assert_eq!(s.client_response_headers().unwrap().get("x-aigw-cache"), Some("miss"));
+    s.finish();
+    let (call, upsert) = write_call(&a, &format!("{COLLECTIONS}/{COLLECTION_ID}/upsert"));
     assert_eq!(upsert["metadatas"][0]["tenant"], retail);
     assert_eq!(upsert["metadatas"][0]["context"], query["where"]["$and"][1]["context"]["$eq"]);
     assert_eq!(upsert["embeddings"][0], query["query_embeddings"][0]);
     let document: Value = serde_json::from_str(upsert["documents"][0].as_str().unwrap()).unwrap();
     assert_eq!(document["choices"][0]["message"]["content"], "Thirty days.");
     assert!(upsert["ids"][0].as_str().unwrap().starts_with(&format!("{retail}-")));
-    s.answer_http_call(call.token, 200, &[], "{}");
-    assert!(s.response_complete());
-    assert_eq!(s.client_response_body(), answer("Thirty days.").into_bytes(), "delivered unchanged");
-    assert_eq!(s.client_response_headers().unwrap().get("x-aigw-cache"), Some("miss"));
-    s.finish();
+    a.answer_http_call(call.token, 200, &[], "{}");
     assert_eq!(harness_a.counter("aigw.semantic_cache.store.written"), 1);
+    a.tick();
+    assert!(a.pending_http_calls().is_empty(), "nothing left to write");
     assert_eq!(harness_a.counter("aigw.semantic_cache.stored"), 1);
 
     // Replica B: its own shared data is empty; Chroma has A's entry.
@@ -205,16 +216,18 @@ fn store_failures_fail_open() {
     assert!(s.local_reply().is_none());
     assert_eq!(harness.counter("aigw.semantic_cache.store_failed.reason.no_response"), 1);
     assert_eq!(harness.counter("aigw.semantic_cache.miss"), 1);
-    // Its write resolves first, and that times out too: the response goes on.
     s.send_response_headers(&[(":status", "200"), ("content-type", "application/json")], false);
-    assert_eq!(s.send_response_body(answer("Thirty days."), true), Action::Pause);
-    let (call, _) = store_call(&s, COLLECTIONS);
-    s.fail_http_call(call.token);
+    assert_eq!(s.send_response_body(answer("Thirty days."), true), Action::Continue);
     assert!(s.response_complete());
     assert_eq!(s.client_response_body(), answer("Thirty days.").into_bytes());
-    assert_eq!(harness.counter("aigw.semantic_cache.store_failed.reason.no_response"), 2);
     assert_eq!(harness.counter("aigw.semantic_cache.stored"), 1, "kept in this replica's shared data");
     s.finish();
+    // The root context resolves the collection before writing, and that times out too: dropped.
+    let (call, _) = write_call(&vm, COLLECTIONS);
+    vm.fail_http_call(call.token);
+    assert_eq!(harness.counter("aigw.semantic_cache.store_failed.reason.no_response"), 2);
+    vm.tick();
+    assert!(vm.pending_http_calls().is_empty(), "the queue was dropped");
 
     // Resolved now; then each kind of bad query answer.
     let mut s = ask(&vm, "retail", "Another question about store hours");
@@ -251,13 +264,12 @@ fn store_failures_fail_open() {
     let (call, _) = store_call(&s, &format!("{COLLECTIONS}/0bc1d2e3-0000-4000-8000-00000000abcd/query"));
     s.answer_http_call(call.token, 200, &[], NOTHING);
     assert!(s.request_complete());
-    // A write refused with a 500: the response is delivered whole.
+    // A write refused with a 500: counted, nothing else.
     s.send_response_headers(&[(":status", "200"), ("content-type", "application/json")], false);
-    assert_eq!(s.send_response_body(answer("Main street."), true), Action::Pause);
-    let (call, _) = store_call(&s, &format!("{COLLECTIONS}/0bc1d2e3-0000-4000-8000-00000000abcd/upsert"));
-    s.answer_http_call(call.token, 500, &[], "{}");
-    assert!(s.response_complete());
+    assert_eq!(s.send_response_body(answer("Main street."), true), Action::Continue);
     assert_eq!(s.client_response_body(), answer("Main street.").into_bytes());
+    let (call, _) = write_call(&vm, &format!("{COLLECTIONS}/0bc1d2e3-0000-4000-8000-00000000abcd/upsert"));
+    vm.answer_http_call(call.token, 500, &[], "{}");
     assert_eq!(harness.counter("aigw.semantic_cache.store_failed.reason.bad_status"), 3);
     assert_eq!(harness.counter("aigw.semantic_cache.store.written"), 0);
     assert_eq!(harness.counter("aigw.semantic_cache.miss"), 7);
@@ -275,8 +287,10 @@ fn an_unknown_store_cluster_fails_open() {
     assert!(s.request_complete(), "forwarded at once");
     assert_eq!(harness.counter("aigw.semantic_cache.store_failed.reason.dispatch_failed"), 1);
     s.send_response_headers(&[(":status", "200"), ("content-type", "application/json")], false);
-    assert_eq!(s.send_response_body(answer("Thirty days."), true), Action::Continue, "no write to hold for");
+    assert_eq!(s.send_response_body(answer("Thirty days."), true), Action::Continue);
     assert!(s.response_complete());
+    vm.tick();
+    assert!(vm.http_calls().iter().all(|call| call.cluster != "chroma"), "nothing could be sent");
     assert_eq!(harness.counter("aigw.semantic_cache.store_failed.reason.dispatch_failed"), 2);
 }
 
