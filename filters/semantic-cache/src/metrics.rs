@@ -21,8 +21,8 @@
 //! | `aigw.semantic_cache.corrupt` | counter | shared-data records ignored as corrupt (the index or an entry) |
 //! | `aigw.semantic_cache.admin.cleared` | counter | entries removed through the admin path |
 //! | `aigw.semantic_cache.store.latency_ms` | histogram | external store query time (`store.chroma`), answered or failed |
-//! | `aigw.semantic_cache.store.written` | counter | entries written to the external store |
-//! | `aigw.semantic_cache.store_failed.reason.<r>` | counter | external store calls that failed open: `dispatch_failed`, `no_response`, `not_found`, `bad_status`, `bad_body`, `not_text` |
+//! | `aigw.semantic_cache.store.written` | counter | entries written to the external store (by the root context) |
+//! | `aigw.semantic_cache.store_failed.reason.<r>` | counter | external store calls that failed open: `dispatch_failed`, `no_response`, `not_found`, `bad_status`, `bad_body`, `not_text`, `queue_full` |
 //! | `aigw.semantic_cache.entries` / `.bytes` | gauge | entries and bytes in shared data (as last seen by any worker) |
 
 pub const MISS: &str = "aigw.semantic_cache.miss";
