@@ -189,13 +189,16 @@ pub fn measure(
     Ok(out)
 }
 
+/// A named reference step, borrowing the body it measures.
+type ReferenceStep<'a> = (&'static str, Box<dyn Fn() + 'a>);
+
 /// Reference costs on the benchmark's request body, to read the paths against: the full
 /// `serde_json::Value` parse every body-reading filter used to make, the one-field read
 /// model-router makes now (`aigw_shared::body::json_object_field`), and a re-serialisation.
 pub fn reference(warmup: usize, runs: usize, count: AllocReader<'_>) -> Vec<PathCost> {
     let body = workload::chat_body(&workload::bench_prompt(), false);
     let parsed = aigw_shared::body::parse_json_object(&body).unwrap_or_default();
-    let steps: Vec<(&'static str, Box<dyn Fn()>)> = vec![
+    let steps: Vec<ReferenceStep<'_>> = vec![
         ("full parse (Value)", Box::new(|| drop(aigw_shared::body::parse_json_object(&body)))),
         ("one field (model)", Box::new(|| drop(aigw_shared::body::json_object_field(&body, "model")))),
         ("re-serialise (Value)", Box::new(|| drop(serde_json::to_vec(&parsed)))),

@@ -207,7 +207,7 @@ impl Chain {
     }
 
     /// Host calls of each filter for one exchange (after resetting the counters).
-    fn counted(&self, stream: bool) -> (Vec<(&'static str, HostCalls)>, Vec<(String, String)>, Vec<u8>, Vec<u8>) {
+    fn counted(&self, stream: bool) -> CountedExchange {
         for (_, vm) in &self.vms {
             vm.reset_host_calls();
         }
@@ -215,6 +215,10 @@ impl Chain {
         (self.vms.iter().map(|(name, vm)| (*name, vm.host_calls())).collect(), headers, body, upstream)
     }
 }
+
+/// Each filter's host calls for one exchange, then what the client got (headers, body) and the
+/// body the provider received.
+type CountedExchange = (Vec<(&'static str, HostCalls)>, Vec<(String, String)>, Vec<u8>, Vec<u8>);
 
 fn table(rows: &[(String, HostCalls)]) -> String {
     let used: Vec<&str> = CATEGORIES
