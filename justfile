@@ -39,6 +39,14 @@ sdk-tools:
     @[ -x .tools/bin/pip ] || python3 -m venv .tools
     @.tools/bin/python -c 'import openai, anthropic, grpc, opentelemetry.proto' 2>/dev/null || .tools/bin/pip install --quiet openai anthropic grpcio opentelemetry-proto
 
+# semantic-cache's external vector store (`store.chroma`), started by tests/e2e/tests/semantic_cache_replicas.rs.
+# About 70 s and 525 MB (Chroma's Rust server, onnxruntime and a Kubernetes client come with it); the filter
+# only speaks its HTTP API.
+# Install Chroma's server (PyPI chromadb: `chroma run`) into the project venv when missing.
+chroma:
+    @[ -x .tools/bin/pip ] || python3 -m venv .tools
+    @[ -x .tools/bin/chroma ] || .tools/bin/pip install --quiet chromadb
+
 # Install Prometheus (Debian's package) for the dashboard test (tests/e2e/tests/dashboard.rs).
 obs-tools:
     @command -v prometheus >/dev/null || { echo "installing prometheus from Debian"; \
@@ -55,7 +63,7 @@ build: tools
     @ls -l dist/*.wasm
 
 # Run every test: native unit tests, the wasmtime harness on the built .wasm files, and end-to-end tests through a real Envoy.
-test: build sdk-tools obs-tools redis
+test: build sdk-tools obs-tools redis chroma
     cargo test --workspace --no-fail-fast
 
 # envoy-config/gateway-istio.yaml and gateway-envoy-gateway.yaml are the Envoy configs Istio and Envoy Gateway

@@ -55,6 +55,33 @@ struct RawConfig {
     prices: BTreeMap<String, RawPrice>,
     #[serde(default)]
     admin: Option<RawAdmin>,
+    #[serde(default)]
+    store: Option<RawStore>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    #[serde(default)]
+    chroma: Option<RawChroma>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChroma {
+    cluster: String,
+    #[serde(default)]
+    authority: Option<String>,
+    #[serde(default)]
+    tenant: Option<String>,
+    #[serde(default)]
+    database: Option<String>,
+    #[serde(default)]
+    collection: Option<String>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -123,6 +150,19 @@ pub struct Semantic {
     pub max_response_bytes: usize,
 }
 
+/// The external vector store shared by several Envoy replicas (Chroma's HTTP API, see `chroma.rs`).
+#[derive(Debug, Clone)]
+pub struct Chroma {
+    pub cluster: String,
+    pub authority: String,
+    /// Chroma's own tenant and database (path segments), not the cache's tenant.
+    pub tenant: String,
+    pub database: String,
+    pub collection: String,
+    pub headers: Vec<(String, String)>,
+    pub timeout: Duration,
+}
+
 /// Per-tenant or per-model settings; unset fields inherit.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Override {
@@ -162,6 +202,8 @@ pub struct Config {
     /// Model pattern (exact, or a prefix ending in `*`) and price, longest pattern first.
     pub prices: Vec<(String, Price)>,
     pub admin: Option<Admin>,
+    /// `None`: the embedded shared-data store only.
+    pub store: Option<Chroma>,
 }
 
 /// What applies to one request after the tenant and model overrides.
@@ -239,14 +281,7 @@ fn compile_semantic(raw: RawSemantic) -> Result<Semantic, ConfigError> {
     if timeout_ms == 0 {
         return Err(ConfigError::new("semantic.timeout_ms", "must be at least 1"));
     }
-    let mut headers = Vec::new();
-    for (name, value) in raw.headers {
-        let lower = name.to_ascii_lowercase();
-        if lower.starts_with(':') || lower.is_empty() {
-            return Err(ConfigError::new(join("semantic.headers", &name), "pseudo-headers are set by the filter"));
-        }
-        headers.push((lower, value));
-    }
+    let headers = headers(raw.headers, "semantic.headers")?;
     Ok(Semantic {
         authority: raw.authority.unwrap_or_else(|| raw.cluster.clone()),
         cluster: raw.cluster,
@@ -267,6 +302,56 @@ fn compile_semantic(raw: RawSemantic) -> Result<Semantic, ConfigError> {
             "semantic.max_response_bytes",
         )?,
     })
+}
+
+fn headers(raw: BTreeMap<String, String>, path: &str) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut headers = Vec::new();
+    for (name, value) in raw {
+        let lower = name.to_ascii_lowercase();
+        if lower.starts_with(':') || lower.is_empty() {
+            return Err(ConfigError::new(join(path, &name), "pseudo-headers are set by the filter"));
+        }
+        headers.push((lower, value));
+    }
+    Ok(headers)
+}
+
+/// A Chroma name that goes into a URL path: letters, digits, `.`, `_`, `-`.
+fn path_segment(value: Option<String>, default: &str, path: &str) -> Result<String, ConfigError> {
+    let value = value.unwrap_or_else(|| default.to_string());
+    let valid = !value.is_empty()
+        && value.len() <= 128
+        && value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if valid {
+        Ok(value)
+    } else {
+        Err(ConfigError::new(path, "must be 1 to 128 letters, digits, '.', '_' or '-'"))
+    }
+}
+
+fn compile_store(raw: RawStore, semantic: Option<&Semantic>) -> Result<Option<Chroma>, ConfigError> {
+    let Some(raw) = raw.chroma else {
+        return Err(ConfigError::new("store", "must name a store: {\"chroma\": {...}}"));
+    };
+    if semantic.is_none() {
+        return Err(ConfigError::new("store.chroma", "needs `semantic`: the store holds the embedded questions"));
+    }
+    if raw.cluster.trim().is_empty() {
+        return Err(ConfigError::new("store.chroma.cluster", "must name an Envoy cluster"));
+    }
+    let timeout_ms = raw.timeout_ms.unwrap_or(200);
+    if timeout_ms == 0 {
+        return Err(ConfigError::new("store.chroma.timeout_ms", "must be at least 1"));
+    }
+    Ok(Some(Chroma {
+        authority: raw.authority.unwrap_or_else(|| raw.cluster.clone()),
+        cluster: raw.cluster,
+        tenant: path_segment(raw.tenant, "default_tenant", "store.chroma.tenant")?,
+        database: path_segment(raw.database, "default_database", "store.chroma.database")?,
+        collection: path_segment(raw.collection, "aigw-semantic-cache", "store.chroma.collection")?,
+        headers: headers(raw.headers, "store.chroma.headers")?,
+        timeout: Duration::from_millis(at_most(timeout_ms, 60_000, "store.chroma.timeout_ms")?),
+    }))
 }
 
 /// Parses and validates the plugin configuration (absent or blank means `{}`).
@@ -320,6 +405,11 @@ pub fn from_json(bytes: Option<&[u8]>) -> Result<Config, ConfigError> {
         }
         None => None,
     };
+    let semantic = raw.semantic.map(compile_semantic).transpose()?;
+    let store = match raw.store {
+        Some(store) => compile_store(store, semantic.as_ref())?,
+        None => None,
+    };
     Ok(Config {
         tenant,
         enabled: raw.enabled.unwrap_or(true),
@@ -329,11 +419,12 @@ pub fn from_json(bytes: Option<&[u8]>) -> Result<Config, ConfigError> {
         max_bytes,
         max_entry_bytes,
         max_body_bytes,
-        semantic: raw.semantic.map(compile_semantic).transpose()?,
+        semantic,
         tenants,
         models,
         prices,
         admin,
+        store,
     })
 }
 
@@ -395,11 +486,76 @@ mod tests {
             (r#"{"tenant": "bogus"}"#, "tenant"),
             (r#"{"max_entry_bytes": 10, "max_bytes": 5}"#, "max_entry_bytes"),
             (r#"{"prices": {"m": {"input": -1, "output": 1}}}"#, "prices.m.input"),
+            (r#"{"store": {}}"#, "store"),
+            (r#"{"store": {"chroma": {"cluster": "chroma"}}}"#, "store.chroma"),
+            (r#"{"semantic": {"cluster": "e"}, "store": {"chroma": {"cluster": " "}}}"#, "store.chroma.cluster"),
+            (
+                r#"{"semantic": {"cluster": "e"}, "store": {"chroma": {"cluster": "c", "timeout_ms": 0}}}"#,
+                "store.chroma.timeout_ms",
+            ),
+            (
+                r#"{"semantic": {"cluster": "e"}, "store": {"chroma": {"cluster": "c", "collection": "a/b"}}}"#,
+                "store.chroma.collection",
+            ),
+            (
+                r#"{"semantic": {"cluster": "e"}, "store": {"chroma": {"cluster": "c", "headers": {":path": "x"}}}}"#,
+                "store.chroma.headers.:path",
+            ),
         ];
         for (text, path) in cases {
             let err = parse(text).err().unwrap_or_else(|| panic!("{text} accepted"));
             assert_eq!(err.path, path, "{text}: {err}");
         }
         assert!(parse(r#"{"unknown": 1}"#).is_err());
+        assert!(parse(r#"{"semantic": {"cluster": "e"}, "store": {"chroma": {"cluster": "c", "bogus": 1}}}"#).is_err());
+    }
+
+    #[test]
+    fn store_errors_give_the_field_and_the_reason() {
+        let with = |chroma: &str| format!(r#"{{"semantic": {{"cluster": "e"}}, "store": {{"chroma": {chroma}}}}}"#);
+        let cases = [
+            (r#"{"store": {}}"#.to_string(), "store", "must name a store"),
+            (r#"{"store": {"chroma": {"cluster": "c"}}}"#.to_string(), "store.chroma", "needs `semantic`"),
+            (with(r#"{"cluster": ""}"#), "store.chroma.cluster", "must name an Envoy cluster"),
+            (with(r#"{"cluster": "c", "timeout_ms": 0}"#), "store.chroma.timeout_ms", "at least 1"),
+            (with(r#"{"cluster": "c", "timeout_ms": 60001}"#), "store.chroma.timeout_ms", "at most 60000, got 60001"),
+            (with(r#"{"cluster": "c", "tenant": ""}"#), "store.chroma.tenant", "1 to 128 letters"),
+            (with(r#"{"cluster": "c", "database": "a b"}"#), "store.chroma.database", "1 to 128 letters"),
+            (with(r#"{"cluster": "c", "collection": "../x"}"#), "store.chroma.collection", "1 to 128 letters"),
+            (
+                with(r#"{"cluster": "c", "headers": {":authority": "x"}}"#),
+                "store.chroma.headers.:authority",
+                "pseudo-headers",
+            ),
+        ];
+        for (text, path, reason) in cases {
+            let err = parse(&text).err().unwrap_or_else(|| panic!("{text} accepted"));
+            assert_eq!(err.path, path, "{text}: {err}");
+            assert!(err.reason.contains(reason), "{text}: {err}");
+        }
+        let missing = parse(&with("{}")).err().unwrap();
+        assert!(missing.to_string().contains("cluster"), "{missing}");
+    }
+
+    #[test]
+    fn the_store_defaults_to_shared_data_and_chroma_has_defaults() {
+        assert!(parse("{}").unwrap().store.is_none());
+        let config = parse(r#"{"semantic": {"cluster": "e"}, "store": {"chroma": {"cluster": "chroma"}}}"#).unwrap();
+        let chroma = config.store.unwrap();
+        assert_eq!(chroma.authority, "chroma");
+        assert_eq!(chroma.collection, "aigw-semantic-cache");
+        assert_eq!((chroma.tenant.as_str(), chroma.database.as_str()), ("default_tenant", "default_database"));
+        assert_eq!(chroma.timeout, Duration::from_millis(200));
+        let full = parse(
+            r#"{"semantic": {"cluster": "e"}, "store": {"chroma": {"cluster": "chroma", "authority": "chroma.internal:8000",
+                "tenant": "t1", "database": "db_1", "collection": "c.2", "headers": {"X-Chroma-Token": "k"}, "timeout_ms": 50}}}"#,
+        )
+        .unwrap()
+        .store
+        .unwrap();
+        assert_eq!(full.authority, "chroma.internal:8000");
+        assert_eq!((full.tenant.as_str(), full.database.as_str(), full.collection.as_str()), ("t1", "db_1", "c.2"));
+        assert_eq!(full.headers, vec![("x-chroma-token".to_string(), "k".to_string())]);
+        assert_eq!(full.timeout, Duration::from_millis(50));
     }
 }

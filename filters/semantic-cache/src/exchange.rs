@@ -9,10 +9,17 @@
 //! response (miss) ─► collect ─► complete and final? ─► store
 //! ```
 //!
+//! With an external store (`store.chroma`), a local semantic miss asks the
+//! store before forwarding (`Step::Store`, answered in [`Exchange::on_store`];
+//! the first call of a VM resolves the collection's id first), and a stored
+//! answer with a vector is queued for the root context to write
+//! ([`chroma::Writer`]): the response never waits for the store.
+//!
 //! Everything here runs natively against `FakeHost`; `lib.rs` only carries
 //! the decisions out.
 
 use crate::answer::{self, Collector, HitInfo};
+use crate::chroma::{self, StoreError};
 use crate::config::{Config, Policy};
 use crate::embedding;
 use crate::key::{self, Bypass, CacheRequest};
@@ -33,6 +40,8 @@ pub enum Step {
     Embed { headers: Vec<(String, String)>, body: Vec<u8> },
     /// Answer from the cache with a 200 local reply.
     Hit(HitReply),
+    /// Call the external store (`store.chroma.cluster`), then [`Exchange::on_store`].
+    Store(chroma::StoreCall),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -52,6 +61,14 @@ enum Phase {
         request: CacheRequest,
         policy: Policy,
         started_nanos: u64,
+    },
+    /// Waiting for the external store's nearest entry (`resolving`: its collection id first).
+    StoreLookup {
+        request: CacheRequest,
+        policy: Policy,
+        vector: Vec<f32>,
+        started_nanos: u64,
+        resolving: bool,
     },
     /// Forwarded; the answer may be stored under `vector` (empty: exact only).
     Miss {
@@ -195,10 +212,10 @@ impl Exchange {
                 return self.miss(host, request, policy, Vec::new());
             }
         };
-        if !self.no_cache {
+        if let (false, Some(threshold)) = (self.no_cache, policy.threshold) {
             let now_s = host.now_nanos() / NANOS_PER_SECOND;
             let cache = self.cache(config, host);
-            if let (Some(index), Some(threshold)) = (cache.index(), policy.threshold) {
+            if let Some(index) = cache.index() {
                 let lookup = cache.lookup_semantic(&index, self.tenant_id, request.context, &vector, threshold, now_s);
                 host.record_histogram(metrics::COMPARED, lookup.compared as u64);
                 if let Some(nearest) = lookup.best_below {
@@ -208,8 +225,101 @@ impl Exchange {
                     return step;
                 }
             }
+            // Not in this replica: another may have stored it.
+            if config.store.is_some() {
+                let started_nanos = host.now_nanos();
+                self.phase = Phase::StoreLookup { request, policy, vector, started_nanos, resolving: false };
+                return self.next_store_call(config, host);
+            }
         }
         self.miss(host, request, policy, vector)
+    }
+
+    /// The call the pending lookup needs: the collection id first, once per VM.
+    fn next_store_call(&mut self, config: &Config, host: &dyn Host) -> Step {
+        let Some(store) = &config.store else { return self.store_failed(host, StoreError::Dispatch) };
+        let now_s = host.now_nanos() / NANOS_PER_SECOND;
+        let Phase::StoreLookup { request, vector, resolving, .. } = &mut self.phase else { return Step::Forward };
+        match chroma::known_collection() {
+            None => {
+                *resolving = true;
+                Step::Store(chroma::resolve_call(store))
+            }
+            Some(id) => {
+                *resolving = false;
+                Step::Store(chroma::query_call(store, &id, self.tenant_id, request.context, vector, now_s))
+            }
+        }
+    }
+
+    /// The store call could not be sent.
+    pub fn store_not_sent(&mut self, host: &dyn Host) -> Step {
+        self.store_failed(host, StoreError::Dispatch)
+    }
+
+    /// Fail open: the lookup becomes a miss.
+    fn store_failed(&mut self, host: &dyn Host, err: StoreError) -> Step {
+        host.increment_counter(&metrics::store_failed(err.reason()), 1);
+        match std::mem::replace(&mut self.phase, Phase::Done) {
+            Phase::StoreLookup { request, policy, vector, .. } => self.miss(host, request, policy, vector),
+            other => {
+                self.phase = other;
+                Step::Forward
+            }
+        }
+    }
+
+    /// The store answered (`status` absent: timeout or reset).
+    pub fn on_store(&mut self, config: &Config, host: &dyn Host, status: Option<&str>, body: Option<&[u8]>) -> Step {
+        let resolving = match &self.phase {
+            Phase::StoreLookup { resolving, .. } => *resolving,
+            _ => return Step::Forward,
+        };
+        if resolving {
+            return match chroma::parse_resolve(status, body) {
+                Ok(id) => {
+                    chroma::remember_collection(Some(id));
+                    self.next_store_call(config, host)
+                }
+                Err(err) => self.store_failed(host, err),
+            };
+        }
+        match std::mem::replace(&mut self.phase, Phase::Done) {
+            Phase::StoreLookup { request, policy, vector, started_nanos, .. } => {
+                let elapsed_ms = host.now_nanos().saturating_sub(started_nanos) / 1_000_000;
+                host.record_histogram(metrics::STORE_LATENCY, elapsed_ms);
+                let threshold = policy.threshold.unwrap_or(1.0);
+                match chroma::parse_query(status, body, self.tenant_id, request.context, &vector, threshold) {
+                    Ok(lookup) => {
+                        host.record_histogram(metrics::COMPARED, lookup.compared as u64);
+                        if let Some(nearest) = lookup.best_below {
+                            host.record_histogram(metrics::NEAREST_MISS, metrics::permille(nearest));
+                        }
+                        let now_s = host.now_nanos() / NANOS_PER_SECOND;
+                        if let Some(step) = self.found(config, host, &request, lookup, "semantic", now_s) {
+                            return step;
+                        }
+                    }
+                    Err(err) => {
+                        self.forget_on_status(host, err);
+                    }
+                }
+                self.miss(host, request, policy, vector)
+            }
+            other => {
+                self.phase = other;
+                Step::Forward
+            }
+        }
+    }
+
+    /// Counts a failed call; a 404 means the collection was deleted (or the
+    /// store reset), so the next call resolves its id again (and recreates it).
+    fn forget_on_status(&mut self, host: &dyn Host, err: StoreError) {
+        host.increment_counter(&metrics::store_failed(err.reason()), 1);
+        if err == StoreError::NotFound {
+            chroma::remember_collection(None);
+        }
     }
 
     fn miss(&mut self, host: &dyn Host, request: CacheRequest, policy: Policy, vector: Vec<f32>) -> Step {
@@ -364,6 +474,13 @@ impl Exchange {
                 self.usage = cache.index().map(|index| index.usage());
             }
             Err(err) => host.increment_counter(&metrics::store_skipped(err.reason()), 1),
+        }
+        // Entries with a vector go to the external store too (written by the root context);
+        // exact-only ones stay in this replica.
+        if config.store.is_some() && !entry.vector.is_empty() {
+            if let Err(err) = chroma::enqueue(entry, now_s) {
+                host.increment_counter(&metrics::store_failed(err.reason()), 1);
+            }
         }
     }
 }
@@ -520,5 +637,192 @@ mod tests {
         reset.finish(&host, false);
         assert_eq!(host.counter(&metrics::store_skipped("incomplete")), 1);
         assert_eq!(host.counter(metrics::STORED), 0);
+    }
+
+    const STORE_CONFIG: &str = r#"{"semantic": {"cluster": "mock", "threshold": 0.9},
+        "store": {"chroma": {"cluster": "chroma", "collection": "answers", "timeout_ms": 300}}}"#;
+    const COLLECTIONS: &str = "/api/v2/tenants/default_tenant/databases/default_database/collections";
+
+    fn call_of(step: Step) -> chroma::StoreCall {
+        match step {
+            Step::Store(call) => call,
+            other => panic!("expected a store call, got {other:?}"),
+        }
+    }
+
+    fn path(call: &chroma::StoreCall) -> &str {
+        call.headers.iter().find(|(n, _)| n == ":path").map(|(_, v)| v.as_str()).unwrap()
+    }
+
+    fn json_of(call: &chroma::StoreCall) -> Value {
+        serde_json::from_slice(&call.body).unwrap()
+    }
+
+    /// What Chroma answers to a query that found the entry `upsert` wrote.
+    fn found_by_query(upsert: &Value) -> Vec<u8> {
+        json!({"ids": [[upsert["ids"][0]]], "embeddings": [[upsert["embeddings"][0]]],
+               "documents": [[upsert["documents"][0]]], "metadatas": [[upsert["metadatas"][0]]],
+               "distances": null, "uris": null})
+        .to_string()
+        .into_bytes()
+    }
+
+    const NOTHING_FOUND: &[u8] = br#"{"ids":[[]],"embeddings":[[]],"documents":[[]],"metadatas":[[]]}"#;
+
+    /// Replica A misses everywhere, stores locally and writes the entry to the store;
+    /// replica B (its own shared data) answers the reworded question from the store.
+    #[test]
+    fn replicas_share_entries_through_the_external_store() {
+        chroma::remember_collection(None);
+        let config = from_json(Some(STORE_CONFIG.as_bytes())).unwrap();
+        let a = host();
+        Cache::new(&a as &dyn Host, config.max_entries).ensure_index();
+        let mut exchange = Exchange::new(&config, &a, ApiShape::OpenAiChat, None);
+        assert!(matches!(
+            exchange.on_request(&config, &a, Some(&body("What is the return policy?", false))),
+            Step::Embed { .. }
+        ));
+        // Local miss → the collection id first (once per VM), then the query.
+        let resolve = call_of(exchange.on_embedding(&config, &a, Some("200"), Some(&embedding_body(&[1.0, 0.0]))));
+        assert_eq!(path(&resolve), COLLECTIONS);
+        assert_eq!(
+            json_of(&resolve),
+            json!({"name": "answers", "get_or_create": true, "metadata": {"hnsw:space": "cosine"}})
+        );
+        let query = call_of(exchange.on_store(&config, &a, Some("200"), Some(br#"{"id":"0a1b-2c"}"#)));
+        assert_eq!(path(&query), format!("{COLLECTIONS}/0a1b-2c/query"));
+        let sent = json_of(&query);
+        let tenant = format!("{:016x}", key::tenant_id("retail"));
+        assert_eq!(sent["where"]["$and"][0]["tenant"]["$eq"], tenant, "the tenant filter is always sent");
+        assert_eq!(sent["where"]["$and"][2]["expires_s"]["$gt"], 1_000);
+        assert_eq!(sent["query_embeddings"], json!([[1.0, 0.0]]));
+        assert_eq!(exchange.on_store(&config, &a, Some("200"), Some(NOTHING_FOUND)), Step::Forward);
+        assert_eq!(exchange.label(), "miss");
+        assert_eq!(a.counter(metrics::MISS), 1);
+        exchange.response_headers(&config, &a, Some(200), Some("application/json"), None);
+        exchange.response_body(&config, &a, ANSWER.as_bytes(), true);
+        assert_eq!(a.counter(metrics::STORED), 1, "stored locally as well");
+        assert_eq!(chroma::queued(), 1, "queued for the root context: the response does not wait");
+        let store = config.store.clone().unwrap();
+        let mut writer = chroma::Writer::default();
+        let write = writer.on_tick(&store).unwrap();
+        assert_eq!(path(&write), format!("{COLLECTIONS}/0a1b-2c/upsert"));
+        let upsert = json_of(&write);
+        assert_eq!(upsert["metadatas"][0]["tenant"], tenant);
+        assert_eq!(upsert["metadatas"][0]["expires_s"], 1_000 + 3_600);
+        let document: Value = serde_json::from_str(upsert["documents"][0].as_str().unwrap()).unwrap();
+        assert_eq!(document, serde_json::from_str::<Value>(ANSWER).unwrap(), "the stored answer is the document");
+        assert_eq!(writer.on_response(Some("200"), Some(b"{}")), chroma::Written::Entries(1));
+
+        // Replica B: nothing in its shared data; the store has A's entry.
+        let b = host();
+        b.now_nanos.set(1_030 * NANOS_PER_SECOND);
+        Cache::new(&b as &dyn Host, config.max_entries).ensure_index();
+        let mut near = Exchange::new(&config, &b, ApiShape::OpenAiChat, None);
+        assert!(matches!(
+            near.on_request(&config, &b, Some(&body("What is the return policy, please?", false))),
+            Step::Embed { .. }
+        ));
+        let query = call_of(near.on_embedding(&config, &b, Some("200"), Some(&embedding_body(&[0.99, 0.1]))));
+        assert!(path(&query).ends_with("/0a1b-2c/query"), "the collection id is kept in the VM");
+        let Step::Hit(reply) = near.on_store(&config, &b, Some("200"), Some(&found_by_query(&upsert))) else {
+            panic!("expected a hit from the store")
+        };
+        assert!(reply.similarity > 0.99 && reply.similarity < 1.0, "{}", reply.similarity);
+        assert!(reply.headers.contains(&("age".into(), "30".into())));
+        let value: Value = serde_json::from_slice(&reply.body).unwrap();
+        assert_eq!(value["choices"][0]["message"]["content"], "Thirty days.");
+        assert_eq!(b.counter(&metrics::hit("semantic")), 1);
+        assert_eq!(b.counter(metrics::MISS), 0);
+
+        // Below the threshold (computed here from the returned vector): a miss.
+        let mut far = Exchange::new(&config, &b, ApiShape::OpenAiChat, None);
+        far.on_request(&config, &b, Some(&body("Something else entirely", false)));
+        call_of(far.on_embedding(&config, &b, Some("200"), Some(&embedding_body(&[0.0, 1.0]))));
+        assert_eq!(far.on_store(&config, &b, Some("200"), Some(&found_by_query(&upsert))), Step::Forward);
+        assert_eq!(far.label(), "miss");
+
+        // Another tenant: its own filter; a store that answered with retail's entry anyway is not served.
+        let w = FakeHost::new().with_header("x-aigw-client", "wealth").with_time_nanos(1_000 * NANOS_PER_SECOND);
+        let mut wealth = Exchange::new(&config, &w, ApiShape::OpenAiChat, None);
+        wealth.on_request(&config, &w, Some(&body("What is the return policy?", false)));
+        let query = call_of(wealth.on_embedding(&config, &w, Some("200"), Some(&embedding_body(&[1.0, 0.0]))));
+        assert_eq!(json_of(&query)["where"]["$and"][0]["tenant"]["$eq"], format!("{:016x}", key::tenant_id("wealth")));
+        assert_eq!(wealth.on_store(&config, &w, Some("200"), Some(&found_by_query(&upsert))), Step::Forward);
+        assert_eq!(wealth.label(), "miss");
+        assert_eq!(w.counter(&metrics::store_failed("bad_body")), 1);
+        chroma::remember_collection(None);
+    }
+
+    /// Every store failure makes the request a miss that goes on; a failed write is dropped.
+    #[test]
+    fn store_failures_fail_open() {
+        chroma::remember_collection(Some("c-1".to_string()));
+        let config = from_json(Some(STORE_CONFIG.as_bytes())).unwrap();
+        let host = host();
+        Cache::new(&host as &dyn Host, config.max_entries).ensure_index();
+        let cases: [(Option<&str>, &[u8], &str); 5] = [
+            (None, b"", "no_response"),
+            (Some("500"), b"{}", "bad_status"),
+            (Some("200"), b"<html>", "bad_body"),
+            (Some("200"), br#"{"ids":[["x"]],"embeddings":[["a"]]}"#, "bad_body"),
+            (Some("404"), br#"{"error":"NotFoundError"}"#, "not_found"),
+        ];
+        for (status, reply, reason) in cases {
+            let mut exchange = Exchange::new(&config, &host, ApiShape::OpenAiChat, None);
+            exchange.on_request(&config, &host, Some(&body("q", false)));
+            let query = call_of(exchange.on_embedding(&config, &host, Some("200"), Some(&embedding_body(&[1.0, 0.0]))));
+            assert!(path(&query).ends_with("/c-1/query"), "{reason}");
+            assert_eq!(exchange.on_store(&config, &host, status, Some(reply)), Step::Forward, "{reason}");
+            assert_eq!(exchange.label(), "miss", "{reason}");
+        }
+        assert_eq!(host.counter(&metrics::store_failed("no_response")), 1);
+        assert_eq!(host.counter(&metrics::store_failed("bad_status")), 1);
+        assert_eq!(host.counter(&metrics::store_failed("bad_body")), 2);
+        assert_eq!(host.counter(&metrics::store_failed("not_found")), 1);
+        assert_eq!(host.counter(metrics::MISS), 5);
+        assert_eq!(chroma::known_collection(), None, "a 404 forgets the collection id");
+
+        // The call could not be sent; then the id cannot be resolved.
+        let mut exchange = Exchange::new(&config, &host, ApiShape::OpenAiChat, None);
+        exchange.on_request(&config, &host, Some(&body("q", false)));
+        let resolve = call_of(exchange.on_embedding(&config, &host, Some("200"), Some(&embedding_body(&[1.0, 0.0]))));
+        assert_eq!(path(&resolve), COLLECTIONS);
+        assert_eq!(exchange.store_not_sent(&host), Step::Forward);
+        assert_eq!(exchange.label(), "miss");
+        assert_eq!(host.counter(&metrics::store_failed("dispatch_failed")), 1);
+        let mut exchange = Exchange::new(&config, &host, ApiShape::OpenAiChat, None);
+        exchange.on_request(&config, &host, Some(&body("q", false)));
+        call_of(exchange.on_embedding(&config, &host, Some("200"), Some(&embedding_body(&[1.0, 0.0]))));
+        assert_eq!(exchange.on_store(&config, &host, Some("503"), Some(b"")), Step::Forward);
+        assert_eq!(exchange.label(), "miss");
+        // The answer is stored locally and queued for the store.
+        exchange.response_headers(&config, &host, Some(200), Some("application/json"), None);
+        exchange.response_body(&config, &host, ANSWER.as_bytes(), true);
+        assert_eq!(host.counter(metrics::STORED), 1);
+        assert_eq!(chroma::queued(), 1);
+
+        // no-cache: no lookup in the store either, but the fresh answer is queued.
+        let mut exchange = Exchange::new(&config, &host, ApiShape::OpenAiChat, Some("no-cache"));
+        assert!(matches!(exchange.on_request(&config, &host, Some(&body("fresh", false))), Step::Embed { .. }));
+        assert_eq!(
+            exchange.on_embedding(&config, &host, Some("200"), Some(&embedding_body(&[0.0, 1.0]))),
+            Step::Forward
+        );
+        exchange.response_headers(&config, &host, Some(200), Some("application/json"), None);
+        exchange.response_body(&config, &host, ANSWER.as_bytes(), true);
+        assert_eq!(chroma::queued(), 2);
+
+        // Exact-only entries (the embeddings call failed) stay in this replica.
+        let mut exchange = Exchange::new(&config, &host, ApiShape::OpenAiChat, None);
+        exchange.on_request(&config, &host, Some(&body("exact only", false)));
+        assert_eq!(exchange.on_embedding(&config, &host, None, None), Step::Forward);
+        exchange.response_headers(&config, &host, Some(200), Some("application/json"), None);
+        exchange.response_body(&config, &host, ANSWER.as_bytes(), true);
+        assert_eq!(chroma::queued(), 2);
+        let mut writer = chroma::Writer::default();
+        writer.on_tick(&config.store.clone().unwrap()).unwrap();
+        assert_eq!(writer.not_sent(), chroma::Written::Failed(StoreError::Dispatch, 2), "the queue is emptied");
+        chroma::remember_collection(None);
     }
 }

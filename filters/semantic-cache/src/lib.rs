@@ -5,10 +5,13 @@
 //! Wiring only: the shared skeleton (`aigw_shared::glue`) reads the request
 //! body through the gate, [`exchange::Exchange`] decides (forward, call the
 //! embeddings endpoint, or answer from the cache), and the glue below carries
-//! it out. See README.md for the configuration and DESIGN.md for the design.
+//! it out. With `store.chroma`, the same steps include calls to a Chroma
+//! server shared by several replicas ([`chroma`]). See README.md for the
+//! configuration and DESIGN.md for the design.
 
 pub mod admin;
 pub mod answer;
+pub mod chroma;
 pub mod config;
 pub mod embedding;
 pub mod exchange;
@@ -25,13 +28,116 @@ use aigw_shared::ErrorDialect;
 use config::Config;
 use exchange::{Exchange, Step};
 use proxy_wasm::hostcalls;
-use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, MetricType};
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, MetricType};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::time::Duration;
 
-aigw_shared::filter_entry_point!(SemanticCache);
+#[cfg(target_arch = "wasm32")]
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
+    proxy_wasm::set_root_context(|_| new_root());
+}}
+
+/// A new root context: one per VM and plugin configuration. The shared
+/// skeleton's root, plus the writer of `store.chroma` on a tick.
+pub fn new_root() -> Box<dyn RootContext> {
+    Box::new(CacheRoot {
+        inner: glue::root::<SemanticCache>(),
+        store: None,
+        writer: chroma::Writer::default(),
+        call: None,
+    })
+}
+
+/// How often a VM's root context sends its queued writes to the external store.
+const WRITE_TICK: Duration = Duration::from_millis(50);
+
+thread_local! {
+    // `store.chroma` of the configuration this VM's root context just accepted.
+    static CONFIGURED_STORE: RefCell<Option<config::Chroma>> = const { RefCell::new(None) };
+}
+
+struct CacheRoot {
+    inner: Box<dyn RootContext>,
+    store: Option<config::Chroma>,
+    writer: chroma::Writer,
+    /// The write call in flight.
+    call: Option<u32>,
+}
+
+impl CacheRoot {
+    /// Sends the writer's next call, if any; counts what a finished call did.
+    fn send(&mut self) {
+        let Some(store) = self.store.clone() else { return };
+        let Some(call) = self.writer.on_tick(&store) else { return };
+        let side =
+            SideCall { cluster: store.cluster.clone(), headers: call.headers, body: call.body, timeout: store.timeout };
+        self.call = glue::dispatch(&side);
+        if self.call.is_none() {
+            let written = self.writer.not_sent();
+            count_written(&written);
+        }
+    }
+}
+
+fn count_written(written: &chroma::Written) {
+    let host = &ProxyWasmHost;
+    match written {
+        chroma::Written::Resolved => {}
+        chroma::Written::Entries(n) => {
+            aigw_shared::host::Host::increment_counter(host, metrics::STORE_WRITTEN, *n as u64)
+        }
+        chroma::Written::Failed(err, _) => {
+            aigw_shared::host::Host::increment_counter(host, &metrics::store_failed(err.reason()), 1)
+        }
+    }
+}
+
+impl Context for CacheRoot {
+    fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
+        if self.call != Some(token_id) {
+            return;
+        }
+        self.call = None;
+        let status = self.get_http_call_response_header(":status");
+        let body = self.get_http_call_response_body(0, body_size);
+        let written = self.writer.on_response(status.as_deref(), body.as_deref());
+        count_written(&written);
+        if written == chroma::Written::Resolved {
+            self.send(); // the queued entries, at once
+        }
+    }
+}
+
+impl RootContext for CacheRoot {
+    fn on_vm_start(&mut self, size: usize) -> bool {
+        self.inner.on_vm_start(size)
+    }
+
+    fn on_configure(&mut self, size: usize) -> bool {
+        let configured = self.inner.on_configure(size);
+        self.store = CONFIGURED_STORE.with(|store| store.borrow_mut().take());
+        if configured && self.store.is_some() {
+            let _ = hostcalls::set_tick_period(WRITE_TICK);
+        }
+        configured
+    }
+
+    fn on_tick(&mut self) {
+        self.send();
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        self.inner.create_http_context(context_id)
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        self.inner.get_type()
+    }
+}
 
 struct SemanticCache;
 
@@ -46,8 +152,14 @@ impl Plugin for SemanticCache {
             Some(semantic) => format!("semantic via cluster {} (threshold {})", semantic.cluster, semantic.threshold),
             None => "exact only".to_string(),
         };
+        let store = match &config.store {
+            Some(chroma) => {
+                format!("shared data + chroma collection {} via cluster {}", chroma.collection, chroma.cluster)
+            }
+            None => "shared data".to_string(),
+        };
         format!(
-            "{} entries, {} bytes, ttl {} s, {semantic}, admin path {}",
+            "{} entries, {} bytes, ttl {} s, {semantic}, store {store}, admin path {}",
             config.max_entries,
             config.max_bytes,
             config.ttl_seconds,
@@ -57,6 +169,7 @@ impl Plugin for SemanticCache {
     fn on_configured(config: &Config) {
         // The index key exists before traffic flows (Envoy has no conditional create).
         store::Cache::new(&ProxyWasmHost, config.max_entries).ensure_index();
+        CONFIGURED_STORE.with(|store| *store.borrow_mut() = config.store.clone());
     }
     fn http_context(config: &Rc<Config>) -> Box<dyn HttpContext> {
         Box::new(Filter {
@@ -66,6 +179,8 @@ impl Plugin for SemanticCache {
             host: CapturedHost::default(),
             exchange: None,
             embedding_call: None,
+            store_call: None,
+            admin_clear: None,
             response_done: false,
         })
     }
@@ -78,6 +193,10 @@ struct Filter {
     host: CapturedHost,
     exchange: Option<Exchange>,
     embedding_call: Option<u32>,
+    /// The pending external store call (a lookup on the request side, a write on the response side).
+    store_call: Option<u32>,
+    /// The admin path is clearing the external store (the request is held until it answers).
+    admin_clear: Option<admin::StoreClear>,
     response_done: bool,
 }
 
@@ -128,6 +247,16 @@ impl Filter {
                     }
                 }
             }
+            Step::Store(call) => {
+                if self.dispatch_store(call) {
+                    return Action::Pause;
+                }
+                let next = match self.exchange.as_mut() {
+                    Some(exchange) => exchange.store_not_sent(&self.host),
+                    None => Step::Forward,
+                };
+                self.carry(next)
+            }
             Step::Hit(reply) => {
                 let similarity = format!("{:.3}", reply.similarity);
                 let _ = hostcalls::set_property(vec![STATE_CACHE], Some(b"hit"));
@@ -139,19 +268,65 @@ impl Filter {
         }
     }
 
+    /// Sends a call to the external store; false when it could not be sent.
+    fn dispatch_store(&mut self, call: chroma::StoreCall) -> bool {
+        let Some(store) = &self.config.store else { return false };
+        let side =
+            SideCall { cluster: store.cluster.clone(), headers: call.headers, body: call.body, timeout: store.timeout };
+        self.store_call = glue::dispatch(&side);
+        self.store_call.is_some()
+    }
+
     /// Answers the admin path.
     fn admin(&mut self, head: &Head, token: &str) -> Action {
         let header = |name: &str| head.host.header(name).map(str::to_string);
         match admin::handle(token, &head.method, &header, &ProxyWasmHost, self.config.max_entries) {
-            Ok((body, cleared)) => {
-                aigw_shared::host::Host::increment_counter(&ProxyWasmHost, metrics::ADMIN_CLEARED, cleared as u64);
-                let headers = vec![("content-type", "application/json")];
-                let _ = hostcalls::send_http_response(200, headers, Some(&body));
-                Action::Pause
+            Ok(cleared) => {
+                aigw_shared::host::Host::increment_counter(
+                    &ProxyWasmHost,
+                    metrics::ADMIN_CLEARED,
+                    cleared.cleared as u64,
+                );
+                let Some(chroma) = self.config.store.clone() else {
+                    return admin_reply(200, &cleared.body());
+                };
+                let (clear, step) = admin::StoreClear::start(&chroma, cleared);
+                self.admin_clear = Some(clear);
+                self.carry_admin(step)
             }
             Err(err) => glue::reply(&err, self.dialect, &[]),
         }
     }
+
+    /// Carries out a step of clearing the external store from the admin path.
+    fn carry_admin(&mut self, step: admin::AdminStep) -> Action {
+        match step {
+            admin::AdminStep::Call(call) => {
+                if self.dispatch_store(call) {
+                    return Action::Pause;
+                }
+                let next = match &self.admin_clear {
+                    Some(clear) => clear.failed(chroma::StoreError::Dispatch),
+                    None => return Action::Continue,
+                };
+                self.carry_admin(next)
+            }
+            admin::AdminStep::Reply { status, body, failed } => {
+                self.admin_clear = None;
+                if let Some(err) = failed {
+                    aigw_shared::host::Host::increment_counter(&ProxyWasmHost, &metrics::store_failed(err.reason()), 1);
+                }
+                admin_reply(status, &body)
+            }
+        }
+    }
+}
+
+/// The admin path's JSON reply (a local reply: nothing is forwarded).
+fn admin_reply(status: u32, body: &[u8]) -> Action {
+    let headers = vec![("content-type", "application/json")];
+    let _ = hostcalls::send_http_response(status, headers, Some(body));
+    Action::Pause
 }
 
 impl BodyReader for Filter {
@@ -176,6 +351,22 @@ impl BodyReader for Filter {
 
 impl Context for Filter {
     fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
+        if self.store_call == Some(token_id) {
+            self.store_call = None;
+            let status = self.get_http_call_response_header(":status");
+            let body = self.get_http_call_response_body(0, body_size);
+            if let (Some(clear), Some(chroma)) = (self.admin_clear.as_mut(), self.config.store.clone()) {
+                let step = clear.on_response(&chroma, status.as_deref(), body.as_deref());
+                self.carry_admin(step);
+                return;
+            }
+            let Some(exchange) = self.exchange.as_mut() else { return };
+            let step = exchange.on_store(&self.config, &self.host, status.as_deref(), body.as_deref());
+            if self.carry(step) == Action::Continue {
+                self.resume_http_request();
+            }
+            return;
+        }
         if self.embedding_call != Some(token_id) {
             return;
         }
@@ -217,10 +408,16 @@ impl HttpContext for Filter {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.admin_clear.is_some() {
+            return Action::Pause; // the admin path's request is never forwarded
+        }
         glue::request_body(self, body_size, end_of_stream)
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        if self.admin_clear.is_some() {
+            return Action::Pause;
+        }
         glue::request_trailers(self)
     }
 

@@ -20,6 +20,9 @@
 //! | `aigw.semantic_cache.evicted` | counter | live entries evicted to make room |
 //! | `aigw.semantic_cache.corrupt` | counter | shared-data records ignored as corrupt (the index or an entry) |
 //! | `aigw.semantic_cache.admin.cleared` | counter | entries removed through the admin path |
+//! | `aigw.semantic_cache.store.latency_ms` | histogram | external store query time (`store.chroma`), answered or failed |
+//! | `aigw.semantic_cache.store.written` | counter | entries written to the external store (by the root context) |
+//! | `aigw.semantic_cache.store_failed.reason.<r>` | counter | external store calls that failed open: `dispatch_failed`, `no_response`, `not_found`, `bad_status`, `bad_body`, `not_text`, `queue_full` |
 //! | `aigw.semantic_cache.entries` / `.bytes` | gauge | entries and bytes in shared data (as last seen by any worker) |
 
 pub const MISS: &str = "aigw.semantic_cache.miss";
@@ -34,6 +37,8 @@ pub const STORED: &str = "aigw.semantic_cache.stored";
 pub const EVICTED: &str = "aigw.semantic_cache.evicted";
 pub const CORRUPT: &str = "aigw.semantic_cache.corrupt";
 pub const ADMIN_CLEARED: &str = "aigw.semantic_cache.admin.cleared";
+pub const STORE_LATENCY: &str = "aigw.semantic_cache.store.latency_ms";
+pub const STORE_WRITTEN: &str = "aigw.semantic_cache.store.written";
 pub const ENTRIES: &str = "aigw.semantic_cache.entries";
 pub const BYTES: &str = "aigw.semantic_cache.bytes";
 
@@ -55,6 +60,11 @@ pub fn embedding_failed(reason: &str) -> String {
 /// `reason`: an [`crate::answer::Skip`] or [`crate::store::InsertError`] reason, or `no_store`.
 pub fn store_skipped(reason: &str) -> String {
     format!("aigw.semantic_cache.store_skipped.reason.{reason}")
+}
+
+/// `reason`: a [`crate::chroma::StoreError`] reason (the external store failed; the request went on).
+pub fn store_failed(reason: &str) -> String {
+    format!("aigw.semantic_cache.store_failed.reason.{reason}")
 }
 
 /// A similarity as an integer histogram value.

@@ -48,6 +48,7 @@ fn schema_is_json_and_names_every_top_level_field() {
         "models",
         "prices",
         "admin",
+        "store",
     ] {
         assert!(properties.contains_key(field), "{field} missing from the schema");
     }
