@@ -104,10 +104,19 @@ impl HttpContext for DownstreamFilter {
         self.dialect = head.dialect();
         self.path = head.path.clone();
         // The model list comes from the routing table, never from a provider.
-        if Endpoint::from_path(&head.path) == Some(Endpoint::Models) && head.method == "GET" {
+        if head.method == "GET" {
             let anthropic = head.host.header("anthropic-version").is_some();
-            let models = self.config().map(|config| local::allowed_models(config, &head.host)).unwrap_or_default();
-            return answer_json(&local::models_body(&models, anthropic));
+            let listed = || self.config().map(|config| local::allowed_models(config, &head.host)).unwrap_or_default();
+            if Endpoint::from_path(&head.path) == Some(Endpoint::Models) {
+                return answer_json(&local::models_body(&listed(), anthropic));
+            }
+            if let Some(model) = aigw_shared::api::retrieved_model(&head.path) {
+                let dialect = if anthropic { ErrorDialect::Anthropic } else { self.dialect };
+                return match local::model_body(&listed(), model, anthropic) {
+                    Ok(body) => answer_json(&body),
+                    Err(err) => glue::reply(&err, dialect, &[]),
+                };
+            }
         }
         // Without a body there is no model: Envoy's own routes decide.
         glue::open_gate(self, &head, true, policy)

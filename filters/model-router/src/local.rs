@@ -1,5 +1,5 @@
 //! What the downstream instance answers itself, without a provider:
-//! `GET /v1/models` from the routing table, and
+//! `GET /v1/models` and `GET /v1/models/{model}` from the routing table, and
 //! `POST /v1/messages/count_tokens` for models an OpenAI-shaped backend
 //! serves (Anthropic's own backend answers those). Pure.
 
@@ -7,6 +7,7 @@ use crate::config::{Downstream, Provider};
 use crate::plan::check_access;
 use aigw_shared::api::Endpoint;
 use aigw_shared::contract::STATE_TOKENS_COUNTED;
+use aigw_shared::error::ApiError;
 use aigw_shared::host::Host;
 use serde_json::{json, Value};
 
@@ -41,14 +42,21 @@ pub fn allowed_models(config: &Downstream, host: &dyn Host) -> Vec<Listed> {
         .collect()
 }
 
+/// One model in OpenAI's shape, or Anthropic's when the client speaks
+/// Anthropic (it sent `anthropic-version`).
+fn model_object(model: &Listed, anthropic: bool) -> Value {
+    if anthropic {
+        json!({"type": "model", "id": model.id, "display_name": model.id, "created_at": CREATED_AT})
+    } else {
+        json!({"id": model.id, "object": "model", "created": 0, "owned_by": model.provider})
+    }
+}
+
 /// The `GET /v1/models` body: OpenAI's list, or Anthropic's when the client
 /// speaks Anthropic (it sent `anthropic-version`).
 pub fn models_body(models: &[Listed], anthropic: bool) -> Vec<u8> {
+    let data: Vec<Value> = models.iter().map(|m| model_object(m, anthropic)).collect();
     let body = if anthropic {
-        let data: Vec<Value> = models
-            .iter()
-            .map(|m| json!({"type": "model", "id": m.id, "display_name": m.id, "created_at": CREATED_AT}))
-            .collect();
         json!({
             "data": data,
             "has_more": false,
@@ -56,13 +64,17 @@ pub fn models_body(models: &[Listed], anthropic: bool) -> Vec<u8> {
             "last_id": models.last().map(|m| m.id.as_str()),
         })
     } else {
-        let data: Vec<Value> = models
-            .iter()
-            .map(|m| json!({"id": m.id, "object": "model", "created": 0, "owned_by": m.provider}))
-            .collect();
         json!({"object": "list", "data": data})
     };
     body.to_string().into_bytes()
+}
+
+/// The `GET /v1/models/{model}` body: the model's object when the caller may
+/// use it (it is in `allowed`), else the 404 a request for an unknown model
+/// gets, so a model outside the caller's allow-list is not revealed either.
+pub fn model_body(allowed: &[Listed], id: &str, anthropic: bool) -> Result<Vec<u8>, ApiError> {
+    let model = allowed.iter().find(|m| m.id == id).ok_or_else(|| ApiError::model_not_found(id))?;
+    Ok(model_object(model, anthropic).to_string().into_bytes())
 }
 
 /// Bytes per token when token-counter's count is missing (it is not in the
@@ -175,6 +187,17 @@ mod tests {
         );
         let empty: Value = serde_json::from_slice(&models_body(&[], true)).unwrap();
         assert_eq!(empty["first_id"], Value::Null);
+    }
+
+    #[test]
+    fn one_model_in_either_shape_or_not_found() {
+        let models = vec![Listed { id: "a".into(), provider: "openai" }];
+        let openai: Value = serde_json::from_slice(&model_body(&models, "a", false).unwrap()).unwrap();
+        assert_eq!(openai, json!({"id": "a", "object": "model", "created": 0, "owned_by": "openai"}));
+        let anthropic: Value = serde_json::from_slice(&model_body(&models, "a", true).unwrap()).unwrap();
+        assert_eq!(anthropic, json!({"type": "model", "id": "a", "display_name": "a", "created_at": CREATED_AT}));
+        let missing = model_body(&models, "b", false).unwrap_err();
+        assert_eq!((missing.status, missing.code), (404, "model_not_found"));
     }
 
     #[test]

@@ -639,6 +639,28 @@ fn models_and_count_tokens_are_answered_locally() {
     assert_eq!(ids, ["failover-demo", "fast", "gpt-4o-mini"]);
     assert_eq!((&listed["first_id"], &listed["has_more"]), (&json!("failover-demo"), &json!(false)));
 
+    // One model: its object, or the 404 of an unknown model when the caller may not use it.
+    let mut s = vm.stream();
+    s.send_request_headers(&[(":method", "GET"), (":path", "/v1/models/fast")], true);
+    let reply = s.local_reply().expect("answered by the filter");
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json()["id"], "fast");
+    assert_eq!(reply.json()["object"], "model");
+    let mut s = vm.stream();
+    s.set_jwt_payload(json!({"llms": ["gpt-4o-mini"]}));
+    s.send_request_headers(
+        &[(":method", "GET"), (":path", "/v1/models/private-llm"), ("anthropic-version", "2023-06-01")],
+        true,
+    );
+    let reply = s.local_reply().unwrap();
+    assert_eq!(reply.status, 404);
+    assert_eq!(reply.json()["type"], "error");
+    assert_eq!(reply.json()["error"]["type"], "not_found_error");
+    let mut s = vm.stream();
+    s.send_request_headers(&[(":method", "GET"), (":path", "/v1/models/no-such-model")], true);
+    let reply = s.local_reply().unwrap();
+    assert_eq!((reply.status, reply.json()["error"]["code"].clone()), (404, json!("model_not_found")));
+
     // count_tokens for an OpenAI-shaped backend: token-counter's count from the filter state.
     let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]});
     let mut s = vm.stream();

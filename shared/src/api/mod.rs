@@ -158,6 +158,16 @@ impl Endpoint {
     }
 }
 
+/// The model named by a `GET /v1/models/{model}` path (OpenAI's and
+/// Anthropic's "retrieve model"; query ignored, any prefix allowed), as sent:
+/// the SDKs put the name in the path unencoded, and routing-table names are
+/// matched as written.
+pub fn retrieved_model(path: &str) -> Option<&str> {
+    let path = path.split('?').next().unwrap_or("").trim_end_matches('/');
+    let (_, model) = path.rsplit_once("/v1/models/")?;
+    (!model.is_empty()).then_some(model)
+}
+
 /// Whether a chat role is a system prompt. Providers accept role names in any
 /// case (`"System"`), so policies that act on system prompts must too.
 pub fn is_system_role(role: &str) -> bool {
@@ -289,6 +299,11 @@ mod tests {
         assert_eq!(Endpoint::from_path("/openai/deployments/d/embeddings"), Some(Endpoint::Embeddings));
         assert_eq!(Endpoint::from_path("/v1/completions"), Some(Endpoint::Completions));
         assert_eq!(Endpoint::from_path("/v1/models/"), Some(Endpoint::Models));
+        assert_eq!(Endpoint::from_path("/v1/models/gpt-4o"), None);
+        assert_eq!(retrieved_model("/v1/models/gpt-4o?x=1"), Some("gpt-4o"));
+        assert_eq!(retrieved_model("/openai/v1/models/org/model-7b/"), Some("org/model-7b"));
+        assert_eq!(retrieved_model("/v1/models"), None);
+        assert_eq!(retrieved_model("/v1/models/"), None);
         assert_eq!(Endpoint::from_path("/healthz"), None);
         assert!(!Endpoint::Models.takes_body());
         assert_eq!(Endpoint::Messages.error_dialect(), crate::error::ErrorDialect::Anthropic);

@@ -134,3 +134,11 @@ except anthropic.RateLimitError as err:
 report("models-wealth", ids=[model.id for model in client.models.list()])
 retail = anthropic.Anthropic(base_url=base, api_key=retail_key, max_retries=0)
 report("models-retail", ids=[model.id for model in retail.models.list()])
+# One model: the wealth key may use `smart`; for the retail key it does not exist.
+smart = client.models.retrieve("smart")
+report("model-smart", id=smart.id, type=smart.type)
+try:
+    retail.models.retrieve("smart")
+    report("model-smart-retail", ok=False)
+except anthropic.NotFoundError as err:
+    report("model-smart-retail", status=err.status_code, error_type=err.body["error"]["type"])

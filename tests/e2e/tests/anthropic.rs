@@ -143,6 +143,9 @@ fn the_anthropic_sdk_reaches_claude_and_openai_models() {
     // The model lists: the routing table's names and aliases the key may use.
     assert_eq!(cases["models-wealth"]["ids"], json!(["failover-demo", "fast", "gpt-4o-mini", "smart"]));
     assert_eq!(cases["models-retail"]["ids"], json!(["failover-demo", "fast", "gpt-4o-mini"]));
+    assert_eq!((&cases["model-smart"]["id"], &cases["model-smart"]["type"]), (&json!("smart"), &json!("model")));
+    let refused = &cases["model-smart-retail"];
+    assert_eq!((&refused["status"], &refused["error_type"]), (&json!(404), &json!("not_found_error")));
     // No provider was asked for its list.
     assert!(gw.upstream_requests().iter().all(|r| !r.path.starts_with("/v1/models")));
 }
