@@ -8,6 +8,9 @@ use aigw_harness::{wasm_path, Action, Harness, Stream, Vm};
 use serde_json::{json, Value};
 use std::time::Duration;
 
+mod common;
+use common::embed;
+
 const VM_ID: &str = "semantic-cache";
 const INDEX_KEY: &str = "aigw.semantic_cache.index";
 const ADMIN_TOKEN: &str = "harness-admin-token-0123";
@@ -26,19 +29,6 @@ fn worker(harness: &Harness, config: &str) -> Vm {
     let vm = harness.vm(wasm_path("semantic-cache")).config(config).vm_id(VM_ID).start();
     assert!(vm.configured(), "{:?}", vm.logs());
     vm
-}
-
-/// A bag-of-words vector like the mock LLM's: texts sharing most words are close.
-fn embed(text: &str) -> Vec<f32> {
-    let mut vector = vec![0f32; 64];
-    for word in text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
-        let hash = word
-            .to_lowercase()
-            .bytes()
-            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
-        vector[(hash % 64) as usize] += if hash >> 63 == 0 { 1.0 } else { -1.0 };
-    }
-    vector
 }
 
 fn body(question: &str, stream: bool) -> String {
