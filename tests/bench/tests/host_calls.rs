@@ -47,66 +47,79 @@ fn pairs(headers: &[(String, String)]) -> Vec<(&str, &str)> {
     headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect()
 }
 
-/// Feeds `events` to one filter's request side; returns what it forwarded upstream.
-fn pass_request(stream: &mut Stream, events: &[Event]) -> Vec<Event> {
-    let mut out = Vec::new();
-    let mut headers_out = false;
-    let mut forwarded = 0;
-    for event in events {
-        match event {
-            Event::Headers(headers) => {
-                stream.send_request_headers(&pairs(headers), false);
-            }
-            Event::Body(bytes, end) => {
-                stream.send_request_body(bytes, *end);
-            }
-        }
-        assert!(stream.local_reply().is_none(), "local reply: {:?}", stream.local_reply());
-        if !headers_out {
-            if let Some(headers) = stream.forwarded_request_headers() {
-                out.push(Event::Headers(headers.pairs().to_vec()));
-                headers_out = true;
-            }
-        }
-        let body = stream.upstream_request_body();
-        let complete = stream.request_complete();
-        if body.len() > forwarded || (complete && matches!(event, Event::Body(_, true))) {
-            out.push(Event::Body(body[forwarded..].to_vec(), complete));
-            forwarded = body.len();
-        }
-    }
-    assert!(stream.request_complete(), "the request did not complete");
-    out
+/// A direction of the exchange: which callbacks feed a filter, and where what it forwards shows.
+#[derive(Debug, Clone, Copy)]
+enum Direction {
+    Request,
+    Response,
 }
 
-/// Feeds `events` to one filter's response side; returns what it forwarded to the client.
-fn pass_response(stream: &mut Stream, events: &[Event]) -> Vec<Event> {
+impl Direction {
+    fn send_headers(self, stream: &mut Stream, headers: &[(&str, &str)]) {
+        match self {
+            Direction::Request => stream.send_request_headers(headers, false),
+            Direction::Response => stream.send_response_headers(headers, false),
+        };
+    }
+
+    fn send_body(self, stream: &mut Stream, bytes: &[u8], end: bool) {
+        match self {
+            Direction::Request => stream.send_request_body(bytes, end),
+            Direction::Response => stream.send_response_body(bytes, end),
+        };
+    }
+
+    fn forwarded_headers(self, stream: &Stream) -> Option<Vec<(String, String)>> {
+        let headers = match self {
+            Direction::Request => stream.forwarded_request_headers(),
+            Direction::Response => stream.client_response_headers(),
+        };
+        headers.map(|h| h.pairs().to_vec())
+    }
+
+    fn forwarded_body(self, stream: &Stream) -> Vec<u8> {
+        match self {
+            Direction::Request => stream.upstream_request_body(),
+            Direction::Response => stream.client_response_body(),
+        }
+    }
+
+    fn complete(self, stream: &Stream) -> bool {
+        match self {
+            Direction::Request => stream.request_complete(),
+            Direction::Response => stream.response_complete(),
+        }
+    }
+}
+
+/// Feeds `events` to one filter's side `direction`; returns what it forwarded (upstream for the
+/// request, to the client for the response).
+fn pass(direction: Direction, stream: &mut Stream, events: &[Event]) -> Vec<Event> {
     let mut out = Vec::new();
     let mut headers_out = false;
     let mut forwarded = 0;
     for event in events {
         match event {
-            Event::Headers(headers) => {
-                stream.send_response_headers(&pairs(headers), false);
-            }
-            Event::Body(bytes, end) => {
-                stream.send_response_body(bytes, *end);
-            }
+            Event::Headers(headers) => direction.send_headers(stream, &pairs(headers)),
+            Event::Body(bytes, end) => direction.send_body(stream, bytes, *end),
+        }
+        if let Direction::Request = direction {
+            assert!(stream.local_reply().is_none(), "local reply: {:?}", stream.local_reply());
         }
         if !headers_out {
-            if let Some(headers) = stream.client_response_headers() {
-                out.push(Event::Headers(headers.pairs().to_vec()));
+            if let Some(headers) = direction.forwarded_headers(stream) {
+                out.push(Event::Headers(headers));
                 headers_out = true;
             }
         }
-        let body = stream.client_response_body();
-        let complete = stream.response_complete();
+        let body = direction.forwarded_body(stream);
+        let complete = direction.complete(stream);
         if body.len() > forwarded || (complete && matches!(event, Event::Body(_, true))) {
             out.push(Event::Body(body[forwarded..].to_vec(), complete));
             forwarded = body.len();
         }
     }
-    assert!(stream.response_complete(), "the response did not complete");
+    assert!(direction.complete(stream), "{direction:?} did not complete");
     out
 }
 
@@ -171,7 +184,7 @@ impl Chain {
             .collect();
         let mut events = vec![Event::Headers(headers), Event::Body(body, true)];
         for s in streams.iter_mut() {
-            events = pass_request(s, &events);
+            events = pass(Direction::Request, s, &events);
             assert!(s.pending_http_calls().is_empty(), "side call on the benchmark request: {:?}", s.http_calls());
         }
         let upstream_body = body_of(&events);
@@ -198,7 +211,7 @@ impl Chain {
             ]
         };
         for s in streams.iter_mut().rev() {
-            events = pass_response(s, &events);
+            events = pass(Direction::Response, s, &events);
         }
         for s in streams.iter_mut() {
             s.finish();
