@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use std::time::Duration;
 
 mod common;
-use common::embed;
+use common::{chat_headers, embed};
 
 const VM_ID: &str = "semantic-cache";
 const INDEX_KEY: &str = "aigw.semantic_cache.index";
@@ -47,13 +47,7 @@ fn answer(text: &str) -> String {
 /// Sends a chat request for `tenant` up to the embeddings call (if any).
 fn ask(vm: &Vm, tenant: &str, question: &str, stream: bool) -> Stream {
     let mut s = vm.stream();
-    let headers = [
-        (":method", "POST"),
-        (":path", "/v1/chat/completions"),
-        ("content-type", "application/json"),
-        ("x-aigw-client", tenant),
-    ];
-    assert_eq!(s.send_request_headers(&headers, false), Action::Continue);
+    assert_eq!(s.send_request_headers(&chat_headers(tenant), false), Action::Continue);
     s.send_request_body(body(question, stream), true);
     s
 }

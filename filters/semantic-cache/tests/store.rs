@@ -10,7 +10,7 @@ use aigw_harness::{wasm_path, Action, Harness, HttpCall, Stream, Vm};
 use serde_json::{json, Value};
 
 mod common;
-use common::embed;
+use common::{chat_headers, embed};
 
 const VM_ID: &str = "semantic-cache";
 const COLLECTIONS: &str = "/api/v2/tenants/default_tenant/databases/default_database/collections";
@@ -52,13 +52,7 @@ fn answer(text: &str) -> String {
 /// A chat request of `tenant`, through its embeddings call.
 fn ask(vm: &Vm, tenant: &str, question: &str) -> Stream {
     let mut s = vm.stream();
-    let headers = [
-        (":method", "POST"),
-        (":path", "/v1/chat/completions"),
-        ("content-type", "application/json"),
-        ("x-aigw-client", tenant),
-    ];
-    assert_eq!(s.send_request_headers(&headers, false), Action::Continue);
+    assert_eq!(s.send_request_headers(&chat_headers(tenant), false), Action::Continue);
     s.send_request_body(body(question), true);
     let call = s.pending_http_calls().into_iter().next().expect("an embeddings call");
     assert_eq!(call.cluster, "embeddings");

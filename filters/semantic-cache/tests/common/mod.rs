@@ -13,3 +13,13 @@ pub fn embed(text: &str) -> Vec<f32> {
     }
     vector
 }
+
+/// The request headers of a chat completion from `tenant` (its API key's client id).
+pub fn chat_headers(tenant: &str) -> [(&'static str, &str); 4] {
+    [
+        (":method", "POST"),
+        (":path", "/v1/chat/completions"),
+        ("content-type", "application/json"),
+        ("x-aigw-client", tenant),
+    ]
+}
