@@ -30,14 +30,25 @@ use aigw_shared::ErrorDialect;
 use config::{Config, Store};
 use exchange::{RemoteReservation, RequestAction, Stream};
 use proxy_wasm::hostcalls;
-use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, BufferType, LogLevel};
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel};
 use remote::{Health, Outbox, Settlement};
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-aigw_shared::filter_entry_point!(TokenCounter);
+// The root context is the shared skeleton's, wrapped to send the rate limit
+// service's settlements (see `Root`).
+#[cfg(target_arch = "wasm32")]
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|_| new_root());
+}}
+
+/// A new root context: one per VM and plugin configuration.
+pub fn new_root() -> Box<dyn RootContext> {
+    Box::new(Root { inner: glue::root::<TokenCounter>() })
+}
 
 /// How often a root context sends the settlements its streams queued.
 const SETTLE_TICK: Duration = Duration::from_millis(20);
@@ -70,31 +81,37 @@ fn queue_settlements(config: &Config, stream: &mut Stream) {
     }
 }
 
-struct TokenCounter;
+/// The skeleton's root plus the settlement sender: a gRPC call made from a
+/// stream's context is cancelled by Envoy when that stream is destroyed, and
+/// settlements are made just before that, so the root context sends them.
+struct Root {
+    inner: Box<dyn RootContext>,
+}
 
-impl Plugin for TokenCounter {
-    type Config = Config;
-    const NAME: &'static str = "token-counter";
-    fn parse(bytes: Option<&[u8]>) -> Result<Config, aigw_shared::config::ConfigError> {
-        config::from_json(bytes)
-    }
-    fn summary(config: &Config) -> String {
-        format!("{} budget rule(s), preload {}", config.rules.len(), config.preload)
-    }
-    fn on_configured(config: &Config) {
-        if let Store::Rls(store) = &config.store {
-            RLS_CLUSTER.with(|cluster| *cluster.borrow_mut() = Some(store.cluster.clone()));
+impl Context for Root {
+    fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, _response_size: usize) {
+        let Some(rule) = OUTBOX.with(|outbox| outbox.borrow_mut().answered(token_id)) else { return };
+        if status_code != 0 {
+            ProxyWasmHost.increment_counter(&metrics::rule(&rule, "store_errors"), 1);
         }
-        if let Some(line) = exchange::prepare_vm(config, &ProxyWasmHost) {
-            log(LogLevel::Info, &line);
+        record_health(status_code == 0);
+    }
+}
+
+impl RootContext for Root {
+    fn on_vm_start(&mut self, size: usize) -> bool {
+        self.inner.on_vm_start(size)
+    }
+
+    fn on_configure(&mut self, size: usize) -> bool {
+        let configured = self.inner.on_configure(size);
+        if configured && RLS_CLUSTER.with(|c| c.borrow().is_some()) {
+            self.set_tick_period(SETTLE_TICK);
         }
+        configured
     }
-    /// Settlements are made just before a stream is destroyed, and Envoy cancels a gRPC call
-    /// made from that stream's context when it is: the root context sends them.
-    fn tick_period(config: &Config) -> Option<Duration> {
-        matches!(config.store, Store::Rls(_)).then_some(SETTLE_TICK)
-    }
-    fn on_tick(_config: &Config) {
+
+    fn on_tick(&mut self) {
         for settlement in OUTBOX.with(|outbox| outbox.borrow_mut().take_all()) {
             let sent = hostcalls::dispatch_grpc_call(
                 &settlement.cluster,
@@ -113,12 +130,34 @@ impl Plugin for TokenCounter {
             }
         }
     }
-    fn on_root_grpc_response(_config: &Config, token_id: u32, status_code: u32) {
-        let Some(rule) = OUTBOX.with(|outbox| outbox.borrow_mut().answered(token_id)) else { return };
-        if status_code != 0 {
-            ProxyWasmHost.increment_counter(&metrics::rule(&rule, "store_errors"), 1);
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        self.inner.create_http_context(context_id)
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        self.inner.get_type()
+    }
+}
+
+struct TokenCounter;
+
+impl Plugin for TokenCounter {
+    type Config = Config;
+    const NAME: &'static str = "token-counter";
+    fn parse(bytes: Option<&[u8]>) -> Result<Config, aigw_shared::config::ConfigError> {
+        config::from_json(bytes)
+    }
+    fn summary(config: &Config) -> String {
+        format!("{} budget rule(s), preload {}", config.rules.len(), config.preload)
+    }
+    fn on_configured(config: &Config) {
+        if let Store::Rls(store) = &config.store {
+            RLS_CLUSTER.with(|cluster| *cluster.borrow_mut() = Some(store.cluster.clone()));
         }
-        record_health(status_code == 0);
+        if let Some(line) = exchange::prepare_vm(config, &ProxyWasmHost) {
+            log(LogLevel::Info, &line);
+        }
     }
     fn http_context(config: &Rc<Config>) -> Box<dyn HttpContext> {
         let config = config.clone();
