@@ -14,13 +14,14 @@
 //!   state, route cache, or a local reply) turned into host calls.
 //! - [`reply`]: every local reply, in the client's dialect.
 
+use crate::compose::{self, Direction};
 use crate::config::ConfigError;
 use crate::gate::{BodyGate, GatePolicy, GateStep, Opening, RequestHead};
 use crate::host::{log, CapturedHost};
 use crate::{ApiError, ErrorDialect};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MapType};
 use std::marker::PhantomData;
 use std::rc::Rc;
 use std::time::Duration;
@@ -55,7 +56,7 @@ impl<P: Plugin> Context for PluginRoot<P> {}
 
 impl<P: Plugin> RootContext for PluginRoot<P> {
     fn on_configure(&mut self, _size: usize) -> bool {
-        match P::parse(self.get_plugin_configuration().as_deref()) {
+        match P::parse(crate::compose::plugin_configuration().as_deref()) {
             Ok(config) => {
                 P::on_configured(&config);
                 log(LogLevel::Info, &format!("{}: configured: {}", P::NAME, P::summary(&config)));
@@ -203,12 +204,34 @@ fn follow<F: BodyReader + ?Sized>(filter: &mut F, step: GateStep) -> Action {
 
 /// The buffered request body (`size` bytes), or empty if the host has none.
 pub fn request_body_bytes(size: usize) -> Vec<u8> {
-    hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size).ok().flatten().unwrap_or_default()
+    compose::body_bytes(Direction::Request, size)
 }
 
 /// The bytes of the current response body callback (`size` bytes).
 pub fn response_body_bytes(size: usize) -> Vec<u8> {
-    hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size).ok().flatten().unwrap_or_default()
+    compose::body_bytes(Direction::Response, size)
+}
+
+/// Replaces the bytes of the current response body callback (`size` bytes) by `body`.
+pub fn replace_response_body(size: usize, body: &[u8]) {
+    compose::replace_body(Direction::Response, size, body);
+}
+
+/// Resumes a request this filter paused (for a call to another service).
+pub fn resume_request() {
+    compose::resume_request();
+}
+
+/// Asks for the root context's `on_tick` every `period`.
+pub fn set_tick_period(period: Duration) {
+    compose::set_tick_period(period);
+}
+
+/// Sends a local reply that is not an error (a cached answer, a listing).
+/// Returns the action for the callback.
+pub fn send_response(status: u32, headers: Vec<(&str, &str)>, body: &[u8]) -> Action {
+    compose::send_response(status, headers, body);
+    Action::Pause
 }
 
 /// What a filter's pure logic decided about a complete request.
@@ -293,7 +316,7 @@ fn set_filter_state(state: &[(String, Vec<u8>)]) {
 /// removed `content-length` when it started collecting; Envoy's `buffer`
 /// filter after the aigw filters sets it from the final body.
 pub fn replace_request_body(buffered: usize, body: &[u8]) {
-    let _ = hostcalls::set_buffer(BufferType::HttpRequestBody, 0, buffered, body);
+    compose::replace_body(Direction::Request, buffered, body);
 }
 
 /// Sends `err` as a local reply in the client's dialect, with `extra_headers`
@@ -307,8 +330,7 @@ pub fn reply(err: &ApiError, dialect: ErrorDialect, extra_headers: &[(&str, &str
     headers.extend(extra);
     // Named for the error-type metric and traces (filter state is read after the reply, in `on_log`).
     let _ = hostcalls::set_property(vec![crate::contract::STATE_ERROR_CODE], Some(err.code.as_bytes()));
-    let _ = hostcalls::send_http_response(err.status, headers, Some(&err.body_for(dialect)));
-    Action::Pause
+    send_response(err.status, headers, &err.body_for(dialect))
 }
 
 /// A call to another service (moderation, retrieval) through an Envoy cluster.
@@ -323,17 +345,34 @@ pub struct SideCall {
 /// Dispatches a side call; the answer arrives in `on_http_call_response` with the returned token.
 pub fn dispatch(call: &SideCall) -> Option<u32> {
     let headers: Vec<(&str, &str)> = call.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-    hostcalls::dispatch_http_call(&call.cluster, headers, Some(&call.body), vec![], call.timeout).ok()
+    let token = hostcalls::dispatch_http_call(&call.cluster, headers, Some(&call.body), vec![], call.timeout).ok()?;
+    compose::dispatched(token);
+    Some(token)
+}
+
+/// Dispatches a unary gRPC call; the answer arrives in `on_grpc_call_response` with the returned token.
+pub fn dispatch_grpc(
+    cluster: &str,
+    service: &str,
+    method: &str,
+    message: &[u8],
+    timeout: Duration,
+) -> Result<u32, proxy_wasm::types::Status> {
+    let token = hostcalls::dispatch_grpc_call(cluster, service, method, vec![], Some(message), timeout)?;
+    compose::dispatched(token);
+    Ok(token)
 }
 
 /// The Wasm entry point of a filter crate and its `new_root()` (which the
 /// harness and native tests call): `aigw_shared::filter_entry_point!(PiiMask);`.
-/// The entry point (`_initialize`) is only built for Wasm: natively the crate
-/// is a library whose logic the tests call directly.
+/// The entry point (`_initialize`) is only built for Wasm, and only with the
+/// crate's `entry-point` feature (on by default): natively the crate is a
+/// library whose logic the tests call directly, and the one-pass build
+/// (`filters/aigw`) links the filter crates without their entry points.
 #[macro_export]
 macro_rules! filter_entry_point {
     ($plugin:ty) => {
-        #[cfg(target_arch = "wasm32")]
+        #[cfg(all(target_arch = "wasm32", feature = "entry-point"))]
         proxy_wasm::main! {{
             proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
             proxy_wasm::set_root_context(|_| $crate::glue::root::<$plugin>());

@@ -7,6 +7,7 @@
 pub mod api;
 pub mod attributes;
 pub mod body;
+pub mod compose;
 pub mod config;
 pub mod contract;
 pub mod counter;

@@ -181,8 +181,7 @@ impl HttpContext for DownstreamFilter {
             // Not translated (the common OpenAI-to-OpenAI route): nothing to read, no clock.
             return Action::Continue;
         }
-        let (action, next, failed) =
-            respond::on_body(self, mode, body_size, end_of_stream, max, crate::unix_seconds(self));
+        let (action, next, failed) = respond::on_body(mode, body_size, end_of_stream, max, crate::unix_seconds(self));
         if failed {
             if let Some(primary) = &self.primary {
                 self.host.increment_counter(&backend_metric(primary, "translation_errors"), 1);
@@ -195,6 +194,5 @@ impl HttpContext for DownstreamFilter {
 
 /// A 200 JSON answer made by the gateway itself.
 fn answer_json(body: &[u8]) -> Action {
-    let _ = proxy_wasm::hostcalls::send_http_response(200, vec![("content-type", "application/json")], Some(body));
-    Action::Pause
+    glue::send_response(200, vec![("content-type", "application/json")], body)
 }

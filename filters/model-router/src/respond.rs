@@ -8,6 +8,7 @@ use crate::translate::response;
 use crate::translate::stream::StreamTranslator;
 use crate::translate::BackTo;
 use aigw_shared::body::{is_event_stream, is_identity_encoding};
+use aigw_shared::glue;
 use aigw_shared::host::log;
 use aigw_shared::{ApiError, ErrorDialect};
 use proxy_wasm::traits::HttpContext;
@@ -91,7 +92,6 @@ pub fn on_headers(
 /// One response body callback. Returns the action, the next mode, and
 /// whether translation failed (for metrics).
 pub fn on_body(
-    ctx: &dyn HttpContext,
     mode: ResponseMode,
     body_size: usize,
     end_of_stream: bool,
@@ -101,32 +101,32 @@ pub fn on_body(
     match mode {
         ResponseMode::Untouched => (Action::Continue, ResponseMode::Untouched, false),
         ResponseMode::Discard => {
-            ctx.set_http_response_body(0, body_size, &[]);
+            glue::replace_response_body(body_size, &[]);
             (Action::Continue, ResponseMode::Discard, false)
         }
         ResponseMode::Stream(mut translator) => {
-            let chunk = ctx.get_http_response_body(0, body_size).unwrap_or_default();
+            let chunk = glue::response_body_bytes(body_size);
             let mut out = translator.feed(&chunk);
             if end_of_stream {
                 out.extend(translator.finish());
             }
-            ctx.set_http_response_body(0, body_size, &out);
+            glue::replace_response_body(body_size, &out);
             (Action::Continue, ResponseMode::Stream(translator), false)
         }
         ResponseMode::MessagesStream(mut translator) => {
-            let chunk = ctx.get_http_response_body(0, body_size).unwrap_or_default();
+            let chunk = glue::response_body_bytes(body_size);
             let mut out = translator.feed(&chunk);
             if end_of_stream {
                 out.extend(translator.finish());
             }
-            ctx.set_http_response_body(0, body_size, &out);
+            glue::replace_response_body(body_size, &out);
             (Action::Continue, ResponseMode::MessagesStream(translator), false)
         }
         ResponseMode::Json { status, to_messages, json_tool } => {
             if !end_of_stream && body_size <= max_body_bytes {
                 return (Action::Pause, ResponseMode::Json { status, to_messages, json_tool }, false);
             }
-            let body = ctx.get_http_response_body(0, body_size).unwrap_or_default();
+            let body = glue::response_body_bytes(body_size);
             // The same conditions give the same errors as pii-mask's on every route.
             let translated = if status == 0 {
                 Err(ApiError::unreadable_upstream("encoded"))
@@ -146,7 +146,7 @@ pub fn on_body(
                     (error.body_for(dialect), true)
                 }
             };
-            ctx.set_http_response_body(0, body_size, &out);
+            glue::replace_response_body(body_size, &out);
             let next = if end_of_stream { ResponseMode::Untouched } else { ResponseMode::Discard };
             (Action::Continue, next, failed)
         }

@@ -11,6 +11,7 @@ use crate::translate::responses_response::from_chat;
 use crate::translate::responses_stream::ResponsesStream;
 use crate::translate::stream::StreamTranslator;
 use aigw_shared::body::{is_event_stream, is_identity_encoding};
+use aigw_shared::glue;
 use aigw_shared::ApiError;
 use proxy_wasm::traits::HttpContext;
 use proxy_wasm::types::Action;
@@ -66,7 +67,6 @@ pub fn on_headers(
 /// One response body callback: the action, the next mode, and whether
 /// translation failed (for metrics).
 pub fn on_body(
-    ctx: &dyn HttpContext,
     back: &ResponsesBack,
     mode: BackMode,
     body_size: usize,
@@ -77,11 +77,11 @@ pub fn on_body(
     match mode {
         BackMode::Untouched => (Action::Continue, BackMode::Untouched, false),
         BackMode::Discard => {
-            ctx.set_http_response_body(0, body_size, &[]);
+            glue::replace_response_body(body_size, &[]);
             (Action::Continue, BackMode::Discard, false)
         }
         BackMode::Stream { mut anthropic, mut responses } => {
-            let chunk = ctx.get_http_response_body(0, body_size).unwrap_or_default();
+            let chunk = glue::response_body_bytes(body_size);
             let chat = match anthropic.as_mut() {
                 Some(translator) => {
                     let mut chat = translator.feed(&chunk);
@@ -96,14 +96,14 @@ pub fn on_body(
             if end_of_stream {
                 out.extend(responses.finish());
             }
-            ctx.set_http_response_body(0, body_size, &out);
+            glue::replace_response_body(body_size, &out);
             (Action::Continue, BackMode::Stream { anthropic, responses }, false)
         }
         BackMode::Json { status } => {
             if !end_of_stream && body_size <= max_body_bytes {
                 return (Action::Pause, BackMode::Json { status }, false);
             }
-            let body = ctx.get_http_response_body(0, body_size).unwrap_or_default();
+            let body = glue::response_body_bytes(body_size);
             let translated = if status == 0 {
                 Err(ApiError::unreadable_upstream("encoded"))
             } else if body_size > max_body_bytes {
@@ -119,7 +119,7 @@ pub fn on_body(
                 Ok(out) => (out, false),
                 Err(error) => (error.body(), true),
             };
-            ctx.set_http_response_body(0, body_size, &out);
+            glue::replace_response_body(body_size, &out);
             let next = if end_of_stream { BackMode::Untouched } else { BackMode::Discard };
             (Action::Continue, next, failed)
         }

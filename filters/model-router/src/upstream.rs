@@ -203,7 +203,7 @@ impl HttpContext for UpstreamFilter {
         if let Some(back) = self.responses.clone() {
             let mode = std::mem::take(&mut self.responses_mode);
             let (action, next, failed) =
-                respond_responses::on_body(self, &back, mode, body_size, end_of_stream, max, crate::unix_seconds(self));
+                respond_responses::on_body(&back, mode, body_size, end_of_stream, max, crate::unix_seconds(self));
             if failed {
                 self.count("translation_errors");
             }
@@ -211,8 +211,7 @@ impl HttpContext for UpstreamFilter {
             return action;
         }
         let mode = std::mem::take(&mut self.response);
-        let (action, next, failed) =
-            respond::on_body(self, mode, body_size, end_of_stream, max, crate::unix_seconds(self));
+        let (action, next, failed) = respond::on_body(mode, body_size, end_of_stream, max, crate::unix_seconds(self));
         if failed {
             self.count("translation_errors");
         }

@@ -111,7 +111,7 @@ impl Context for Filter {
         let body = self.get_http_call_response_body(0, body_size);
         let verdict = moderation::verdict(moderation, status, body.as_deref());
         if self.moderated(verdict) == Action::Continue {
-            self.resume_http_request();
+            glue::resume_request();
         }
     }
 }
@@ -168,7 +168,7 @@ impl HttpContext for Filter {
             BodyStep::Continue => Action::Continue,
             BodyStep::Pause => Action::Pause,
             BodyStep::Replace(bytes) => {
-                self.set_http_response_body(0, body_size, &bytes);
+                glue::replace_response_body(body_size, &bytes);
                 Action::Continue
             }
         }

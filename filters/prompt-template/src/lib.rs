@@ -136,7 +136,7 @@ impl Context for Filter {
         let body = self.get_http_call_response_body(0, body_size);
         let answer = Answer::Response { status: status.as_deref(), body: body.as_deref() };
         if self.complete(size, pending, answer) == Action::Continue {
-            self.resume_http_request();
+            glue::resume_request();
         }
     }
 }

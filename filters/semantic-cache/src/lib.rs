@@ -35,7 +35,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "entry-point"))]
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
     proxy_wasm::set_root_context(|_| new_root());
@@ -121,7 +121,7 @@ impl RootContext for CacheRoot {
         let configured = self.inner.on_configure(size);
         self.store = CONFIGURED_STORE.with(|store| store.borrow_mut().take());
         if configured && self.store.is_some() {
-            let _ = hostcalls::set_tick_period(WRITE_TICK);
+            glue::set_tick_period(WRITE_TICK);
         }
         configured
     }
@@ -262,8 +262,7 @@ impl Filter {
                 let _ = hostcalls::set_property(vec![STATE_CACHE], Some(b"hit"));
                 let _ = hostcalls::set_property(vec![STATE_CACHE_SIMILARITY], Some(similarity.as_bytes()));
                 let headers: Vec<(&str, &str)> = reply.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-                let _ = hostcalls::send_http_response(200, headers, Some(&reply.body));
-                Action::Pause
+                glue::send_response(200, headers, &reply.body)
             }
         }
     }
@@ -325,8 +324,7 @@ impl Filter {
 /// The admin path's JSON reply (a local reply: nothing is forwarded).
 fn admin_reply(status: u32, body: &[u8]) -> Action {
     let headers = vec![("content-type", "application/json")];
-    let _ = hostcalls::send_http_response(status, headers, Some(body));
-    Action::Pause
+    glue::send_response(status, headers, body)
 }
 
 impl BodyReader for Filter {
@@ -363,7 +361,7 @@ impl Context for Filter {
             let Some(exchange) = self.exchange.as_mut() else { return };
             let step = exchange.on_store(&self.config, &self.host, status.as_deref(), body.as_deref());
             if self.carry(step) == Action::Continue {
-                self.resume_http_request();
+                glue::resume_request();
             }
             return;
         }
@@ -376,7 +374,7 @@ impl Context for Filter {
         let Some(exchange) = self.exchange.as_mut() else { return };
         let step = exchange.on_embedding(&self.config, &self.host, status.as_deref(), body.as_deref());
         if self.carry(step) == Action::Continue {
-            self.resume_http_request();
+            glue::resume_request();
         }
     }
 }

@@ -39,7 +39,7 @@ use std::time::Duration;
 
 // The root context is the shared skeleton's, wrapped to send the rate limit
 // service's settlements (see `Root`).
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "entry-point"))]
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
     proxy_wasm::set_root_context(|_| new_root());
@@ -106,19 +106,18 @@ impl RootContext for Root {
     fn on_configure(&mut self, size: usize) -> bool {
         let configured = self.inner.on_configure(size);
         if configured && RLS_CLUSTER.with(|c| c.borrow().is_some()) {
-            self.set_tick_period(SETTLE_TICK);
+            glue::set_tick_period(SETTLE_TICK);
         }
         configured
     }
 
     fn on_tick(&mut self) {
         for settlement in OUTBOX.with(|outbox| outbox.borrow_mut().take_all()) {
-            let sent = hostcalls::dispatch_grpc_call(
+            let sent = glue::dispatch_grpc(
                 &settlement.cluster,
                 ratelimit_proto::SERVICE,
                 ratelimit_proto::METHOD,
-                vec![],
-                Some(&settlement.message),
+                &settlement.message,
                 Duration::from_millis(settlement.timeout_ms),
             );
             match sent {
@@ -208,12 +207,11 @@ impl Filter {
         if let (false, Store::Rls(store)) = (calls.is_empty(), &self.config.store) {
             // The body stays paused (never the headers) until every answer is in.
             for call in &calls {
-                let sent = hostcalls::dispatch_grpc_call(
+                let sent = glue::dispatch_grpc(
                     &store.cluster,
                     ratelimit_proto::SERVICE,
                     ratelimit_proto::METHOD,
-                    vec![],
-                    Some(&call.message),
+                    &call.message,
                     Duration::from_millis(store.timeout_ms),
                 );
                 match sent {
@@ -326,7 +324,7 @@ impl Context for Filter {
             // have had no body callback yet).
             if self.decide_remote(action, buffered) == Action::Continue && self.body_held {
                 self.body_held = false;
-                self.resume_http_request();
+                glue::resume_request();
             }
         }
     }
@@ -410,7 +408,7 @@ impl HttpContext for Filter {
         let chunk = glue::response_body_bytes(body_size);
         let Some(stream) = self.stream.as_mut() else { return Action::Continue };
         if let Some(bytes) = stream.response_body(&self.host, &chunk, end_of_stream) {
-            self.set_http_response_body(0, body_size, &bytes);
+            glue::replace_response_body(body_size, &bytes);
         }
         if end_of_stream {
             self.finish(true);

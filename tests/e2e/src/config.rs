@@ -124,7 +124,7 @@ pub(crate) fn get_mut<'a>(value: &'a mut Value, path: &[&str]) -> Option<&'a mut
     path.iter().try_fold(value, |v, segment| v.get_mut(*segment))
 }
 
-fn set(value: &mut Value, path: &[&str], new: Value) -> Result<(), String> {
+pub(crate) fn set(value: &mut Value, path: &[&str], new: Value) -> Result<(), String> {
     match get_mut(value, path) {
         Some(slot) => {
             *slot = new;
@@ -190,7 +190,7 @@ fn is_wasm_filter(filter: &Value) -> bool {
 
 /// The upstream HTTP filter chains of every static cluster
 /// (`typed_extension_protocol_options.*.http_filters`).
-fn upstream_filter_chains(root: &mut Value) -> Vec<&mut Vec<Value>> {
+pub(crate) fn upstream_filter_chains(root: &mut Value) -> Vec<&mut Vec<Value>> {
     let mut out = Vec::new();
     if let Some(clusters) = get_mut(root, &["static_resources", "clusters"]).and_then(Value::as_sequence_mut) {
         for cluster in clusters {
@@ -385,6 +385,15 @@ pub fn render_all(yaml: &str, options: &RenderOptions) -> Result<Rendered, Strin
         [name, stem].iter().flatten().any(|id| options.remove_filters.contains(id))
     };
     let mut seen: Vec<String> = Vec::new();
+    // The one-pass build (gateway-bundle.yaml): its blocks are configured and removed by filter name.
+    for hcm in connection_managers(&mut root) {
+        if let Some(filters) = hcm.get_mut("http_filters").and_then(Value::as_sequence_mut) {
+            seen.extend(crate::bundle::apply_options(filters, options)?);
+        }
+    }
+    for filters in upstream_filter_chains(&mut root) {
+        seen.extend(crate::bundle::apply_options(filters, options)?);
+    }
     for hcm in connection_managers(&mut root) {
         let Some(filters) = hcm.get_mut("http_filters").and_then(Value::as_sequence_mut) else { continue };
         let is_removed = |f: &Value| {

@@ -33,11 +33,13 @@ pub enum Layout {
     Istio,
     /// envoy-config/gateway-envoy-gateway.yaml.
     EnvoyGateway,
+    /// envoy-config/gateway-bundle.yaml: the one-pass build (dist/aigw.wasm, [`crate::bundle`]).
+    Bundle,
 }
 
 impl Layout {
     /// Every layout, the reference first.
-    pub const ALL: [Layout; 3] = [Layout::Reference, Layout::Istio, Layout::EnvoyGateway];
+    pub const ALL: [Layout; 4] = [Layout::Reference, Layout::Istio, Layout::EnvoyGateway, Layout::Bundle];
 
     /// The name `AIGW_E2E_LAYOUT` takes.
     pub fn name(self) -> &'static str {
@@ -45,6 +47,7 @@ impl Layout {
             Layout::Reference => "reference",
             Layout::Istio => "istio",
             Layout::EnvoyGateway => "envoy-gateway",
+            Layout::Bundle => "bundle",
         }
     }
 
@@ -54,6 +57,7 @@ impl Layout {
             Layout::Reference => "gateway.yaml",
             Layout::Istio => "gateway-istio.yaml",
             Layout::EnvoyGateway => "gateway-envoy-gateway.yaml",
+            Layout::Bundle => "gateway-bundle.yaml",
         }
     }
 
@@ -564,6 +568,7 @@ pub fn generate(gateway_yaml: &str) -> Result<Vec<(PathBuf, String)>, String> {
             PathBuf::from("envoy-config").join(Layout::EnvoyGateway.config_file()),
             envoy_gateway(gateway_yaml, &EnvoyGatewayPolicies::ours(gateway_yaml)?)?,
         ),
+        (PathBuf::from("envoy-config").join(Layout::Bundle.config_file()), crate::bundle::bundle(gateway_yaml)?),
     ])
 }
 

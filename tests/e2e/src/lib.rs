@@ -39,6 +39,7 @@
 // instead of returning errors every test would unwrap anyway.
 #![allow(clippy::panic)]
 
+pub mod bundle;
 pub mod config;
 pub mod controllers;
 pub mod http;

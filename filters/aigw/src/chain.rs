@@ -1,0 +1,398 @@
+//! One direction of a stream through the stages, as Envoy would run them as
+//! separate filters: the same callbacks in the same order, the same view of
+//! the body.
+//!
+//! Envoy hands a filter chain's buffered body from filter to filter; here all
+//! stages share the one buffer of the bundle's filter instance. What differs
+//! is only what a stage sees after another paused:
+//!
+//! - the stages *before* a stage that paused had already passed the bytes
+//!   they saw; when more arrive, they see only the new ones (a *window* that
+//!   starts where the retained bytes end), as they would as separate filters;
+//! - the stage that paused sees everything since its own window started (the
+//!   body it is collecting), as Envoy's buffering gives it;
+//! - the stages *after* it see nothing until it continues, then everything
+//!   it passed (with `end_of_stream` as it was).
+//!
+//! A stage that paused for a call to another service is resumed by its own
+//! answer ([`Lane::resume`]); the stages after it then run, and Envoy is
+//! resumed only when the last one continued. A stage that sent a local reply
+//! ends the direction: no later stage sees the request.
+
+/// A callback of the direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    Headers { end_of_stream: bool },
+    Body { end_of_stream: bool },
+    Trailers,
+}
+
+/// What one stage is called with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StageCall {
+    Headers {
+        end_of_stream: bool,
+    },
+    /// The stage's window of the buffered body: `size` bytes from `start`.
+    Body {
+        start: usize,
+        size: usize,
+        end_of_stream: bool,
+    },
+    Trailers,
+}
+
+/// What a stage answered to a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    /// The stage returned `Continue` (else `Pause`).
+    pub proceed: bool,
+    /// The stage sent a local reply.
+    pub local_reply: bool,
+    /// The stage replaced its window with this many bytes.
+    pub replaced: Option<usize>,
+}
+
+impl Outcome {
+    pub const CONTINUE: Outcome = Outcome { proceed: true, local_reply: false, replaced: None };
+    pub const PAUSE: Outcome = Outcome { proceed: false, local_reply: false, replaced: None };
+}
+
+/// One direction's progress through the stages.
+#[derive(Debug, Clone)]
+pub struct Lane {
+    /// Stage indices in this direction's order.
+    order: Vec<usize>,
+    /// Per position: where the stage's window starts in the buffer.
+    start: Vec<usize>,
+    /// Per position: the buffer length when the stage last saw it.
+    seen: Vec<usize>,
+    /// Per position: the stage passed the end of the body.
+    ended: Vec<bool>,
+    /// The buffered body's length.
+    len: usize,
+    /// The position that paused, and the event it paused on.
+    pending: Option<(usize, Event)>,
+    /// A stage sent a local reply.
+    stopped: bool,
+}
+
+impl Lane {
+    /// A lane through the stages `order` (indices into the bundle's stages).
+    pub fn new(order: Vec<usize>) -> Self {
+        let n = order.len();
+        Lane {
+            order,
+            start: vec![0; n],
+            seen: vec![0; n],
+            ended: vec![false; n],
+            len: 0,
+            pending: None,
+            stopped: false,
+        }
+    }
+
+    /// How many stages this lane runs.
+    pub fn stages(&self) -> usize {
+        self.order.len()
+    }
+
+    /// A stage sent a local reply: nothing more runs in this direction.
+    pub fn stop(&mut self) {
+        self.stopped = true;
+        self.pending = None;
+    }
+
+    pub fn stopped(&self) -> bool {
+        self.stopped
+    }
+
+    /// The stage that paused (an index into the bundle's stages).
+    pub fn paused_stage(&self) -> Option<usize> {
+        self.pending.and_then(|(position, _)| self.order.get(position).copied())
+    }
+
+    /// Where `stage`'s window starts (for its calls' answers, which may read or replace its body).
+    pub fn window_start(&self, stage: usize) -> usize {
+        self.position(stage).and_then(|position| self.start.get(position).copied()).unwrap_or(0)
+    }
+
+    /// `stage` replaced its window (outside a callback: in a call's answer) with `size` bytes.
+    pub fn replaced(&mut self, stage: usize, size: usize) {
+        if let Some(position) = self.position(stage) {
+            let start = self.start.get(position).copied().unwrap_or(0);
+            self.len = start + size;
+            if let Some(seen) = self.seen.get_mut(position) {
+                *seen = self.len;
+            }
+        }
+    }
+
+    fn position(&self, stage: usize) -> Option<usize> {
+        self.order.iter().position(|s| *s == stage)
+    }
+
+    /// Envoy's callback: headers, a body callback with the buffer now `size`
+    /// bytes long, or trailers. Returns true to continue (false: pause).
+    pub fn on_event(&mut self, event: Event, size: usize, call: &mut dyn FnMut(usize, StageCall) -> Outcome) -> bool {
+        if self.stopped {
+            return false;
+        }
+        if matches!(event, Event::Body { .. }) {
+            self.len = size;
+        }
+        self.run_from(0, event, call)
+    }
+
+    /// The paused stage asked to resume (its call was answered): the stages
+    /// after it run. Returns true when the last one continued (Envoy may resume).
+    pub fn resume(&mut self, stage: usize, call: &mut dyn FnMut(usize, StageCall) -> Outcome) -> bool {
+        match self.pending {
+            Some((position, event)) if !self.stopped && self.order.get(position) == Some(&stage) => {
+                self.pending = None;
+                if let Some(ended) = self.ended.get_mut(position) {
+                    // A stage resumes only once its body is complete.
+                    *ended = matches!(event, Event::Body { end_of_stream: true } | Event::Trailers);
+                }
+                self.run_from(position + 1, event, call)
+            }
+            _ => false,
+        }
+    }
+
+    fn run_from(&mut self, first: usize, event: Event, call: &mut dyn FnMut(usize, StageCall) -> Outcome) -> bool {
+        for position in first..self.order.len() {
+            let Some(outcome) = self.run_stage(position, event, call) else { continue };
+            if outcome.local_reply {
+                self.stop();
+                return false;
+            }
+            if !outcome.proceed {
+                // Envoy keeps the whole buffer; the stages before this one have seen it all.
+                for earlier in 0..position {
+                    self.start[earlier] = self.len;
+                    self.seen[earlier] = self.len;
+                }
+                self.pending = Some((position, event));
+                return false;
+            }
+            if matches!(event, Event::Body { end_of_stream: true } | Event::Trailers) {
+                self.ended[position] = true;
+            }
+        }
+        self.pending = None;
+        if matches!(event, Event::Body { .. }) {
+            // Every stage passed the buffer on: Envoy forwards and drains it.
+            self.start.iter_mut().for_each(|start| *start = 0);
+            self.seen.iter_mut().for_each(|seen| *seen = 0);
+            self.len = 0;
+        }
+        true
+    }
+
+    /// Calls one stage; `None` when it has nothing to see.
+    fn run_stage(
+        &mut self,
+        position: usize,
+        event: Event,
+        call: &mut dyn FnMut(usize, StageCall) -> Outcome,
+    ) -> Option<Outcome> {
+        let stage = *self.order.get(position)?;
+        match event {
+            Event::Headers { end_of_stream } => Some(call(stage, StageCall::Headers { end_of_stream })),
+            Event::Body { end_of_stream } => {
+                let unseen = self.len > self.seen[position];
+                if self.ended[position] || !(unseen || end_of_stream) {
+                    return None;
+                }
+                Some(self.body(position, stage, end_of_stream, call))
+            }
+            Event::Trailers => {
+                if self.ended[position] {
+                    return None;
+                }
+                // A stage that has not seen the buffered body gets it first, as Envoy
+                // gives it with `end_of_stream` false before the trailers.
+                if self.len > self.seen[position] {
+                    let outcome = self.body(position, stage, false, call);
+                    if outcome.local_reply {
+                        return Some(outcome);
+                    }
+                }
+                Some(call(stage, StageCall::Trailers))
+            }
+        }
+    }
+
+    fn body(
+        &mut self,
+        position: usize,
+        stage: usize,
+        end_of_stream: bool,
+        call: &mut dyn FnMut(usize, StageCall) -> Outcome,
+    ) -> Outcome {
+        let start = self.start[position].min(self.len);
+        let outcome = call(stage, StageCall::Body { start, size: self.len - start, end_of_stream });
+        if let Some(size) = outcome.replaced {
+            self.len = start + size;
+        }
+        self.seen[position] = self.len;
+        outcome
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fake buffer and stages: each stage's behaviour is a closure over its window's bytes.
+    struct Run {
+        buffer: Vec<u8>,
+        log: Vec<String>,
+    }
+
+    type Behaviour<'a> = &'a mut dyn FnMut(usize, &[u8], bool) -> (Outcome, Option<Vec<u8>>);
+
+    impl Run {
+        fn call(&mut self, stage: usize, what: StageCall, behave: Behaviour<'_>) -> Outcome {
+            match what {
+                StageCall::Body { start, size, end_of_stream } => {
+                    let window = self.buffer[start..start + size].to_vec();
+                    self.log.push(format!(
+                        "{stage}:{}{}",
+                        String::from_utf8_lossy(&window),
+                        if end_of_stream { "$" } else { "" }
+                    ));
+                    let (outcome, replacement) = behave(stage, &window, end_of_stream);
+                    if let Some(bytes) = replacement {
+                        self.buffer.truncate(start);
+                        self.buffer.extend_from_slice(&bytes);
+                        return Outcome { replaced: Some(bytes.len()), ..outcome };
+                    }
+                    outcome
+                }
+                StageCall::Headers { .. } => {
+                    self.log.push(format!("{stage}:H"));
+                    Outcome::CONTINUE
+                }
+                StageCall::Trailers => {
+                    self.log.push(format!("{stage}:T"));
+                    behave(stage, b"", true).0
+                }
+            }
+        }
+
+        /// Envoy appends `chunk` to what it retained and calls the lane.
+        fn chunk(&mut self, lane: &mut Lane, chunk: &[u8], end_of_stream: bool, behave: Behaviour<'_>) -> bool {
+            self.buffer.extend_from_slice(chunk);
+            let size = self.buffer.len();
+            let proceed =
+                lane.on_event(Event::Body { end_of_stream }, size, &mut |stage, what| self.call(stage, what, behave));
+            if proceed {
+                self.buffer.clear(); // passed on
+            }
+            proceed
+        }
+    }
+
+    fn run() -> Run {
+        Run { buffer: Vec::new(), log: Vec::new() }
+    }
+
+    #[test]
+    fn streaming_stages_see_each_chunk_once_and_in_order() {
+        let mut lane = Lane::new(vec![0, 1, 2]);
+        let mut r = run();
+        let mut upper = |stage: usize, window: &[u8], _eos: bool| {
+            let out = if stage == 1 { window.to_ascii_uppercase() } else { window.to_vec() };
+            (Outcome::CONTINUE, Some(out))
+        };
+        assert!(r.chunk(&mut lane, b"ab", false, &mut upper));
+        assert!(r.chunk(&mut lane, b"cd", true, &mut upper));
+        assert_eq!(r.log, ["0:ab", "1:ab", "2:AB", "0:cd$", "1:cd$", "2:CD$"]);
+    }
+
+    #[test]
+    fn a_collecting_stage_holds_the_later_ones_and_the_earlier_ones_see_only_new_bytes() {
+        // Stage 1 collects until the end; stage 0 rewrites every chunk it sees.
+        let mut lane = Lane::new(vec![0, 1, 2]);
+        let mut r = run();
+        let mut behave = |stage: usize, window: &[u8], eos: bool| match stage {
+            0 => (Outcome::CONTINUE, Some([window, b"."].concat())),
+            1 if !eos => (Outcome::PAUSE, None),
+            _ => (Outcome::CONTINUE, None),
+        };
+        assert!(!r.chunk(&mut lane, b"ab", false, &mut behave));
+        assert!(!r.chunk(&mut lane, b"cd", false, &mut behave));
+        assert!(r.chunk(&mut lane, b"ef", true, &mut behave));
+        assert_eq!(r.log, ["0:ab", "1:ab.", "0:cd", "1:ab.cd.", "0:ef$", "1:ab.cd.ef.$", "2:ab.cd.ef.$"]);
+    }
+
+    #[test]
+    fn a_stage_paused_for_a_call_resumes_the_later_ones_with_its_own_edit() {
+        let mut lane = Lane::new(vec![0, 1, 2]);
+        let mut r = run();
+        let mut behave = |stage: usize, window: &[u8], eos: bool| match stage {
+            1 if eos => (Outcome::PAUSE, None), // dispatches a call
+            _ => (Outcome::CONTINUE, Some(window.to_vec())),
+        };
+        assert!(!r.chunk(&mut lane, b"body", true, &mut behave));
+        assert_eq!(lane.paused_stage(), Some(1));
+        // The answer arrives: stage 1 rewrites its body, then asks to resume.
+        r.buffer = b"BODY!".to_vec();
+        lane.replaced(1, 5);
+        let proceed = lane.resume(1, &mut |stage, what| r.call(stage, what, &mut behave));
+        assert!(proceed);
+        assert_eq!(r.log, ["0:body$", "1:body$", "2:BODY!$"]);
+        // A resume from a stage that is not the paused one does nothing.
+        assert!(!lane.resume(1, &mut |_, _| unreachable!()));
+    }
+
+    #[test]
+    fn a_local_reply_ends_the_direction() {
+        let mut lane = Lane::new(vec![0, 1, 2]);
+        let mut r = run();
+        let mut behave = |stage: usize, _: &[u8], _eos: bool| match stage {
+            1 => (Outcome { local_reply: true, ..Outcome::PAUSE }, None),
+            _ => (Outcome::CONTINUE, None),
+        };
+        assert!(!r.chunk(&mut lane, b"x", true, &mut behave));
+        assert!(lane.stopped());
+        assert!(!lane.on_event(Event::Trailers, 0, &mut |_, _| unreachable!()));
+        assert_eq!(r.log, ["0:x$", "1:x$"]);
+    }
+
+    #[test]
+    fn trailers_end_the_body_for_every_stage_and_show_the_held_bytes_first() {
+        let mut lane = Lane::new(vec![0, 1]);
+        let mut r = run();
+        let mut behave = |stage: usize, _: &[u8], eos: bool| match stage {
+            0 if !eos => (Outcome::PAUSE, None), // collects until trailers
+            _ => (Outcome::CONTINUE, None),
+        };
+        assert!(!r.chunk(&mut lane, b"ab", false, &mut behave));
+        let proceed =
+            lane.on_event(Event::Trailers, r.buffer.len(), &mut |stage, what| r.call(stage, what, &mut behave));
+        assert!(proceed);
+        assert_eq!(r.log, ["0:ab", "0:T", "1:ab", "1:T"]);
+    }
+
+    #[test]
+    fn an_empty_end_of_stream_reaches_every_stage() {
+        let mut lane = Lane::new(vec![2, 1, 0]);
+        let mut r = run();
+        assert!(r.chunk(&mut lane, b"", true, &mut |_, _, _| (Outcome::CONTINUE, None)));
+        assert_eq!(r.log, ["2:$", "1:$", "0:$"]);
+    }
+
+    #[test]
+    fn headers_run_every_stage_in_order() {
+        let mut lane = Lane::new(vec![1, 0]);
+        let mut seen = Vec::new();
+        assert!(lane.on_event(Event::Headers { end_of_stream: true }, 0, &mut |stage, _| {
+            seen.push(stage);
+            Outcome::CONTINUE
+        }));
+        assert_eq!(seen, [1, 0]);
+    }
+}

@@ -1,0 +1,200 @@
+//! The seam for the one-pass build (`filters/aigw`, `dist/aigw.wasm`), which
+//! runs several filters' HTTP contexts inside one Wasm filter instance.
+//!
+//! A filter does a few things through the host that mean something different
+//! when it is one stage of several in one filter instance:
+//!
+//! - reading its plugin configuration (a stage gets its own block of the
+//!   bundle's configuration, not the whole of it);
+//! - resuming a paused request (the stages after it must run first: the
+//!   bundle resumes Envoy once the last stage continued);
+//! - asking for a tick (the bundle's root ticks for all stages);
+//! - dispatching calls (the bundle routes each answer to the stage that
+//!   dispatched it);
+//! - sending a local reply (the stages after it must not run);
+//! - reading and replacing the buffered body (after a stage paused, the stages
+//!   before it see only the bytes that arrived since: a window of the buffer).
+//!
+//! Every filter does these through the functions here (and through
+//! [`crate::glue`], which uses them). Outside a bundle they are the plain host
+//! calls: one thread-local flag read each.
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::BufferType;
+use std::cell::RefCell;
+use std::time::Duration;
+
+/// A direction of an exchange: its body buffer and its window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Request,
+    Response,
+}
+
+impl Direction {
+    fn index(self) -> usize {
+        match self {
+            Direction::Request => 0,
+            Direction::Response => 1,
+        }
+    }
+
+    fn buffer(self) -> BufferType {
+        match self {
+            Direction::Request => BufferType::HttpRequestBody,
+            Direction::Response => BufferType::HttpResponseBody,
+        }
+    }
+}
+
+/// What the running stage did through this seam (read back by the bundle
+/// after each call into a stage).
+#[derive(Debug, Default)]
+struct Seam {
+    composed: bool,
+    /// The configuration block of the stage being configured.
+    configuration: Option<Vec<u8>>,
+    resume_requested: bool,
+    local_reply_sent: bool,
+    tick: Option<Duration>,
+    dispatched: Vec<u32>,
+    /// Per direction: where the running stage's window starts in the buffer.
+    window_start: [usize; 2],
+    /// Per direction: the new length of the window the running stage replaced.
+    replaced: [Option<usize>; 2],
+}
+
+thread_local! {
+    // A Wasm VM is single-threaded, and one bundle or one filter owns it.
+    static SEAM: RefCell<Seam> = RefCell::new(Seam::default());
+}
+
+fn with<T>(f: impl FnOnce(&mut Seam) -> T) -> T {
+    SEAM.with(|seam| f(&mut seam.borrow_mut()))
+}
+
+/// True inside a bundle.
+pub fn composed() -> bool {
+    with(|seam| seam.composed)
+}
+
+// ---- What filters call -------------------------------------------------------------------------
+
+/// The plugin configuration: the stage's own block inside a bundle.
+pub fn plugin_configuration() -> Option<Vec<u8>> {
+    match with(|seam| seam.composed.then(|| seam.configuration.clone())) {
+        Some(block) => block,
+        None => hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX).ok().flatten(),
+    }
+}
+
+/// Resumes the paused request (inside a bundle: once the later stages continued too).
+pub fn resume_request() {
+    if !with(|seam| {
+        seam.resume_requested = seam.composed;
+        seam.composed
+    }) {
+        let _ = hostcalls::resume_http_request();
+    }
+}
+
+/// Asks for `on_tick` every `period` (inside a bundle, the bundle's root ticks).
+pub fn set_tick_period(period: Duration) {
+    if !with(|seam| {
+        if seam.composed {
+            seam.tick = Some(seam.tick.map_or(period, |tick| tick.min(period)));
+        }
+        seam.composed
+    }) {
+        let _ = hostcalls::set_tick_period(period);
+    }
+}
+
+/// Records a dispatched call's token (a bundle routes its answer).
+pub fn dispatched(token: u32) {
+    with(|seam| {
+        if seam.composed {
+            seam.dispatched.push(token);
+        }
+    });
+}
+
+/// Sends a local reply.
+pub fn send_response(status: u32, headers: Vec<(&str, &str)>, body: &[u8]) {
+    with(|seam| seam.local_reply_sent = seam.composed);
+    let _ = hostcalls::send_http_response(status, headers, Some(body));
+}
+
+/// The running stage's view of the buffered body: `size` bytes from its window's start.
+pub fn body_bytes(direction: Direction, size: usize) -> Vec<u8> {
+    let start = with(|seam| seam.window_start[direction.index()]);
+    hostcalls::get_buffer(direction.buffer(), start, size).ok().flatten().unwrap_or_default()
+}
+
+/// Replaces the running stage's view of the buffered body (`size` bytes from its
+/// window's start) by `body`.
+pub fn replace_body(direction: Direction, size: usize, body: &[u8]) {
+    let start = with(|seam| {
+        if seam.composed {
+            seam.replaced[direction.index()] = Some(body.len());
+        }
+        seam.window_start[direction.index()]
+    });
+    if start == 0 {
+        let _ = hostcalls::set_buffer(direction.buffer(), 0, size, body);
+        return;
+    }
+    // Envoy replaces a body only from its start (or appends at its end): the
+    // bytes before the window are written back with the new window.
+    let mut whole = hostcalls::get_buffer(direction.buffer(), 0, start).ok().flatten().unwrap_or_default();
+    whole.extend_from_slice(body);
+    let _ = hostcalls::set_buffer(direction.buffer(), 0, start + size, &whole);
+}
+
+// ---- What the bundle calls ---------------------------------------------------------------------
+
+/// Makes this VM a bundle.
+pub fn enter_bundle() {
+    with(|seam| seam.composed = true);
+}
+
+/// Runs `configure` (a stage root's `on_configure`) with `block` as its configuration.
+pub fn configure_stage<T>(block: Vec<u8>, configure: impl FnOnce() -> T) -> T {
+    with(|seam| seam.configuration = Some(block));
+    let result = configure();
+    with(|seam| seam.configuration = None);
+    result
+}
+
+/// What a stage did through the seam during one call into it.
+#[derive(Debug, Default, PartialEq)]
+pub struct StageEffects {
+    pub resume_requested: bool,
+    pub local_reply_sent: bool,
+    pub tick: Option<Duration>,
+    pub dispatched: Vec<u32>,
+    /// The new length of the window it replaced, per direction.
+    pub replaced: [Option<usize>; 2],
+}
+
+impl StageEffects {
+    pub fn replaced(&self, direction: Direction) -> Option<usize> {
+        self.replaced[direction.index()]
+    }
+}
+
+/// Sets where the next stage's windows start (request, response).
+pub fn set_windows(request_start: usize, response_start: usize) {
+    with(|seam| seam.window_start = [request_start, response_start]);
+}
+
+/// Takes what the stage just called did.
+pub fn take_effects() -> StageEffects {
+    with(|seam| StageEffects {
+        resume_requested: std::mem::take(&mut seam.resume_requested),
+        local_reply_sent: std::mem::take(&mut seam.local_reply_sent),
+        tick: seam.tick.take(),
+        dispatched: std::mem::take(&mut seam.dispatched),
+        replaced: std::mem::take(&mut seam.replaced),
+    })
+}
