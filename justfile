@@ -103,6 +103,7 @@ validate: build
 # (keys in .run/keys/, mode 600); otherwise to local mocks. See scripts/up.sh.
 # Run the gateway with all four filters in front of the mock LLM (Ctrl-C stops it).
 # AIGW_REPLICAS=2: two Envoys sharing token-counter's budgets through Redis and the rate limit service.
+# AIGW_CONFIG=gateway-bundle.yaml: the same gateway on the one-pass build (dist/aigw.wasm, filters/aigw).
 up: build
     @if [ "${AIGW_REPLICAS:-1}" != 1 ]; then {{just_executable()}} redis; fi
     scripts/up.sh

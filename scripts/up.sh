@@ -39,7 +39,10 @@ bin_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,
 
 mkdir -p .run/keys
 chmod 700 .run .run/keys
-render=(--config envoy-config/gateway.yaml --out .run/gateway.yaml --dist "$dist"
+# AIGW_CONFIG=gateway-bundle.yaml: the one-pass build (dist/aigw.wasm) instead of the five modules.
+config_file="envoy-config/${AIGW_CONFIG:-gateway.yaml}"
+[ -f "$config_file" ] || { echo "AIGW_CONFIG: no $config_file" >&2; exit 1; }
+render=(--config "$config_file" --out .run/gateway.yaml --dist "$dist"
         --listener-port "$port" --admin-port "$admin_port"
         --cluster "mock=$mock_port" --cluster "mock-secondary=$secondary_port")
 providers=()

@@ -39,7 +39,10 @@ pub enum StageCall {
         size: usize,
         end_of_stream: bool,
     },
-    Trailers,
+    /// Trailers; the stage's window (which it may read and replace as its body ends) starts at `start`.
+    Trailers {
+        start: usize,
+    },
 }
 
 /// What a stage answered to a call.
@@ -219,7 +222,13 @@ impl Lane {
                         return Some(outcome);
                     }
                 }
-                Some(call(stage, StageCall::Trailers))
+                let start = self.start[position].min(self.len);
+                let outcome = call(stage, StageCall::Trailers { start });
+                if let Some(size) = outcome.replaced {
+                    self.len = start + size;
+                }
+                self.seen[position] = self.len;
+                Some(outcome)
             }
         }
     }
@@ -275,9 +284,16 @@ mod tests {
                     self.log.push(format!("{stage}:H"));
                     Outcome::CONTINUE
                 }
-                StageCall::Trailers => {
+                StageCall::Trailers { start } => {
                     self.log.push(format!("{stage}:T"));
-                    behave(stage, b"", true).0
+                    let window = self.buffer[start..].to_vec();
+                    let (outcome, replacement) = behave(stage, &window, true);
+                    if let Some(bytes) = replacement {
+                        self.buffer.truncate(start);
+                        self.buffer.extend_from_slice(&bytes);
+                        return Outcome { replaced: Some(bytes.len()), ..outcome };
+                    }
+                    outcome
                 }
             }
         }
@@ -366,15 +382,17 @@ mod tests {
     fn trailers_end_the_body_for_every_stage_and_show_the_held_bytes_first() {
         let mut lane = Lane::new(vec![0, 1]);
         let mut r = run();
-        let mut behave = |stage: usize, _: &[u8], eos: bool| match stage {
-            0 if !eos => (Outcome::PAUSE, None), // collects until trailers
+        // Stage 0 collects until the trailers, then rewrites the body (longer): stage 1 sees all of it.
+        let mut behave = |stage: usize, window: &[u8], eos: bool| match stage {
+            0 if !eos => (Outcome::PAUSE, None),
+            0 => (Outcome::CONTINUE, Some(window.to_ascii_uppercase().repeat(2))),
             _ => (Outcome::CONTINUE, None),
         };
         assert!(!r.chunk(&mut lane, b"ab", false, &mut behave));
         let proceed =
             lane.on_event(Event::Trailers, r.buffer.len(), &mut |stage, what| r.call(stage, what, &mut behave));
         assert!(proceed);
-        assert_eq!(r.log, ["0:ab", "0:T", "1:ab", "1:T"]);
+        assert_eq!(r.log, ["0:ab", "0:T", "1:ABAB", "1:T"]);
     }
 
     #[test]

@@ -156,6 +156,14 @@ struct Bundle {
     calls: HashMap<u32, usize>,
 }
 
+/// Where the stage's view of this direction's body starts.
+fn set_window(direction: Direction, start: usize) {
+    match direction {
+        Direction::Request => compose::set_windows(start, 0),
+        Direction::Response => compose::set_windows(0, start),
+    }
+}
+
 /// Calls one stage with one callback and reads back what it did.
 fn call_stage(
     stage: &mut dyn HttpContext,
@@ -168,10 +176,7 @@ fn call_stage(
         (Direction::Request, StageCall::Headers { end_of_stream }) => stage.on_http_request_headers(0, end_of_stream),
         (Direction::Response, StageCall::Headers { end_of_stream }) => stage.on_http_response_headers(0, end_of_stream),
         (direction, StageCall::Body { start, size, end_of_stream }) => {
-            match direction {
-                Direction::Request => compose::set_windows(start, 0),
-                Direction::Response => compose::set_windows(0, start),
-            }
+            set_window(direction, start);
             let action = match direction {
                 Direction::Request => stage.on_http_request_body(size, end_of_stream),
                 Direction::Response => stage.on_http_response_body(size, end_of_stream),
@@ -179,8 +184,15 @@ fn call_stage(
             compose::set_windows(0, 0);
             action
         }
-        (Direction::Request, StageCall::Trailers) => stage.on_http_request_trailers(0),
-        (Direction::Response, StageCall::Trailers) => stage.on_http_response_trailers(0),
+        (direction, StageCall::Trailers { start }) => {
+            set_window(direction, start);
+            let action = match direction {
+                Direction::Request => stage.on_http_request_trailers(0),
+                Direction::Response => stage.on_http_response_trailers(0),
+            };
+            compose::set_windows(0, 0);
+            action
+        }
     };
     let effects = compose::take_effects();
     for token in &effects.dispatched {
