@@ -409,8 +409,16 @@ impl Bench {
             return Ok(());
         }
         let mut chain = self.start(self.spec("full-chain", None, &[])?)?;
+        // The one-pass build (issue #19): the same five filters and configurations as stages of one
+        // filter (dist/aigw.wasm, envoy-config/gateway-bundle.yaml).
+        let mut one_pass =
+            self.start(Spec { config_file: "gateway-bundle.yaml".to_string(), ..self.spec("one-pass", None, &[])? })?;
         let completion_bytes = self.check(&bare, &self.small)?;
         let chain_completion_bytes = self.check(&chain, &self.small)?;
+        self.check(&one_pass, &self.small)?;
+        let one_pass_effects = chain_effects(&mut one_pass);
+        progress(&format!("one-pass build did its work upstream: {one_pass_effects}"));
+        self.results.insert("one_pass_effects".into(), one_pass_effects);
         let mut effects = chain_effects(&mut chain);
         let mode = format!("fixed:{}", self.answer_2k);
         if let Ok(response) = aigw_e2e::http::request(
@@ -428,9 +436,11 @@ impl Bench {
         let mut memory = Map::new();
         memory.insert("bare_idle".into(), self.memory(&bare));
         memory.insert("full_chain_idle".into(), self.memory(&chain));
+        memory.insert("one_pass_idle".into(), self.memory(&one_pass));
         let mut ready = Map::new();
         ready.insert("bare".into(), json!(bare.info.ready_ms));
         ready.insert("full-chain".into(), json!(chain.info.ready_ms));
+        ready.insert("one-pass".into(), json!(one_pass.info.ready_ms));
         self.results.insert(
             "request".into(),
             json!({
@@ -457,9 +467,11 @@ impl Bench {
         self.results.insert("full_chain_fixed_rate".into(), serde_json::to_value(&fixed).unwrap_or_default());
 
         // (0) Floors: what the proxy-wasm machinery costs before any aigw logic, in the same rounds.
-        progress("(0) floors: the probe filter ×1 and ×4 (no-op, buffer, parse) beside bare and the chain");
-        let floors = self.floors(&mut bare, &mut chain)?;
+        progress("(0) floors: the probe filter ×1 and ×4 (no-op, buffer, parse) beside bare, the chain and the one-pass build");
+        let floors = self.floors(&mut bare, &mut chain, &mut one_pass)?;
         self.results.insert("floors".into(), floors);
+        memory.insert("one_pass_after".into(), self.memory(&one_pass));
+        drop(one_pass);
 
         // (1) Max throughput under the p99 ceiling, alternating.
         progress(&format!("(1) full chain, max throughput with p99 ≤ {} ms", self.plan.ceiling_ms));
@@ -551,7 +563,7 @@ impl Bench {
     /// four aigw filters), measured in the same rounds as the bare Envoy and the full chain: each
     /// round runs every instance once, in turn, at the same fixed rate. Reported: Envoy CPU per
     /// request (median of rounds), its ratio to bare, and the chain's ratio to each floor.
-    fn floors(&mut self, bare: &mut Instance, chain: &mut Instance) -> Result<Value, String> {
+    fn floors(&mut self, bare: &mut Instance, chain: &mut Instance, one_pass: &mut Instance) -> Result<Value, String> {
         let module = aigw_e2e::repo_root().join("target/wasm32-wasip1/release/floor_filter.wasm");
         if !module.exists() {
             return Ok(json!({"skipped": format!("{} not built (just bench builds it)", module.display())}));
@@ -580,6 +592,7 @@ impl Bench {
             let mut instances: Vec<&mut Instance> = vec![&mut *bare];
             instances.extend(probes.iter_mut());
             instances.push(&mut *chain);
+            instances.push(&mut *one_pass);
             for instance in instances {
                 let cpu_before = instance.cpu_time();
                 let result =
@@ -611,6 +624,8 @@ impl Bench {
         let bare_cpu = median_of(&cpu, "bare");
         let chain_name = chain.name().to_string();
         let chain_cpu = median_of(&cpu, &chain_name);
+        let one_pass_name = one_pass.name().to_string();
+        let one_pass_cpu = median_of(&cpu, &one_pass_name);
         let mut out = Map::new();
         for name in cpu.keys() {
             let value = median_of(&cpu, name);
@@ -641,10 +656,24 @@ impl Bench {
             self.table.note(scenario, &format!("chain / {floor} {value:.2}×"));
         }
         out.insert("chain_over_floor".into(), Value::Object(floor_ratios));
+        self.table.row(scenario, "one-pass build (aigw.wasm)", bare_cpu, one_pass_cpu, "µs", None);
+        let (min, max) = spread(&one_pass_name);
+        self.table.note(scenario, &format!("rounds {min:.0}–{max:.0} µs"));
+        let mut one_pass_ratios = Map::new();
+        for floor in ["floor noop x1", "floor buffer x1", "floor parse x1", "floor parse x4"] {
+            let value = ratio(one_pass_cpu, median_of(&cpu, floor));
+            one_pass_ratios.insert(floor.to_string(), json!(value));
+            self.table.note(scenario, &format!("one-pass / {floor} {value:.2}×"));
+        }
+        self.table.note(scenario, &format!("one-pass / chain {:.2}×", ratio(one_pass_cpu, chain_cpu)));
+        out.insert("one_pass_over_floor".into(), Value::Object(one_pass_ratios));
+        // Latency added at the fixed rate of these rounds (median of rounds' p50s, against bare's).
+        let added = |name: &str| (median_of(&p50, name) - median_of(&p50, "bare")) / 1e3;
+        out.insert("added_p50_ms".into(), json!({"full_chain": added(&chain_name), "one_pass": added(&one_pass_name)}));
         out.insert(
             "method".into(),
             json!(format!(
-                "{} rounds; each round runs bare, the six probes and the chain once each, in turn, at {} rps for {} s",
+                "{} rounds; each round runs bare, the six probes, the chain and the one-pass build once each, in turn, at {} rps for {} s",
                 plan.rounds, plan.rate, plan.duration_s
             )),
         );
@@ -951,6 +980,41 @@ impl Bench {
             None,
         );
         self.table.row("6 start-up, full chain", "Envoy start to ready", ms("bare"), ms("full-chain"), "ms", None);
+        if memory.contains_key("one_pass_idle") {
+            let scenario = "6 memory, one-pass build";
+            self.table.row(
+                scenario,
+                "Envoy RSS idle",
+                mib("bare_idle", "rss_kib"),
+                mib("one_pass_idle", "rss_kib"),
+                "MiB",
+                None,
+            );
+            self.table.row(
+                scenario,
+                "Envoy RSS after traffic",
+                mib("bare_after", "rss_kib"),
+                mib("one_pass_after", "rss_kib"),
+                "MiB",
+                None,
+            );
+            self.table.row(
+                scenario,
+                "largest VM linear memory",
+                f64::NAN,
+                mib("one_pass_after", "wasm_max_size_kib"),
+                "MiB",
+                None,
+            );
+            self.table.row(
+                "6 start-up, one-pass build",
+                "Envoy start to ready",
+                ms("bare"),
+                ms("one-pass"),
+                "ms",
+                None,
+            );
+        }
         for filter in aigw_e2e::config::FILTERS {
             let (idle, after) = (format!("{filter}_alone_idle"), format!("{filter}_alone_after"));
             if !memory.contains_key(&idle) {
@@ -1325,6 +1389,48 @@ impl Bench {
             ),
             target("TTFT added ≤ 1 ms", num(&r["streaming"]["added_first_token_p50_us"]) / 1e3, 1.0, false, "ms"),
         ];
+
+        // Issue #19: the chain and the one-pass build against bare Envoy, in the same rounds (scenario 0).
+        if let Some(floors) = r.get("floors").filter(|f| f.get("one-pass").is_some()) {
+            let cpu = |name: &str| num(&floors[name]["ratio_to_bare"]);
+            targets.push(target(
+                "separate-module chain Envoy CPU per request ≤ 2.0× bare",
+                cpu("full-chain"),
+                2.0,
+                false,
+                "×",
+            ));
+            targets.push(target(
+                "one-pass build Envoy CPU per request ≤ 1.35× bare",
+                cpu("one-pass"),
+                1.35,
+                false,
+                "×",
+            ));
+            let added = |name: &str| num(&floors["added_p50_ms"][name]);
+            targets.push(target("separate-module chain p50 added ≤ 0.25 ms", added("full_chain"), 0.25, false, "ms"));
+            targets.push(target("one-pass build p50 added ≤ 0.15 ms", added("one_pass"), 0.15, false, "ms"));
+        }
+        let rss = |key: &str| num(&r["memory"][key]["rss_kib"]) / 1024.0;
+        let ready = |key: &str| num(&r["ready_ms"][key]) / 1e3;
+        targets.push(target(
+            "Envoy RSS with the full chain ≤ 150 MiB (after traffic)",
+            rss("full_chain_after"),
+            150.0,
+            false,
+            "MiB",
+        ));
+        if r["memory"].get("one_pass_after").is_some() {
+            targets.push(target(
+                "Envoy RSS with the one-pass build ≤ 110 MiB (after traffic)",
+                rss("one_pass_after"),
+                110.0,
+                false,
+                "MiB",
+            ));
+            targets.push(target("one-pass build start to ready ≤ 1.5 s", ready("one-pass"), 1.5, false, "s"));
+        }
+        targets.push(target("full chain start to ready ≤ 1.5 s", ready("full-chain"), 1.5, false, "s"));
 
         if let Some(large) = r.get("large_prompt_pii_mask") {
             targets.push(target(
