@@ -66,15 +66,19 @@ build: tools
     @ls -l dist/*.wasm
 
 # Run every test: native unit tests, the wasmtime harness on the built .wasm files, and end-to-end tests through a real Envoy.
+# The end-to-end suite runs twice: on gateway.yaml (the five modules) and on gateway-bundle.yaml (the one-pass
+# build, dist/aigw.wasm).
 test: build sdk-tools obs-tools redis chroma
     cargo test --workspace --no-fail-fast
+    @echo "== the end-to-end suite on the one-pass build (AIGW_E2E_LAYOUT=bundle, envoy-config/gateway-bundle.yaml)"
+    AIGW_E2E_LAYOUT=bundle cargo test -p aigw-e2e --no-fail-fast
 
 # envoy-config/gateway-istio.yaml and gateway-envoy-gateway.yaml are the Envoy configs Istio and Envoy Gateway
 # run for our manifests (envoy-config/k8s/README.md#controller-renders); `AIGW_E2E_LAYOUT=<layout>` makes the
 # end-to-end fixture start one instead of gateway.yaml. The closest a test gets here to a real cluster. Not part
 # of `just test` (it doubles the end-to-end time), whose controller_renders test runs a representative set on both.
 # Run the whole end-to-end suite on each controller render (`just test-renders istio`: one).
-test-renders layouts="istio envoy-gateway": build sdk-tools obs-tools
+test-renders layouts="istio envoy-gateway": build sdk-tools obs-tools redis chroma
     @status=0; for layout in {{layouts}}; do \
         echo "== the end-to-end suite on the $layout render (AIGW_E2E_LAYOUT=$layout)"; \
         AIGW_E2E_LAYOUT=$layout cargo test -p aigw-e2e --no-fail-fast || status=1; \

@@ -31,14 +31,30 @@ pub enum Direction {
     Response,
 }
 
-impl Direction {
-    fn index(self) -> usize {
-        match self {
-            Direction::Request => 0,
-            Direction::Response => 1,
+/// One value per direction.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PerDirection<T> {
+    pub request: T,
+    pub response: T,
+}
+
+impl<T: Copy> PerDirection<T> {
+    pub fn get(&self, direction: Direction) -> T {
+        match direction {
+            Direction::Request => self.request,
+            Direction::Response => self.response,
         }
     }
 
+    fn set(&mut self, direction: Direction, value: T) {
+        match direction {
+            Direction::Request => self.request = value,
+            Direction::Response => self.response = value,
+        }
+    }
+}
+
+impl Direction {
     fn buffer(self) -> BufferType {
         match self {
             Direction::Request => BufferType::HttpRequestBody,
@@ -58,10 +74,10 @@ struct Seam {
     local_reply_sent: bool,
     tick: Option<Duration>,
     dispatched: Vec<u32>,
-    /// Per direction: where the running stage's window starts in the buffer.
-    window_start: [usize; 2],
-    /// Per direction: the new length of the window the running stage replaced.
-    replaced: [Option<usize>; 2],
+    /// Where the running stage's window starts in each direction's buffer.
+    window_start: PerDirection<usize>,
+    /// The new length of the window the running stage replaced, per direction.
+    replaced: PerDirection<Option<usize>>,
 }
 
 thread_local! {
@@ -127,7 +143,7 @@ pub fn send_response(status: u32, headers: Vec<(&str, &str)>, body: &[u8]) {
 
 /// The running stage's view of the buffered body: `size` bytes from its window's start.
 pub fn body_bytes(direction: Direction, size: usize) -> Vec<u8> {
-    let start = with(|seam| seam.window_start[direction.index()]);
+    let start = with(|seam| seam.window_start.get(direction));
     hostcalls::get_buffer(direction.buffer(), start, size).ok().flatten().unwrap_or_default()
 }
 
@@ -136,9 +152,9 @@ pub fn body_bytes(direction: Direction, size: usize) -> Vec<u8> {
 pub fn replace_body(direction: Direction, size: usize, body: &[u8]) {
     let start = with(|seam| {
         if seam.composed {
-            seam.replaced[direction.index()] = Some(body.len());
+            seam.replaced.set(direction, Some(body.len()));
         }
-        seam.window_start[direction.index()]
+        seam.window_start.get(direction)
     });
     if start == 0 {
         let _ = hostcalls::set_buffer(direction.buffer(), 0, size, body);
@@ -174,18 +190,18 @@ pub struct StageEffects {
     pub tick: Option<Duration>,
     pub dispatched: Vec<u32>,
     /// The new length of the window it replaced, per direction.
-    pub replaced: [Option<usize>; 2],
+    pub replaced: PerDirection<Option<usize>>,
 }
 
 impl StageEffects {
     pub fn replaced(&self, direction: Direction) -> Option<usize> {
-        self.replaced[direction.index()]
+        self.replaced.get(direction)
     }
 }
 
 /// Sets where the next stage's windows start (request, response).
 pub fn set_windows(request_start: usize, response_start: usize) {
-    with(|seam| seam.window_start = [request_start, response_start]);
+    with(|seam| seam.window_start = PerDirection { request: request_start, response: response_start });
 }
 
 /// Takes what the stage just called did.

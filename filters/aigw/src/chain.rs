@@ -61,17 +61,24 @@ impl Outcome {
     pub const PAUSE: Outcome = Outcome { proceed: false, local_reply: false, replaced: None };
 }
 
+/// One stage's place in a lane.
+#[derive(Debug, Clone, Copy, Default)]
+struct Seat {
+    /// The stage (an index into the bundle's stages).
+    stage: usize,
+    /// Where the stage's window starts in the buffer.
+    start: usize,
+    /// The buffer's length when the stage last saw it.
+    seen: usize,
+    /// The stage passed the end of the body.
+    ended: bool,
+}
+
 /// One direction's progress through the stages.
 #[derive(Debug, Clone)]
 pub struct Lane {
-    /// Stage indices in this direction's order.
-    order: Vec<usize>,
-    /// Per position: where the stage's window starts in the buffer.
-    start: Vec<usize>,
-    /// Per position: the buffer length when the stage last saw it.
-    seen: Vec<usize>,
-    /// Per position: the stage passed the end of the body.
-    ended: Vec<bool>,
+    /// The stages in this direction's order.
+    seats: Vec<Seat>,
     /// The buffered body's length.
     len: usize,
     /// The position that paused, and the event it paused on.
@@ -80,24 +87,20 @@ pub struct Lane {
     stopped: bool,
 }
 
+fn ends_body(event: Event) -> bool {
+    matches!(event, Event::Body { end_of_stream: true } | Event::Trailers)
+}
+
 impl Lane {
     /// A lane through the stages `order` (indices into the bundle's stages).
     pub fn new(order: Vec<usize>) -> Self {
-        let n = order.len();
-        Lane {
-            order,
-            start: vec![0; n],
-            seen: vec![0; n],
-            ended: vec![false; n],
-            len: 0,
-            pending: None,
-            stopped: false,
-        }
+        let seats = order.into_iter().map(|stage| Seat { stage, ..Seat::default() }).collect();
+        Lane { seats, len: 0, pending: None, stopped: false }
     }
 
     /// How many stages this lane runs.
     pub fn stages(&self) -> usize {
-        self.order.len()
+        self.seats.len()
     }
 
     /// A stage sent a local reply: nothing more runs in this direction.
@@ -112,27 +115,20 @@ impl Lane {
 
     /// The stage that paused (an index into the bundle's stages).
     pub fn paused_stage(&self) -> Option<usize> {
-        self.pending.and_then(|(position, _)| self.order.get(position).copied())
+        self.pending.and_then(|(position, _)| self.seats.get(position)).map(|seat| seat.stage)
     }
 
     /// Where `stage`'s window starts (for its calls' answers, which may read or replace its body).
     pub fn window_start(&self, stage: usize) -> usize {
-        self.position(stage).and_then(|position| self.start.get(position).copied()).unwrap_or(0)
+        self.seats.iter().find(|seat| seat.stage == stage).map_or(0, |seat| seat.start)
     }
 
     /// `stage` replaced its window (outside a callback: in a call's answer) with `size` bytes.
     pub fn replaced(&mut self, stage: usize, size: usize) {
-        if let Some(position) = self.position(stage) {
-            let start = self.start.get(position).copied().unwrap_or(0);
-            self.len = start + size;
-            if let Some(seen) = self.seen.get_mut(position) {
-                *seen = self.len;
-            }
+        if let Some(seat) = self.seats.iter_mut().find(|seat| seat.stage == stage) {
+            self.len = seat.start + size;
+            seat.seen = self.len;
         }
-    }
-
-    fn position(&self, stage: usize) -> Option<usize> {
-        self.order.iter().position(|s| *s == stage)
     }
 
     /// Envoy's callback: headers, a body callback with the buffer now `size`
@@ -150,21 +146,20 @@ impl Lane {
     /// The paused stage asked to resume (its call was answered): the stages
     /// after it run. Returns true when the last one continued (Envoy may resume).
     pub fn resume(&mut self, stage: usize, call: &mut dyn FnMut(usize, StageCall) -> Outcome) -> bool {
-        match self.pending {
-            Some((position, event)) if !self.stopped && self.order.get(position) == Some(&stage) => {
-                self.pending = None;
-                if let Some(ended) = self.ended.get_mut(position) {
-                    // A stage resumes only once its body is complete.
-                    *ended = matches!(event, Event::Body { end_of_stream: true } | Event::Trailers);
-                }
-                self.run_from(position + 1, event, call)
-            }
-            _ => false,
+        let Some((position, event)) = self.pending else { return false };
+        if self.stopped || self.seats.get(position).map(|seat| seat.stage) != Some(stage) {
+            return false;
         }
+        self.pending = None;
+        if let Some(seat) = self.seats.get_mut(position) {
+            // A stage resumes only once its body is complete.
+            seat.ended = ends_body(event);
+        }
+        self.run_from(position + 1, event, call)
     }
 
     fn run_from(&mut self, first: usize, event: Event, call: &mut dyn FnMut(usize, StageCall) -> Outcome) -> bool {
-        for position in first..self.order.len() {
+        for position in first..self.seats.len() {
             let Some(outcome) = self.run_stage(position, event, call) else { continue };
             if outcome.local_reply {
                 self.stop();
@@ -172,22 +167,25 @@ impl Lane {
             }
             if !outcome.proceed {
                 // Envoy keeps the whole buffer; the stages before this one have seen it all.
-                for earlier in 0..position {
-                    self.start[earlier] = self.len;
-                    self.seen[earlier] = self.len;
+                let len = self.len;
+                for earlier in self.seats.iter_mut().take(position) {
+                    earlier.start = len;
+                    earlier.seen = len;
                 }
                 self.pending = Some((position, event));
                 return false;
             }
-            if matches!(event, Event::Body { end_of_stream: true } | Event::Trailers) {
-                self.ended[position] = true;
+            if let (true, Some(seat)) = (ends_body(event), self.seats.get_mut(position)) {
+                seat.ended = true;
             }
         }
         self.pending = None;
         if matches!(event, Event::Body { .. }) {
             // Every stage passed the buffer on: Envoy forwards and drains it.
-            self.start.iter_mut().for_each(|start| *start = 0);
-            self.seen.iter_mut().for_each(|seen| *seen = 0);
+            for seat in &mut self.seats {
+                seat.start = 0;
+                seat.seen = 0;
+            }
             self.len = 0;
         }
         true
@@ -200,34 +198,31 @@ impl Lane {
         event: Event,
         call: &mut dyn FnMut(usize, StageCall) -> Outcome,
     ) -> Option<Outcome> {
-        let stage = *self.order.get(position)?;
+        let seat = *self.seats.get(position)?;
         match event {
-            Event::Headers { end_of_stream } => Some(call(stage, StageCall::Headers { end_of_stream })),
+            Event::Headers { end_of_stream } => Some(call(seat.stage, StageCall::Headers { end_of_stream })),
             Event::Body { end_of_stream } => {
-                let unseen = self.len > self.seen[position];
-                if self.ended[position] || !(unseen || end_of_stream) {
+                let unseen = self.len > seat.seen;
+                if seat.ended || !(unseen || end_of_stream) {
                     return None;
                 }
-                Some(self.body(position, stage, end_of_stream, call))
+                Some(self.body(position, end_of_stream, call))
             }
             Event::Trailers => {
-                if self.ended[position] {
+                if seat.ended {
                     return None;
                 }
                 // A stage that has not seen the buffered body gets it first, as Envoy
                 // gives it with `end_of_stream` false before the trailers.
-                if self.len > self.seen[position] {
-                    let outcome = self.body(position, stage, false, call);
+                if self.len > seat.seen {
+                    let outcome = self.body(position, false, call);
                     if outcome.local_reply {
                         return Some(outcome);
                     }
                 }
-                let start = self.start[position].min(self.len);
-                let outcome = call(stage, StageCall::Trailers { start });
-                if let Some(size) = outcome.replaced {
-                    self.len = start + size;
-                }
-                self.seen[position] = self.len;
+                let start = seat.start.min(self.len);
+                let outcome = call(seat.stage, StageCall::Trailers { start });
+                self.saw(position, start, outcome.replaced);
                 Some(outcome)
             }
         }
@@ -236,21 +231,30 @@ impl Lane {
     fn body(
         &mut self,
         position: usize,
-        stage: usize,
         end_of_stream: bool,
         call: &mut dyn FnMut(usize, StageCall) -> Outcome,
     ) -> Outcome {
-        let start = self.start[position].min(self.len);
-        let outcome = call(stage, StageCall::Body { start, size: self.len - start, end_of_stream });
-        if let Some(size) = outcome.replaced {
+        let Some(seat) = self.seats.get(position).copied() else { return Outcome::CONTINUE };
+        let start = seat.start.min(self.len);
+        let outcome = call(seat.stage, StageCall::Body { start, size: self.len - start, end_of_stream });
+        self.saw(position, start, outcome.replaced);
+        outcome
+    }
+
+    /// The stage at `position` saw its window from `start` and maybe replaced it.
+    fn saw(&mut self, position: usize, start: usize, replaced: Option<usize>) {
+        if let Some(size) = replaced {
             self.len = start + size;
         }
-        self.seen[position] = self.len;
-        outcome
+        let len = self.len;
+        if let Some(seat) = self.seats.get_mut(position) {
+            seat.seen = len;
+        }
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)] // the fake buffer's windows are in range by construction
 mod tests {
     use super::*;
 
@@ -361,7 +365,7 @@ mod tests {
         assert!(proceed);
         assert_eq!(r.log, ["0:body$", "1:body$", "2:BODY!$"]);
         // A resume from a stage that is not the paused one does nothing.
-        assert!(!lane.resume(1, &mut |_, _| unreachable!()));
+        assert!(!lane.resume(1, &mut |_, _| panic!("no stage may run")));
     }
 
     #[test]
@@ -374,7 +378,7 @@ mod tests {
         };
         assert!(!r.chunk(&mut lane, b"x", true, &mut behave));
         assert!(lane.stopped());
-        assert!(!lane.on_event(Event::Trailers, 0, &mut |_, _| unreachable!()));
+        assert!(!lane.on_event(Event::Trailers, 0, &mut |_, _| panic!("no stage may run")));
         assert_eq!(r.log, ["0:x$", "1:x$"]);
     }
 

@@ -44,7 +44,7 @@ impl Stage {
 /// The stages to run, in order, each with its configuration block (JSON text).
 pub fn from_json(bytes: Option<&[u8]>) -> Result<Vec<(Stage, Vec<u8>)>, ConfigError> {
     let text = bytes.map(std::str::from_utf8).transpose().map_err(|_| ConfigError::new("", "not valid UTF-8"))?;
-    let text = text.map(str::trim).filter(|t| !t.is_empty()).ok_or_else(|| no_stage())?;
+    let text = text.map(str::trim).filter(|t| !t.is_empty()).ok_or_else(no_stage)?;
     let blocks: Map<String, Value> = serde_json::from_str(text)
         .map_err(|err| ConfigError::new("", format!("expected a JSON object of filter blocks: {err}")))?;
     if let Some(unknown) = blocks.keys().find(|key| !Stage::ALL.iter().any(|stage| stage.name() == key.as_str())) {

@@ -1,4 +1,5 @@
-//! `aigw-oci [registry]` (`just oci`): an OCI image layout per filter, `dist/oci/<filter>/` (oci-layout,
+//! `aigw-oci [registry]` (`just oci`): an OCI image layout per filter and for the one-pass build
+//! (`dist/oci/aigw/`), `dist/oci/<filter>/` (oci-layout,
 //! index.json tagged with the workspace version, blobs/sha256/...), from `dist/<filter>.wasm`, in the format
 //! Istio's and Envoy Gateway's Wasm fetchers accept (src/oci.rs); then the Kubernetes manifests with
 //! `registry` (default registry.example.com/aigw) and every image pinned to its manifest digest, into
@@ -23,6 +24,11 @@ fn run() -> Result<(), String> {
         images.digests.insert(filter.to_string(), built.hex().to_string());
         images.index_digests.insert(filter.to_string(), built.index_hex().to_string());
     }
+    // The one-pass build (filters/aigw) in the same format; the shipped manifests load the five modules.
+    let wasm_path = root.join("dist/aigw.wasm");
+    let wasm = std::fs::read(&wasm_path).map_err(|e| format!("{}: {e} (run `just build`)", wasm_path.display()))?;
+    let built = oci::write_layout(&root.join("dist/oci/aigw"), &wasm, "aigw", &images.tag)?;
+    println!("dist/oci/aigw  manifest {}  index {}", built.manifest_digest, built.index_digest);
     let gateway = std::fs::read_to_string(root.join("envoy-config/gateway.yaml")).map_err(|e| e.to_string())?;
     let out = root.join("dist/k8s");
     if out.exists() {
