@@ -19,8 +19,9 @@
 //! [`crate::glue`], which uses them). Outside a bundle they are the plain host
 //! calls: one thread-local flag read each.
 
+use crate::host::CapturedHost;
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::BufferType;
+use proxy_wasm::types::{BufferType, MapType};
 use std::cell::RefCell;
 use std::time::Duration;
 
@@ -78,6 +79,29 @@ struct Seam {
     window_start: PerDirection<usize>,
     /// The new length of the window the running stage replaced, per direction.
     replaced: PerDirection<Option<usize>>,
+    /// The request headers as the stages see them, read once per request headers callback (the
+    /// stages' own edits applied): each stage would otherwise read the whole map again.
+    request_headers: Option<CapturedHost>,
+    /// The last window of each body read or written during the current Envoy callback: the next
+    /// stage reads it from here instead of copying it out of the host again.
+    request_body: Option<Window>,
+    response_body: Option<Window>,
+}
+
+/// Bytes of a body buffer from `start`.
+#[derive(Debug)]
+struct Window {
+    start: usize,
+    bytes: Vec<u8>,
+}
+
+impl Seam {
+    fn body(&mut self, direction: Direction) -> &mut Option<Window> {
+        match direction {
+            Direction::Request => &mut self.request_body,
+            Direction::Response => &mut self.response_body,
+        }
+    }
 }
 
 thread_local! {
@@ -143,18 +167,34 @@ pub fn send_response(status: u32, headers: Vec<(&str, &str)>, body: &[u8]) {
 
 /// The running stage's view of the buffered body: `size` bytes from its window's start.
 pub fn body_bytes(direction: Direction, size: usize) -> Vec<u8> {
-    let start = with(|seam| seam.window_start.get(direction));
-    hostcalls::get_buffer(direction.buffer(), start, size).ok().flatten().unwrap_or_default()
+    let (composed, start, cached) = with(|seam| {
+        let start = seam.window_start.get(direction);
+        let cached = match seam.body(direction) {
+            Some(window) if window.start == start && window.bytes.len() == size => Some(window.bytes.clone()),
+            _ => None,
+        };
+        (seam.composed, start, cached)
+    });
+    if let Some(bytes) = cached {
+        return bytes;
+    }
+    let bytes = hostcalls::get_buffer(direction.buffer(), start, size).ok().flatten().unwrap_or_default();
+    if composed {
+        with(|seam| *seam.body(direction) = Some(Window { start, bytes: bytes.clone() }));
+    }
+    bytes
 }
 
 /// Replaces the running stage's view of the buffered body (`size` bytes from its
 /// window's start) by `body`.
 pub fn replace_body(direction: Direction, size: usize, body: &[u8]) {
     let start = with(|seam| {
+        let start = seam.window_start.get(direction);
         if seam.composed {
             seam.replaced.set(direction, Some(body.len()));
+            *seam.body(direction) = Some(Window { start, bytes: body.to_vec() });
         }
-        seam.window_start.get(direction)
+        start
     });
     if start == 0 {
         let _ = hostcalls::set_buffer(direction.buffer(), 0, size, body);
@@ -165,6 +205,30 @@ pub fn replace_body(direction: Direction, size: usize, body: &[u8]) {
     let mut whole = hostcalls::get_buffer(direction.buffer(), 0, start).ok().flatten().unwrap_or_default();
     whole.extend_from_slice(body);
     let _ = hostcalls::set_buffer(direction.buffer(), 0, start + size, &whole);
+}
+
+/// The current request headers (call in the request headers callback).
+pub fn request_headers() -> CapturedHost {
+    if let Some(headers) = with(|seam| seam.request_headers.clone()) {
+        return headers;
+    }
+    let headers = CapturedHost::capture();
+    with(|seam| {
+        if seam.composed {
+            seam.request_headers = Some(headers.clone());
+        }
+    });
+    headers
+}
+
+/// Sets (`Some`) or removes (`None`) a request header (in the request headers callback).
+pub fn set_request_header(name: &str, value: Option<&str>) {
+    let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value);
+    with(|seam| {
+        if let Some(headers) = seam.request_headers.take() {
+            seam.request_headers = Some(headers.edited(name, value));
+        }
+    });
 }
 
 // ---- What the bundle calls ---------------------------------------------------------------------
@@ -213,4 +277,14 @@ pub fn take_effects() -> StageEffects {
         dispatched: std::mem::take(&mut seam.dispatched),
         replaced: std::mem::take(&mut seam.replaced),
     })
+}
+
+/// A new Envoy callback begins (or a call's answer arrives): what the stages read during the last
+/// one may have changed.
+pub fn new_callback() {
+    with(|seam| {
+        seam.request_headers = None;
+        seam.request_body = None;
+        seam.response_body = None;
+    });
 }

@@ -21,7 +21,7 @@ use crate::host::{log, CapturedHost};
 use crate::{ApiError, ErrorDialect};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MapType};
+use proxy_wasm::types::{Action, ContextType, LogLevel};
 use std::marker::PhantomData;
 use std::rc::Rc;
 use std::time::Duration;
@@ -115,7 +115,7 @@ pub struct Head {
 impl Head {
     /// Reads the head of the current request (at its headers callback).
     pub fn read(end_of_stream: bool) -> Self {
-        let host = CapturedHost::capture();
+        let host = compose::request_headers();
         let header = |name: &str| host.header(name).map(str::to_string);
         Head {
             method: header(":method").unwrap_or_default(),
@@ -167,7 +167,9 @@ pub fn open_gate<F: BodyReader + ?Sized>(filter: &mut F, head: &Head, wants_body
     match filter.gate().open(&head.gate_view(), wants_body, policy) {
         Opening::Pass => Action::Continue,
         Opening::Collect => {
-            let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, "content-length", None);
+            if head.content_length.is_some() {
+                compose::set_request_header("content-length", None);
+            }
             Action::Continue
         }
         Opening::Reject(err) => {

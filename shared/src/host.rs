@@ -146,6 +146,16 @@ impl CapturedHost {
         CapturedHost { headers: std::rc::Rc::new(headers) }
     }
 
+    /// This copy with `name` set to `value`, or removed: what the request holds after that edit.
+    pub fn edited(&self, name: &str, value: Option<&str>) -> Self {
+        let name = name.to_ascii_lowercase();
+        let mut headers: Vec<(String, String)> = self.headers.iter().filter(|(key, _)| *key != name).cloned().collect();
+        if let Some(value) = value {
+            headers.push((name, value.to_string()));
+        }
+        CapturedHost { headers: std::rc::Rc::new(headers) }
+    }
+
     /// The first value of a captured header.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value.as_str())

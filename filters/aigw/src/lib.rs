@@ -207,6 +207,7 @@ fn call_stage(
 
 impl Bundle {
     fn run(&mut self, direction: Direction, event: Event, size: usize) -> Action {
+        compose::new_callback();
         let Bundle { stages, request, response, reached, calls } = self;
         let lane = match direction {
             Direction::Request => request,
@@ -233,6 +234,7 @@ impl Bundle {
         let request_start = self.request.window_start(index);
         let response_start = self.response.as_ref().map_or(0, |lane| lane.window_start(index));
         let Some(stage) = self.stages.get_mut(index) else { return };
+        compose::new_callback();
         compose::set_windows(request_start, response_start);
         answer(stage.as_mut());
         compose::set_windows(0, 0);

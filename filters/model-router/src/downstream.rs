@@ -99,7 +99,7 @@ impl HttpContext for DownstreamFilter {
         // Only the ones the request has: removing an absent header is a host call that changes
         // nothing (the captured copy holds every request header, lower-cased).
         for header in strip.iter().filter(|name| head.host.header(name).is_some()) {
-            self.set_http_request_header(header, None);
+            aigw_shared::compose::set_request_header(header, None);
         }
         self.dialect = head.dialect();
         self.path = head.path.clone();

@@ -125,7 +125,7 @@ impl HttpContext for Filter {
         self.scanned = self.shape.is_some() || self.config.other_paths == config::OtherPaths::Scan;
         if !self.config.response.is_empty() {
             // Providers then answer with bodies this filter can read.
-            self.set_http_request_header("accept-encoding", None);
+            aigw_shared::compose::set_request_header("accept-encoding", None);
         }
         let (wanted, gate_policy) = policy::request_scope(
             &self.config,

@@ -35,7 +35,7 @@ const BOUNDS: [(&str, u64, u64); 6] = [
     ("semantic-cache", 13, 13),
     ("token-counter", 45, 80),
     ("model-router", 18, 18),
-    (ONE_PASS, 95, 172),
+    (ONE_PASS, 80, 135),
 ];
 
 /// The one-pass build's row: the five filters as stages of dist/aigw.wasm.
