@@ -1,8 +1,9 @@
-//! Code shared by the four aigw filters.
+//! Code shared by the five aigw filters and the one-pass build (filters/aigw).
 //!
 //! Everything here is pure Rust that runs natively in unit tests, except the
-//! proxy-wasm side of the seams: [`host::ProxyWasmHost`] and [`glue`] (the
-//! filter skeleton that turns the pure modules' decisions into host calls).
+//! proxy-wasm side of the seams: [`host::ProxyWasmHost`], [`glue`] (the
+//! filter skeleton that turns the pure modules' decisions into host calls) and
+//! [`compose`] (what changes when a filter runs as a stage of the one-pass build).
 
 pub mod api;
 pub mod attributes;

@@ -10,302 +10,32 @@
 
 pub mod chain;
 pub mod config;
+mod root;
+mod stream;
 
-use aigw_shared::compose::{self, Direction, StageEffects};
-use aigw_shared::host::log;
-use chain::{Event, Lane, Outcome, StageCall};
+use aigw_shared::compose;
 use config::Stage;
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel};
-use std::collections::HashMap;
-use std::time::{Duration, SystemTime};
+use proxy_wasm::traits::RootContext;
 
 #[cfg(all(target_arch = "wasm32", feature = "entry-point"))]
 proxy_wasm::main! {{
-    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
     proxy_wasm::set_root_context(|_| new_root());
 }}
 
 /// A new root context: one per VM and plugin configuration.
 pub fn new_root() -> Box<dyn RootContext> {
     compose::enter_bundle();
-    Box::new(BundleRoot { stages: Vec::new(), calls: HashMap::new() })
+    Box::new(root::BundleRoot::default())
 }
 
 /// A stage filter's own root context.
-fn stage_root(stage: Stage) -> Box<dyn RootContext> {
+pub(crate) fn stage_root(stage: Stage) -> Box<dyn RootContext> {
     match stage {
         Stage::PiiMask => pii_mask::new_root(),
         Stage::PromptTemplate => prompt_template::new_root(),
         Stage::SemanticCache => semantic_cache::new_root(),
         Stage::TokenCounter => token_counter::new_root(),
         Stage::ModelRouter => model_router::new_root(),
-    }
-}
-
-struct StageRoot {
-    stage: Stage,
-    root: Box<dyn RootContext>,
-    /// The tick the stage asked for, and when it is next due.
-    tick: Option<(Duration, SystemTime)>,
-}
-
-struct BundleRoot {
-    stages: Vec<StageRoot>,
-    /// Calls the stages' roots dispatched (token → stage position).
-    calls: HashMap<u32, usize>,
-}
-
-impl BundleRoot {
-    fn record(&mut self, position: usize, effects: StageEffects) {
-        for token in effects.dispatched {
-            self.calls.insert(token, position);
-        }
-    }
-}
-
-impl Context for BundleRoot {
-    fn on_http_call_response(&mut self, token_id: u32, num_headers: usize, body_size: usize, num_trailers: usize) {
-        let Some(position) = self.calls.remove(&token_id) else { return };
-        if let Some(stage) = self.stages.get_mut(position) {
-            stage.root.on_http_call_response(token_id, num_headers, body_size, num_trailers);
-        }
-        let effects = compose::take_effects();
-        self.record(position, effects);
-    }
-
-    fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
-        let Some(position) = self.calls.remove(&token_id) else { return };
-        if let Some(stage) = self.stages.get_mut(position) {
-            stage.root.on_grpc_call_response(token_id, status_code, response_size);
-        }
-        let effects = compose::take_effects();
-        self.record(position, effects);
-    }
-}
-
-impl RootContext for BundleRoot {
-    fn on_configure(&mut self, _size: usize) -> bool {
-        let blocks = match config::from_json(self.get_plugin_configuration().as_deref()) {
-            Ok(blocks) => blocks,
-            Err(err) => {
-                log(LogLevel::Error, &format!("aigw: invalid configuration: {err}"));
-                return false;
-            }
-        };
-        let mut stages = Vec::with_capacity(blocks.len());
-        let now = self.get_current_time();
-        for (stage, block) in blocks {
-            let mut root = stage_root(stage);
-            let size = block.len();
-            // The stage logs its own error, with the field path inside its block.
-            if !compose::configure_stage(block, || root.on_configure(size)) {
-                log(LogLevel::Error, &format!("aigw: invalid configuration: {}: refused by the filter", stage.name()));
-                let _ = compose::take_effects();
-                return false;
-            }
-            let tick = compose::take_effects().tick.map(|period| (period, now + period));
-            stages.push(StageRoot { stage, root, tick });
-        }
-        if let Some(period) = stages.iter().filter_map(|s| s.tick.map(|(period, _)| period)).min() {
-            self.set_tick_period(period);
-        }
-        let names: Vec<&str> = stages.iter().map(|s| s.stage.name()).collect();
-        log(LogLevel::Info, &format!("aigw: configured: stages {}", names.join(" → ")));
-        self.stages = stages;
-        self.calls.clear();
-        true
-    }
-
-    fn on_tick(&mut self) {
-        let now = self.get_current_time();
-        for position in 0..self.stages.len() {
-            let Some(stage) = self.stages.get_mut(position) else { continue };
-            let Some((period, due)) = stage.tick else { continue };
-            if now < due {
-                continue;
-            }
-            stage.tick = Some((period, now + period));
-            stage.root.on_tick();
-            let effects = compose::take_effects();
-            self.record(position, effects);
-        }
-    }
-
-    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let stages: Vec<Box<dyn HttpContext>> =
-            self.stages.iter().filter_map(|s| s.root.create_http_context(context_id)).collect();
-        let request = Lane::new((0..stages.len()).collect());
-        Some(Box::new(Bundle { stages, request, response: None, reached: 0, calls: HashMap::new() }))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
-    }
-}
-
-/// One stream through the stages.
-struct Bundle {
-    stages: Vec<Box<dyn HttpContext>>,
-    request: Lane,
-    /// Made at the response headers: the stages that saw the request, in reverse.
-    response: Option<Lane>,
-    /// How many stages saw the request headers (the others never see this stream).
-    reached: usize,
-    /// Calls the stages dispatched (token → stage).
-    calls: HashMap<u32, usize>,
-}
-
-/// Where the stage's view of this direction's body starts.
-fn set_window(direction: Direction, start: usize) {
-    match direction {
-        Direction::Request => compose::set_windows(start, 0),
-        Direction::Response => compose::set_windows(0, start),
-    }
-}
-
-/// Calls one stage with one callback and reads back what it did.
-fn call_stage(
-    stage: &mut dyn HttpContext,
-    index: usize,
-    calls: &mut HashMap<u32, usize>,
-    direction: Direction,
-    call: StageCall,
-) -> Outcome {
-    let action = match (direction, call) {
-        (Direction::Request, StageCall::Headers { end_of_stream }) => stage.on_http_request_headers(0, end_of_stream),
-        (Direction::Response, StageCall::Headers { end_of_stream }) => stage.on_http_response_headers(0, end_of_stream),
-        (direction, StageCall::Body { start, size, end_of_stream }) => {
-            set_window(direction, start);
-            let action = match direction {
-                Direction::Request => stage.on_http_request_body(size, end_of_stream),
-                Direction::Response => stage.on_http_response_body(size, end_of_stream),
-            };
-            compose::set_windows(0, 0);
-            action
-        }
-        (direction, StageCall::Trailers { start }) => {
-            set_window(direction, start);
-            let action = match direction {
-                Direction::Request => stage.on_http_request_trailers(0),
-                Direction::Response => stage.on_http_response_trailers(0),
-            };
-            compose::set_windows(0, 0);
-            action
-        }
-    };
-    let effects = compose::take_effects();
-    for token in &effects.dispatched {
-        calls.insert(*token, index);
-    }
-    Outcome {
-        proceed: action == Action::Continue,
-        local_reply: effects.local_reply_sent,
-        replaced: effects.replaced(direction),
-    }
-}
-
-impl Bundle {
-    fn run(&mut self, direction: Direction, event: Event, size: usize) -> Action {
-        compose::new_callback();
-        let Bundle { stages, request, response, reached, calls } = self;
-        let lane = match direction {
-            Direction::Request => request,
-            Direction::Response => response.get_or_insert_with(|| Lane::new((0..*reached).rev().collect())),
-        };
-        let mut call = |index: usize, call: StageCall| -> Outcome {
-            if direction == Direction::Request && matches!(call, StageCall::Headers { .. }) {
-                *reached = (*reached).max(index + 1);
-            }
-            match stages.get_mut(index) {
-                Some(stage) => call_stage(stage.as_mut(), index, calls, direction, call),
-                None => Outcome::CONTINUE,
-            }
-        };
-        if lane.on_event(event, size, &mut call) {
-            Action::Continue
-        } else {
-            Action::Pause
-        }
-    }
-
-    /// A call's answer reached the stage that dispatched it.
-    fn answered(&mut self, index: usize, answer: impl FnOnce(&mut dyn HttpContext)) {
-        let request_start = self.request.window_start(index);
-        let response_start = self.response.as_ref().map_or(0, |lane| lane.window_start(index));
-        let Some(stage) = self.stages.get_mut(index) else { return };
-        compose::new_callback();
-        compose::set_windows(request_start, response_start);
-        answer(stage.as_mut());
-        compose::set_windows(0, 0);
-        let effects = compose::take_effects();
-        for token in &effects.dispatched {
-            self.calls.insert(*token, index);
-        }
-        if let Some(size) = effects.replaced(Direction::Request) {
-            self.request.replaced(index, size);
-        }
-        if let (Some(size), Some(lane)) = (effects.replaced(Direction::Response), self.response.as_mut()) {
-            lane.replaced(index, size);
-        }
-        if effects.local_reply_sent {
-            self.request.stop();
-            return;
-        }
-        if effects.resume_requested && self.request.paused_stage() == Some(index) {
-            let Bundle { stages, request, calls, .. } = self;
-            let mut call = |i: usize, call: StageCall| match stages.get_mut(i) {
-                Some(stage) => call_stage(stage.as_mut(), i, calls, Direction::Request, call),
-                None => Outcome::CONTINUE,
-            };
-            if request.resume(index, &mut call) {
-                let _ = proxy_wasm::hostcalls::resume_http_request();
-            }
-        }
-    }
-}
-
-impl Context for Bundle {
-    fn on_http_call_response(&mut self, token_id: u32, num_headers: usize, body_size: usize, num_trailers: usize) {
-        let Some(index) = self.calls.remove(&token_id) else { return };
-        self.answered(index, |stage| stage.on_http_call_response(token_id, num_headers, body_size, num_trailers));
-    }
-
-    fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
-        let Some(index) = self.calls.remove(&token_id) else { return };
-        self.answered(index, |stage| stage.on_grpc_call_response(token_id, status_code, response_size));
-    }
-}
-
-impl HttpContext for Bundle {
-    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        self.run(Direction::Request, Event::Headers { end_of_stream }, 0)
-    }
-
-    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        self.run(Direction::Request, Event::Body { end_of_stream }, body_size)
-    }
-
-    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
-        self.run(Direction::Request, Event::Trailers, 0)
-    }
-
-    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        self.run(Direction::Response, Event::Headers { end_of_stream }, 0)
-    }
-
-    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        self.run(Direction::Response, Event::Body { end_of_stream }, body_size)
-    }
-
-    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
-        self.run(Direction::Response, Event::Trailers, 0)
-    }
-
-    fn on_log(&mut self) {
-        for stage in self.stages.iter_mut().take(self.reached) {
-            stage.on_log();
-        }
-        let _ = compose::take_effects();
     }
 }
