@@ -42,13 +42,12 @@ pub fn bundle(gateway_yaml: &str) -> Result<String, String> {
             .collect();
         let Some(&first) = positions.first() else { continue };
         let mut blocks = Vec::new();
-        for &i in &positions {
-            let filter = &filters[i];
+        for filter in positions.iter().filter_map(|&i| filters.get(i)) {
             let name = config::wasm_filter_name(filter).map(filter_id).unwrap_or_default().to_string();
             let text = configuration_text(filter).ok_or_else(|| format!("{name}: no configuration.value"))?;
             blocks.push((name, text));
         }
-        let template = filters[first].clone();
+        let template = filters.get(first).cloned().ok_or("no first aigw filter")?;
         let aigw = bundle_filter(&template, NAME, &blocks)?;
         for &i in positions.iter().rev() {
             filters.remove(i);
