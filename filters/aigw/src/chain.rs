@@ -270,19 +270,10 @@ mod tests {
         fn call(&mut self, stage: usize, what: StageCall, behave: Behaviour<'_>) -> Outcome {
             match what {
                 StageCall::Body { start, size, end_of_stream } => {
-                    let window = self.buffer[start..start + size].to_vec();
-                    self.log.push(format!(
-                        "{stage}:{}{}",
-                        String::from_utf8_lossy(&window),
-                        if end_of_stream { "$" } else { "" }
-                    ));
-                    let (outcome, replacement) = behave(stage, &window, end_of_stream);
-                    if let Some(bytes) = replacement {
-                        self.buffer.truncate(start);
-                        self.buffer.extend_from_slice(&bytes);
-                        return Outcome { replaced: Some(bytes.len()), ..outcome };
-                    }
-                    outcome
+                    let window = &self.buffer[start..start + size];
+                    let mark = if end_of_stream { "$" } else { "" };
+                    self.log.push(format!("{stage}:{}{mark}", String::from_utf8_lossy(window)));
+                    self.behave_on(stage, start, start + size, end_of_stream, behave)
                 }
                 StageCall::Headers { .. } => {
                     self.log.push(format!("{stage}:H"));
@@ -290,16 +281,18 @@ mod tests {
                 }
                 StageCall::Trailers { start } => {
                     self.log.push(format!("{stage}:T"));
-                    let window = self.buffer[start..].to_vec();
-                    let (outcome, replacement) = behave(stage, &window, true);
-                    if let Some(bytes) = replacement {
-                        self.buffer.truncate(start);
-                        self.buffer.extend_from_slice(&bytes);
-                        return Outcome { replaced: Some(bytes.len()), ..outcome };
-                    }
-                    outcome
+                    self.behave_on(stage, start, self.buffer.len(), true, behave)
                 }
             }
+        }
+
+        /// Runs a stage on the window `start..end`, replacing the window with what it returns.
+        fn behave_on(&mut self, stage: usize, start: usize, end: usize, eos: bool, behave: Behaviour<'_>) -> Outcome {
+            let (outcome, replacement) = behave(stage, &self.buffer[start..end], eos);
+            let Some(bytes) = replacement else { return outcome };
+            self.buffer.truncate(start);
+            self.buffer.extend_from_slice(&bytes);
+            Outcome { replaced: Some(bytes.len()), ..outcome }
         }
 
         /// Envoy appends `chunk` to what it retained and calls the lane.
