@@ -39,6 +39,19 @@ pub trait Plugin: 'static {
     fn on_configured(_config: &Self::Config) {}
     /// The HTTP context of one stream.
     fn http_context(config: &Rc<Self::Config>) -> Box<dyn HttpContext>;
+    /// How often this configuration needs [`Plugin::on_tick`]; `None`: never. The root context
+    /// does work that must outlive the stream that queued it (Envoy cancels a stream's calls
+    /// when the stream is destroyed): budget settlements, cache writes.
+    fn tick_period(_config: &Self::Config) -> Option<Duration> {
+        None
+    }
+    /// The root context's work on a tick (state lives in the VM's thread-locals).
+    fn on_tick(_config: &Self::Config) {}
+    /// The answer to an HTTP call made from [`Plugin::on_tick`]: its `:status` and body
+    /// (`None` for both when the call failed without a response).
+    fn on_root_http_response(_config: &Self::Config, _token_id: u32, _status: Option<&str>, _body: Option<&[u8]>) {}
+    /// The answer to a gRPC call made from [`Plugin::on_tick`] (0: OK).
+    fn on_root_grpc_response(_config: &Self::Config, _token_id: u32, _status_code: u32) {}
 }
 
 /// The root context of a [`Plugin`].
@@ -52,13 +65,29 @@ pub fn root<P: Plugin>() -> Box<dyn RootContext> {
     Box::new(PluginRoot::<P> { config: None, plugin: PhantomData })
 }
 
-impl<P: Plugin> Context for PluginRoot<P> {}
+impl<P: Plugin> Context for PluginRoot<P> {
+    fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
+        let Some(config) = self.config.clone() else { return };
+        let status = self.get_http_call_response_header(":status");
+        let body = self.get_http_call_response_body(0, body_size);
+        P::on_root_http_response(&config, token_id, status.as_deref(), body.as_deref());
+    }
+
+    fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, _response_size: usize) {
+        if let Some(config) = &self.config {
+            P::on_root_grpc_response(config, token_id, status_code);
+        }
+    }
+}
 
 impl<P: Plugin> RootContext for PluginRoot<P> {
     fn on_configure(&mut self, _size: usize) -> bool {
         match P::parse(crate::compose::plugin_configuration().as_deref()) {
             Ok(config) => {
                 P::on_configured(&config);
+                if let Some(period) = P::tick_period(&config) {
+                    compose::set_tick_period(period);
+                }
                 log(LogLevel::Info, &format!("{}: configured: {}", P::NAME, P::summary(&config)));
                 self.config = Some(Rc::new(config));
                 true
@@ -67,6 +96,12 @@ impl<P: Plugin> RootContext for PluginRoot<P> {
                 log(LogLevel::Error, &format!("{}: invalid configuration: {err}", P::NAME));
                 false
             }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        if let Some(config) = &self.config {
+            P::on_tick(config);
         }
     }
 

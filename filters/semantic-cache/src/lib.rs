@@ -28,58 +28,45 @@ use aigw_shared::ErrorDialect;
 use config::Config;
 use exchange::{Exchange, Step};
 use proxy_wasm::hostcalls;
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, MetricType};
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::{Action, MetricType};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-#[cfg(all(target_arch = "wasm32", feature = "entry-point"))]
-proxy_wasm::main! {{
-    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
-    proxy_wasm::set_root_context(|_| new_root());
-}}
-
-/// A new root context: one per VM and plugin configuration. The shared
-/// skeleton's root, plus the writer of `store.chroma` on a tick.
-pub fn new_root() -> Box<dyn RootContext> {
-    Box::new(CacheRoot {
-        inner: glue::root::<SemanticCache>(),
-        store: None,
-        writer: chroma::Writer::default(),
-        call: None,
-    })
-}
+aigw_shared::filter_entry_point!(SemanticCache);
 
 /// How often a VM's root context sends its queued writes to the external store.
 const WRITE_TICK: Duration = Duration::from_millis(50);
 
-thread_local! {
-    // `store.chroma` of the configuration this VM's root context just accepted.
-    static CONFIGURED_STORE: RefCell<Option<config::Chroma>> = const { RefCell::new(None) };
-}
-
-struct CacheRoot {
-    inner: Box<dyn RootContext>,
-    store: Option<config::Chroma>,
+/// The root context's writer of `store.chroma`: the entries streams queued
+/// (`chroma::queue`) leave in batches on a tick, one call in flight.
+#[derive(Default)]
+struct RootWrites {
     writer: chroma::Writer,
     /// The write call in flight.
     call: Option<u32>,
 }
 
-impl CacheRoot {
-    /// Sends the writer's next call, if any; counts what a finished call did.
-    fn send(&mut self) {
-        let Some(store) = self.store.clone() else { return };
-        let Some(call) = self.writer.on_tick(&store) else { return };
-        let side =
-            SideCall { cluster: store.cluster.clone(), headers: call.headers, body: call.body, timeout: store.timeout };
-        self.call = glue::dispatch(&side);
-        if self.call.is_none() {
-            let written = self.writer.not_sent();
-            count_written(&written);
-        }
+thread_local! {
+    // Per VM (Wasm VMs are single-threaded).
+    static ROOT_WRITES: RefCell<RootWrites> = RefCell::new(RootWrites::default());
+}
+
+/// Sends the writer's next call, if any and none is in flight.
+fn send_writes(store: &config::Chroma) {
+    let Some(call) = ROOT_WRITES.with(|w| w.borrow_mut().writer.on_tick(store)) else { return };
+    let side =
+        SideCall { cluster: store.cluster.clone(), headers: call.headers, body: call.body, timeout: store.timeout };
+    let token = glue::dispatch(&side);
+    let not_sent = ROOT_WRITES.with(|w| {
+        let mut w = w.borrow_mut();
+        w.call = token;
+        token.is_none().then(|| w.writer.not_sent())
+    });
+    if let Some(written) = not_sent {
+        count_written(&written);
     }
 }
 
@@ -93,49 +80,6 @@ fn count_written(written: &chroma::Written) {
         chroma::Written::Failed(err, _) => {
             aigw_shared::host::Host::increment_counter(host, &metrics::store_failed(err.reason()), 1)
         }
-    }
-}
-
-impl Context for CacheRoot {
-    fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
-        if self.call != Some(token_id) {
-            return;
-        }
-        self.call = None;
-        let status = self.get_http_call_response_header(":status");
-        let body = self.get_http_call_response_body(0, body_size);
-        let written = self.writer.on_response(status.as_deref(), body.as_deref());
-        count_written(&written);
-        if written == chroma::Written::Resolved {
-            self.send(); // the queued entries, at once
-        }
-    }
-}
-
-impl RootContext for CacheRoot {
-    fn on_vm_start(&mut self, size: usize) -> bool {
-        self.inner.on_vm_start(size)
-    }
-
-    fn on_configure(&mut self, size: usize) -> bool {
-        let configured = self.inner.on_configure(size);
-        self.store = CONFIGURED_STORE.with(|store| store.borrow_mut().take());
-        if configured && self.store.is_some() {
-            glue::set_tick_period(WRITE_TICK);
-        }
-        configured
-    }
-
-    fn on_tick(&mut self) {
-        self.send();
-    }
-
-    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        self.inner.create_http_context(context_id)
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        self.inner.get_type()
     }
 }
 
@@ -169,7 +113,32 @@ impl Plugin for SemanticCache {
     fn on_configured(config: &Config) {
         // The index key exists before traffic flows (Envoy has no conditional create).
         store::Cache::new(&ProxyWasmHost, config.max_entries).ensure_index();
-        CONFIGURED_STORE.with(|store| *store.borrow_mut() = config.store.clone());
+    }
+    /// Writes to the external store leave from the root context: a call made from a stream's
+    /// context would be cancelled when the stream ends, and waiting for it would hold the response.
+    fn tick_period(config: &Config) -> Option<Duration> {
+        config.store.is_some().then_some(WRITE_TICK)
+    }
+    fn on_tick(config: &Config) {
+        if let Some(store) = &config.store {
+            send_writes(store);
+        }
+    }
+    fn on_root_http_response(config: &Config, token_id: u32, status: Option<&str>, body: Option<&[u8]>) {
+        let Some(store) = &config.store else { return };
+        let written = ROOT_WRITES.with(|w| {
+            let mut w = w.borrow_mut();
+            if w.call != Some(token_id) {
+                return None;
+            }
+            w.call = None;
+            Some(w.writer.on_response(status, body))
+        });
+        let Some(written) = written else { return };
+        count_written(&written);
+        if written == chroma::Written::Resolved {
+            send_writes(store); // the queued entries, at once
+        }
     }
     fn http_context(config: &Rc<Config>) -> Box<dyn HttpContext> {
         Box::new(Filter {

@@ -30,25 +30,14 @@ use aigw_shared::ErrorDialect;
 use config::{Config, Store};
 use exchange::{RemoteReservation, RequestAction, Stream};
 use proxy_wasm::hostcalls;
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel};
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::{Action, BufferType, LogLevel};
 use remote::{Health, Outbox, Settlement};
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-// The root context is the shared skeleton's, wrapped to send the rate limit
-// service's settlements (see `Root`).
-#[cfg(all(target_arch = "wasm32", feature = "entry-point"))]
-proxy_wasm::main! {{
-    proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| new_root());
-}}
-
-/// A new root context: one per VM and plugin configuration.
-pub fn new_root() -> Box<dyn RootContext> {
-    Box::new(Root { inner: glue::root::<TokenCounter>() })
-}
+aigw_shared::filter_entry_point!(TokenCounter);
 
 /// How often a root context sends the settlements its streams queued.
 const SETTLE_TICK: Duration = Duration::from_millis(20);
@@ -81,64 +70,6 @@ fn queue_settlements(config: &Config, stream: &mut Stream) {
     }
 }
 
-/// The skeleton's root plus the settlement sender: a gRPC call made from a
-/// stream's context is cancelled by Envoy when that stream is destroyed, and
-/// settlements are made just before that, so the root context sends them.
-struct Root {
-    inner: Box<dyn RootContext>,
-}
-
-impl Context for Root {
-    fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, _response_size: usize) {
-        let Some(rule) = OUTBOX.with(|outbox| outbox.borrow_mut().answered(token_id)) else { return };
-        if status_code != 0 {
-            ProxyWasmHost.increment_counter(&metrics::rule(&rule, "store_errors"), 1);
-        }
-        record_health(status_code == 0);
-    }
-}
-
-impl RootContext for Root {
-    fn on_vm_start(&mut self, size: usize) -> bool {
-        self.inner.on_vm_start(size)
-    }
-
-    fn on_configure(&mut self, size: usize) -> bool {
-        let configured = self.inner.on_configure(size);
-        if configured && RLS_CLUSTER.with(|c| c.borrow().is_some()) {
-            glue::set_tick_period(SETTLE_TICK);
-        }
-        configured
-    }
-
-    fn on_tick(&mut self) {
-        for settlement in OUTBOX.with(|outbox| outbox.borrow_mut().take_all()) {
-            let sent = glue::dispatch_grpc(
-                &settlement.cluster,
-                ratelimit_proto::SERVICE,
-                ratelimit_proto::METHOD,
-                &settlement.message,
-                Duration::from_millis(settlement.timeout_ms),
-            );
-            match sent {
-                Ok(token) => OUTBOX.with(|outbox| outbox.borrow_mut().sent(token, settlement.rule)),
-                Err(_) => {
-                    ProxyWasmHost.increment_counter(&metrics::rule(&settlement.rule, "store_errors"), 1);
-                    record_health(false);
-                }
-            }
-        }
-    }
-
-    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        self.inner.create_http_context(context_id)
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        self.inner.get_type()
-    }
-}
-
 struct TokenCounter;
 
 impl Plugin for TokenCounter {
@@ -157,6 +88,36 @@ impl Plugin for TokenCounter {
         if let Some(line) = exchange::prepare_vm(config, &ProxyWasmHost) {
             log(LogLevel::Info, &line);
         }
+    }
+    /// Settlements are made just before a stream is destroyed, and Envoy cancels a gRPC call
+    /// made from that stream's context when it is: the root context sends them.
+    fn tick_period(config: &Config) -> Option<Duration> {
+        matches!(config.store, Store::Rls(_)).then_some(SETTLE_TICK)
+    }
+    fn on_tick(_config: &Config) {
+        for settlement in OUTBOX.with(|outbox| outbox.borrow_mut().take_all()) {
+            let sent = glue::dispatch_grpc(
+                &settlement.cluster,
+                ratelimit_proto::SERVICE,
+                ratelimit_proto::METHOD,
+                &settlement.message,
+                Duration::from_millis(settlement.timeout_ms),
+            );
+            match sent {
+                Ok(token) => OUTBOX.with(|outbox| outbox.borrow_mut().sent(token, settlement.rule)),
+                Err(_) => {
+                    ProxyWasmHost.increment_counter(&metrics::rule(&settlement.rule, "store_errors"), 1);
+                    record_health(false);
+                }
+            }
+        }
+    }
+    fn on_root_grpc_response(_config: &Config, token_id: u32, status_code: u32) {
+        let Some(rule) = OUTBOX.with(|outbox| outbox.borrow_mut().answered(token_id)) else { return };
+        if status_code != 0 {
+            ProxyWasmHost.increment_counter(&metrics::rule(&rule, "store_errors"), 1);
+        }
+        record_health(status_code == 0);
     }
     fn http_context(config: &Rc<Config>) -> Box<dyn HttpContext> {
         let config = config.clone();
